@@ -1,0 +1,30 @@
+# One-command set-up: `make demo` runs the default benchmark, `make test` runs the test suite.
+# Both create .venv and install the CPU build of torch 2.13.0 before the project, so pip never pulls a CUDA build.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+TORCH  ?= torch==2.13.0
+
+.PHONY: setup demo test lint clean
+
+$(BIN)/alpose-bench: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	@touch $@
+
+setup: $(BIN)/alpose-bench
+
+demo: setup
+	$(BIN)/alpose-bench run
+	$(BIN)/alpose-bench plot results/synth-human-quick
+	$(BIN)/alpose-bench report results/synth-human-quick
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) build *.egg-info

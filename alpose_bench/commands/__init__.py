@@ -1,0 +1,1 @@
+"""Click sub-commands of `alpose-bench`, one module each; cli.py assembles them."""

@@ -1,0 +1,37 @@
+"""`alpose-bench list`: every sampler, dataset and preset, one line each."""
+
+from __future__ import annotations
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from alpose_bench import registry
+from alpose_bench.config import PRESET_DESCRIPTIONS
+
+
+@click.command("list")
+def list_command() -> None:
+    """List the registered samplers, datasets and presets."""
+    console = Console()
+    for title, plugins in (("Samplers", registry.samplers()), ("Datasets", registry.datasets())):
+        table = Table(title=title, title_justify="left")
+        table.add_column("name", style="bold")
+        table.add_column("description")
+        table.add_column("from", style="dim")
+        for name, plugin in plugins.items():
+            desc = plugin.description
+            extra = ""
+            if plugin.obj is not None and title == "Samplers":
+                tasks = getattr(plugin.obj, "tasks", frozenset())
+                if tasks == frozenset({"heatmap2d"}):
+                    extra = " [dim](2D heatmaps only)[/dim]"
+            style = "red" if plugin.obj is None else None
+            table.add_row(name, desc + extra, plugin.distribution, style=style)
+        console.print(table)
+    table = Table(title="Presets", title_justify="left")
+    table.add_column("name", style="bold")
+    table.add_column("description")
+    for name, desc in PRESET_DESCRIPTIONS.items():
+        table.add_row(name, desc)
+    console.print(table)

@@ -1,0 +1,136 @@
+"""`alpose-bench run`: run an active-learning experiment (several samplers x seeds) and record every cycle."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from alpose_bench.config import build_spec, parse_sampler_params
+from alpose_bench.errors import UserError
+from alpose_bench.runner import experiment_lock, plan, run_plan
+
+
+class RichProgress:
+    """Overall, per-task and per-cycle progress in the terminal."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            console=console, transient=False,
+        )  # fmt: skip
+        self.cycles = None
+
+    def start(self, the_plan, need_cycle0) -> None:
+        self.plan = the_plan
+        self.progress.start()
+        total = len(the_plan.pending)
+        self.overall = self.progress.add_task("tasks", total=total)
+        self.shared = self.progress.add_task("shared cycle 0 (dataset x seed)", total=len(need_cycle0))
+
+    def cycle0_done(self, dataset, seed) -> None:
+        self.progress.advance(self.shared)
+
+    def task_started(self, task) -> None:
+        if self.cycles is not None:
+            self.progress.remove_task(self.cycles)
+        done = len(self.plan.done.get(task, {}))
+        self.cycles = self.progress.add_task(f"  {task} cycles", total=self.plan.spec.cycles + 1, completed=done)
+
+    def cycle_done(self, task, cycle) -> None:
+        if self.cycles is not None:
+            self.progress.update(self.cycles, completed=cycle + 1)
+
+    def task_done(self, task, error) -> None:
+        self.progress.advance(self.overall)
+        if error:
+            self.console.print(f"[red]failed[/red] {task}: {error}")
+
+    def finish(self, seconds: float) -> None:
+        self.progress.stop()
+        self.console.print(f"finished in {seconds:.1f} s")
+
+
+def summary_table(out_dir: Path) -> Table:
+    from alpose_bench.results import load
+
+    df = load(out_dir)
+    table = Table(title=f"Results: {out_dir}", title_justify="left")
+    for col in ("dataset", "sampler", "seeds", "labelled", "metric (mean ± std)", "train s/cycle", "select ms/img"):
+        table.add_column(col)
+    if df.empty:
+        return table
+    last = df[df["cycle"] == df.groupby(["dataset", "sampler"])["cycle"].transform("max")]
+    for (dataset, sampler), g in last.groupby(["dataset", "sampler"]):
+        allc = df[(df["dataset"] == dataset) & (df["sampler"] == sampler)]
+        unit = "mm" if g["metric"].iloc[0] == "mpjpe" else "%"
+        table.add_row(
+            dataset, sampler, str(g["seed"].nunique()), str(int(g["n_labelled"].iloc[0])),
+            f"{g['metric'].iloc[0]} {g['value'].mean():.2f} ± {g['value'].std(ddof=1) if len(g) > 1 else 0:.2f} {unit}",
+            f"{allc['train_s'].mean():.1f}", f"{allc['select_ms_per_image'].mean():.2f}",
+        )  # fmt: skip
+    return table
+
+
+@click.command()
+@click.option("--samplers", default=None, help="Comma-separated sampler names, or 'all' (default: all).")
+@click.option("--dataset", "datasets", default=None, help="Dataset name(s), comma-separated (default: synth-human).")
+@click.option("--preset", default=None, help="smoke | quick | paper (default: quick).")
+@click.option("--seeds", type=int, default=None, help="Number of seeded repeats (seeds 0..N-1).")
+@click.option("--init", type=int, default=None, help="Initial labelled images.")
+@click.option("--budget", type=int, default=None, help="Images selected per cycle.")
+@click.option("--cycles", type=int, default=None, help="Acquisition cycles (the model is trained cycles + 1 times).")
+@click.option("--epochs", type=int, default=None, help="Epochs per cycle after the first.")
+@click.option("--epochs-first", type=int, default=None, help="Epochs of the first cycle (from scratch).")
+@click.option("--resolution", type=int, default=None, help="Input size in pixels.")
+@click.option("--pool-size", type=int, default=None, help="Synthetic datasets: images in the training pool.")
+@click.option("--from-scratch", is_flag=True, default=False, help="Retrain from scratch each cycle (default: warm start).")
+@click.option("--device", default=None, help="auto | cpu | cuda | cuda:N.")
+@click.option("--data-root", default=None, help="Folder holding the real datasets (or set ALPOSE_DATA_ROOT).")
+@click.option("--sampler-param", "sampler_params", multiple=True, help="SAMPLER.PARAM=VALUE, e.g. vl4pose.num_peaks=3.")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None, help="TOML experiment file.")
+@click.option("--name", default=None, help="Experiment name (folder under --out). Default: DATASET-PRESET.")
+@click.option("--out", default="results", show_default=True, type=click.Path(file_okay=False), help="Results folder.")
+@click.option("--jobs", type=int, default=1, show_default=True, help="Tasks run in parallel worker processes.")
+def run(samplers, datasets, preset, seeds, init, budget, cycles, epochs, epochs_first, resolution, pool_size,
+        from_scratch, device, data_root, sampler_params, config_file, name, out, jobs) -> None:
+    """Run the active-learning protocol for every (dataset, sampler, seed) and record each cycle.
+
+    Rerunning the same command resumes after the last committed cycle of each task.
+    """
+    if jobs < 1:
+        raise UserError(f"--jobs must be at least 1, got {jobs}")
+    overrides = dict(
+        samplers=samplers, datasets=datasets, seeds=seeds, init=init, budget=budget, cycles=cycles, epochs=epochs,
+        epochs_first=epochs_first, resolution=resolution, pool_size=pool_size, device=device, data_root=data_root,
+        name=name, preset=preset, warm_start=False if from_scratch else None,
+        sampler_params=parse_sampler_params(sampler_params) or None,
+    )  # fmt: skip
+    spec = build_spec(preset or "quick", config_file, overrides)
+    console = Console()
+    console.print(f"[bold]{spec.name}[/bold]: preset {spec.preset}, datasets {', '.join(spec.datasets)}, "
+                  f"{spec.seeds} seed(s), {spec.init} + {spec.cycles} x {spec.budget} labelled images")
+    the_plan = plan(spec, Path(out))
+    with experiment_lock(the_plan.out_dir):
+        if not the_plan.pending:
+            console.print("nothing to do: every task is complete (delete the folder to rerun from scratch)")
+        else:
+            try:
+                results = run_plan(the_plan, jobs=jobs, progress=RichProgress(console))
+            except KeyboardInterrupt:
+                console.print(f"\n[yellow]interrupted[/yellow]; committed cycles are kept in {the_plan.out_dir}. "
+                              "Rerun the same command to resume.")
+                raise SystemExit(130) from None
+            failed = {t: e for t, e in results.items() if e}
+            if failed:
+                console.print(f"[red]{len(failed)} task(s) failed[/red] (rerun the command to retry only them):")
+                for t, e in failed.items():
+                    console.print(f"  {t}: {e}")
+    console.print(summary_table(the_plan.out_dir))
+    console.print(f"results: {the_plan.out_dir / 'results.sqlite'}")
+    if any(results.values()) if the_plan.pending else False:
+        raise SystemExit(1)

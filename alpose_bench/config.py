@@ -1,0 +1,275 @@
+"""The experiment specification, its presets, and TOML config files.
+
+An `ExperimentSpec` fully determines an experiment: the same spec and seed give the same selections and metrics on
+the same machine. It is built from a preset (`smoke`, `quick`, `paper`), then a TOML file, then command-line options,
+each overriding the last; every value is validated here so that a bad one fails before any training starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+class ConfigError(ValueError):
+    """An invalid experiment specification; the message says which value and how to fix it (one line)."""
+
+
+@dataclass(frozen=True)
+class ExperimentSpec:
+    """Everything that defines an experiment. `cycles` counts acquisition rounds: the model is trained cycles + 1
+    times, on init, init + budget, ..., init + cycles x budget labelled images."""
+
+    name: str = ""
+    preset: str = "quick"
+    datasets: tuple[str, ...] = ("synth-human",)
+    samplers: tuple[str, ...] = ("all",)
+    seeds: int = 3
+    # data
+    resolution: int = 64
+    pool_size: int | None = None
+    test_size: int | None = None
+    dataset_seed: int = 0
+    data_root: str | None = None
+    # protocol
+    init: int = 100
+    budget: int = 100
+    cycles: int = 4
+    warm_start: bool = True
+    # training
+    epochs_first: int = 30
+    epochs: int = 15
+    lr: float = 3e-4
+    batch_size: int = 16
+    weight_decay: float = 0.0
+    augment: bool = True
+    # model
+    stacks: int = 1
+    channels: int = 64
+    depth: int = 3
+    sigma: float = 1.0  # target Gaussian width in heatmap pixels
+    amplitude: float = 30.0  # target peak height (reference hm_peak)
+    # execution
+    device: str = "auto"
+    eval_batch_size: int = 64
+    sampler_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["datasets"] = list(self.datasets)
+        d["samplers"] = list(self.samplers)
+        return d
+
+    def fingerprint(self) -> str:
+        """A hash of everything that changes results (not the name, device or batch size of inference)."""
+        d = self.to_dict()
+        for k in ("name", "device", "eval_batch_size"):
+            d.pop(k)
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+    def seed_values(self) -> list[int]:
+        return list(range(self.seeds))
+
+    def replace(self, **changes: Any) -> ExperimentSpec:
+        return dataclasses.replace(self, **changes)
+
+
+SPEC_FIELDS = {f.name: f for f in dataclasses.fields(ExperimentSpec)}
+
+# Each preset is a set of overrides on the ExperimentSpec defaults. `paper` is refined per dataset below.
+PRESETS: dict[str, dict[str, Any]] = {
+    "smoke": dict(
+        resolution=64, pool_size=120, test_size=40, init=16, budget=16, cycles=2, epochs_first=2, epochs=1,
+        stacks=1, channels=16, depth=2, batch_size=16, seeds=1,
+    ),
+    "quick": dict(
+        resolution=64, pool_size=2000, test_size=500, init=100, budget=100, cycles=4, epochs_first=30,
+        epochs=15, stacks=1, channels=64, depth=3, batch_size=16, sigma=1.0, seeds=3,
+    ),
+    "paper": dict(
+        resolution=256, pool_size=None, test_size=None, init=1000, budget=1000, cycles=5, epochs_first=150,
+        epochs=100, stacks=2, channels=256, depth=4, batch_size=16, lr=3e-4, sigma=1.75, amplitude=30.0, seeds=5,
+    ),
+}  # fmt: skip
+
+PRESET_DESCRIPTIONS = {
+    "smoke": "Seconds: tiny model and pool, 2 cycles, 1 seed (tests and plumbing checks).",
+    "quick": "The CPU default: 64 px, 1-stack 64-channel hourglass, 100 initial + 4 x 100, 3 seeds.",
+    "paper": "The published protocol: 256 px, 2-stack 256-ch hourglass, 1,000 + 5 x 1,000, Adam 3e-4, 150/100 epochs.",
+}
+
+# Dataset-specific protocol of the `paper` preset (the ICVL schedule of the VL4Pose figure: 100 + 9 x 100).
+PAPER_DATASET_OVERRIDES: dict[str, dict[str, Any]] = {
+    "icvl": dict(resolution=128, init=100, budget=100, cycles=9),
+    "synth-hand": dict(resolution=128, init=100, budget=100, cycles=9),
+}
+
+
+def preset_values(preset: str) -> dict[str, Any]:
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}. Known presets: {', '.join(PRESETS)}.")
+    return dict(PRESETS[preset])
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """Read an experiment TOML file (keys of ExperimentSpec, optionally under [experiment], sampler parameters under
+    [sampler_params.NAME])."""
+    path = Path(path)
+    try:
+        with path.open("rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist; pass the path of an existing .toml file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    if "experiment" in data:
+        extra = {k: v for k, v in data.items() if k not in ("experiment", "sampler_params")}
+        if extra:
+            raise ConfigError(f"config file {path}: unexpected top-level keys {sorted(extra)} beside [experiment]")
+        merged = dict(data["experiment"])
+        if "sampler_params" in data:
+            merged["sampler_params"] = data["sampler_params"]
+        data = merged
+    return data
+
+
+def _coerce(name: str, value: Any) -> Any:
+    """Check the type of one value against the ExperimentSpec field it sets."""
+    if name not in SPEC_FIELDS:
+        close = [k for k in SPEC_FIELDS if k.startswith(name[:3])]
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(f"unknown setting {name!r}{hint}; known settings: {', '.join(SPEC_FIELDS)}")
+    default = SPEC_FIELDS[name].default
+    if name in ("datasets", "samplers"):
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)) or not value or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{name} must be a non-empty list of names, got {value!r}")
+        return tuple(value)
+    if name == "sampler_params":
+        if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
+            raise ConfigError("sampler_params must map sampler names to tables of parameters")
+        return {k: dict(v) for k, v in value.items()}
+    if name in ("pool_size", "test_size", "data_root", "name") and value is None:
+        return value
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{name} must be true or false, got {value!r}")
+        return value
+    if isinstance(default, int) or name in ("pool_size", "test_size"):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{name} must be a whole number, got {value!r}")
+        return value
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{name} must be a number, got {value!r}")
+        return float(value)
+    if isinstance(default, str) or name == "data_root":
+        if not isinstance(value, str):
+            raise ConfigError(f"{name} must be a string, got {value!r}")
+        return value
+    return value
+
+
+def validate(spec: ExperimentSpec) -> ExperimentSpec:
+    """Reject values no experiment can run with (checks that need the registry/dataset are done by the planner)."""
+    positive = ("seeds", "resolution", "init", "budget", "batch_size", "channels", "stacks", "depth",
+                "eval_batch_size", "epochs_first")  # fmt: skip
+    for name in positive:
+        if getattr(spec, name) <= 0:
+            raise ConfigError(f"{name} must be positive, got {getattr(spec, name)}")
+    for name in ("cycles", "epochs", "weight_decay"):
+        if getattr(spec, name) < 0:
+            raise ConfigError(f"{name} must be zero or positive, got {getattr(spec, name)}")
+    for name in ("pool_size", "test_size"):
+        v = getattr(spec, name)
+        if v is not None and v <= 0:
+            raise ConfigError(f"{name} must be positive, got {v}")
+    if not spec.lr > 0:
+        raise ConfigError(f"lr must be positive, got {spec.lr}")
+    if spec.sigma <= 0 or spec.amplitude <= 0:
+        raise ConfigError("sigma and amplitude must be positive")
+    if spec.resolution % 16 != 0 or spec.resolution < 32:
+        raise ConfigError(f"resolution must be a multiple of 16 and at least 32, got {spec.resolution}")
+    if spec.resolution % (4 * 2**spec.depth) != 0:
+        deepest = max(d for d in range(1, 8) if spec.resolution % (4 * 2**d) == 0) if spec.resolution % 8 == 0 else 0
+        raise ConfigError(
+            f"depth {spec.depth} does not fit {spec.resolution}-px input (it must be a multiple of 4 x 2^depth); "
+            f"use depth <= {deepest}"
+        )
+    if spec.device not in ("auto", "cpu", "cuda") and not spec.device.startswith("cuda:"):
+        raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {spec.device!r}")
+    if "all" in spec.samplers and len(spec.samplers) > 1:
+        raise ConfigError("use either 'all' or a list of sampler names, not both")
+    return spec
+
+
+def build_spec(
+    preset: str = "quick",
+    config_file: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> ExperimentSpec:
+    """Preset, then config file, then overrides (None values in overrides are ignored)."""
+    values: dict[str, Any] = {}
+    file_values = read_toml(config_file) if config_file else {}
+    preset = file_values.pop("preset", preset) if overrides is None or overrides.get("preset") is None else preset
+    values.update(preset_values(preset))
+    values.update(file_values)
+    for k, v in (overrides or {}).items():
+        if v is not None:
+            values[k] = v
+    values["preset"] = preset
+    # the paper preset's schedule depends on the dataset (ICVL: 100 + 9 x 100, 128 px) unless set explicitly
+    explicit = set(file_values) | {k for k, v in (overrides or {}).items() if v is not None}
+    datasets = _coerce("datasets", values.get("datasets", ExperimentSpec.datasets))
+    if preset == "paper" and len(datasets) == 1 and datasets[0] in PAPER_DATASET_OVERRIDES:
+        for k, v in PAPER_DATASET_OVERRIDES[datasets[0]].items():
+            if k not in explicit:
+                values[k] = v
+    coerced = {k: _coerce(k, v) for k, v in values.items()}
+    spec = ExperimentSpec(**coerced)
+    if not spec.name:
+        spec = spec.replace(name=f"{'+'.join(spec.datasets)}-{spec.preset}")
+    return validate(spec)
+
+
+def parse_sampler_params(items: tuple[str, ...] | list[str]) -> dict[str, dict[str, Any]]:
+    """`vl4pose.num_peaks=3` -> {"vl4pose": {"num_peaks": 3}}; values parsed as TOML scalars."""
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        sampler, dot, param = key.partition(".")
+        if not sep or not dot or not sampler or not param:
+            raise ConfigError(f"--sampler-param {item!r} must look like SAMPLER.PARAM=VALUE, e.g. vl4pose.num_peaks=3")
+        try:
+            value = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw
+        out.setdefault(sampler.strip(), {})[param.strip()] = value
+    return out
+
+
+def load_dataset_from_spec(spec: dict[str, Any] | ExperimentSpec, dataset_name: str):
+    """Load one dataset of an experiment exactly as the run did (for plots and diagnostics)."""
+    from alpose_bench.data import DatasetConfig
+    from alpose_bench.registry import get_dataset
+
+    d = spec.to_dict() if isinstance(spec, ExperimentSpec) else spec
+    config = DatasetConfig(
+        resolution=d["resolution"],
+        pool_size=d.get("pool_size"),
+        test_size=d.get("test_size"),
+        seed=d.get("dataset_seed", 0),
+        data_root=Path(d["data_root"]).expanduser() if d.get("data_root") else None,
+    )
+    return get_dataset(dataset_name)().load(config)

@@ -1,0 +1,128 @@
+"""The in-memory form every dataset plugin produces, and the plugin base class.
+
+A dataset is preprocessed once into arrays (uint8 images, float keypoints, visibility, a per-sample normaliser) so that
+training and pool inference never decode image files. Plugins are registered under the entry-point group
+``alpose_bench.datasets``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar, Literal
+
+import numpy as np
+
+from alpose_bench.skeleton import Skeleton
+
+Task = Literal["heatmap2d", "regression3d"]
+MetricName = Literal["pckh", "pck", "mpjpe"]
+
+
+class DatasetError(Exception):
+    """A dataset is missing, incomplete or malformed. The message says what and how to fix it (one line)."""
+
+
+@dataclass(frozen=True)
+class PoseSplit:
+    """One split of a dataset, as arrays.
+
+    images      (N, H, W, C) uint8; C = 3 for RGB, 1 for depth.
+    keypoints   (N, J, 2) float32 pixel (x, y) in the image for 2D tasks;
+                (N, J, 3) float32 millimetres relative to the hand centre for 3D tasks.
+    visible     (N, J) bool: the joint is annotated (counts in metrics and losses).
+    normalizer  (N,) float32: head-box diagonal (PCKh), torso size (PCK) or 1 (MPJPE).
+    groups      (N,) int64 pose-mode id of each sample (synthetic data; -1 where unknown).
+    """
+
+    images: np.ndarray
+    keypoints: np.ndarray
+    visible: np.ndarray
+    normalizer: np.ndarray
+    groups: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        n = len(self.images)
+        for name in ("keypoints", "visible", "normalizer"):
+            if len(getattr(self, name)) != n:
+                raise ValueError(f"PoseSplit.{name} has {len(getattr(self, name))} rows, images has {n}")
+        if self.images.dtype != np.uint8 or self.images.ndim != 4:
+            raise ValueError(f"PoseSplit.images must be (N, H, W, C) uint8, got {self.images.dtype} {self.images.shape}")
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @property
+    def group_ids(self) -> np.ndarray:
+        return self.groups if self.groups is not None else np.full(len(self), -1, dtype=np.int64)
+
+    def subset(self, index: np.ndarray) -> PoseSplit:
+        return PoseSplit(
+            images=self.images[index],
+            keypoints=self.keypoints[index],
+            visible=self.visible[index],
+            normalizer=self.normalizer[index],
+            groups=None if self.groups is None else self.groups[index],
+        )
+
+
+@dataclass(frozen=True)
+class PoseDataset:
+    """A loaded dataset: its splits and what the engine needs to know to train and evaluate on it."""
+
+    name: str
+    task: Task
+    skeleton: Skeleton
+    metric: MetricName
+    train: PoseSplit  # the active-learning pool (initial labelled set + unlabelled)
+    test: PoseSplit
+    ood: PoseSplit | None = None
+    group_names: tuple[str, ...] = ()  # names of the ids in PoseSplit.groups
+    group_prior: tuple[float, ...] = ()  # prior frequency of each group (synthetic data)
+    cube_mm: float = 1.0  # 3D: half-size of the crop cube; regression targets are keypoints / cube_mm
+    initial_index: np.ndarray | None = None  # fixed initial labelled set (e.g. LSP's 1,000 train images)
+    info: dict = field(default_factory=dict)
+
+    @property
+    def resolution(self) -> int:
+        return int(self.train.images.shape[1])
+
+    @property
+    def channels(self) -> int:
+        return int(self.train.images.shape[3])
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    """What the experiment asks of a dataset plugin."""
+
+    resolution: int = 64
+    pool_size: int | None = None  # None: the dataset's own size (synthetic default 5,000)
+    test_size: int | None = None
+    seed: int = 0  # the dataset's own generation seed (synthetic data); not the experiment's seed
+    data_root: Path | None = None
+    cache_dir: Path | None = None
+    options: dict = field(default_factory=dict)
+
+
+class DatasetPlugin(ABC):
+    """Base class of a dataset plugin. Subclasses set the class variables and implement `load`."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    task: ClassVar[Task]
+    skeleton: ClassVar[Skeleton]
+    metric: ClassVar[MetricName]
+    needs_data_root: ClassVar[bool] = False
+
+    @abstractmethod
+    def load(self, config: DatasetConfig) -> PoseDataset:
+        """Return the dataset, preprocessing into `config.cache_dir` on first use. Raise DatasetError on bad input."""
+
+
+def default_cache_dir() -> Path:
+    """Where preprocessed datasets are cached: $ALPOSE_CACHE or ~/.cache/alpose-bench."""
+    import os
+
+    return Path(os.environ.get("ALPOSE_CACHE", Path.home() / ".cache" / "alpose-bench"))

@@ -1,0 +1,62 @@
+"""What pose models return, and what an auxiliary head may know about the model it sits on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import Tensor
+
+from alpose_bench.data import Task
+from alpose_bench.skeleton import Skeleton
+
+
+@dataclass
+class PoseOutput:
+    """The forward pass of a pose model.
+
+    heatmaps   per stack, each (B, J, h, w); the last one is the prediction (heatmap task), None for regression.
+    keypoints  (B, J, 3) regressed coordinates normalised by the crop cube (regression task), None for heatmaps.
+    features   multi-scale feature maps of the last stack, largest first, each (B, C_i, s_i, s_i) with
+               s_{i+1} = s_i / 2; detached, so auxiliary heads never send gradients into the pose model.
+    embedding  (B, E) pooled feature vector (Core-Set, EGL++ neighbours).
+    """
+
+    heatmaps: list[Tensor] | None
+    keypoints: Tensor | None
+    features: list[Tensor]
+    embedding: Tensor
+
+    @property
+    def final_heatmaps(self) -> Tensor:
+        if self.heatmaps is None:
+            raise ValueError("this model regresses coordinates and has no heatmaps")
+        return self.heatmaps[-1]
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Shapes an auxiliary head is built for."""
+
+    task: Task
+    skeleton: Skeleton
+    feature_channels: tuple[int, ...]  # channels of PoseOutput.features, largest map first
+    feature_sizes: tuple[int, ...]  # spatial size of each feature map
+    embedding_dim: int
+    heatmap_size: int | None  # h (= w) of the heatmaps; None for regression
+    input_size: int
+
+
+@dataclass
+class TrainBatch:
+    """One augmented training batch, in the model's coordinates.
+
+    images     (B, C, H, W) float model input.
+    keypoints  (B, J, 2) ground truth in heatmap pixels (heatmap task) or (B, J, 3) normalised by the cube (regression).
+    visible    (B, J) float 1/0: the joint is annotated (and, after augmentation, inside the image).
+    heatmaps   (B, J, h, w) target heatmaps (heatmap task), None for regression.
+    """
+
+    images: Tensor
+    keypoints: Tensor
+    visible: Tensor
+    heatmaps: Tensor | None

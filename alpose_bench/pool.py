@@ -1,0 +1,152 @@
+"""Batched inference over a set of training-pool images, and the context a sampler selects from.
+
+`SelectionContext` gives a sampler the trained model (and its auxiliary head), the unlabelled pool and the labelled
+set, and streams one forward pass over either of them (`batches`) or collects small outputs as arrays (`collect`).
+Nothing holds all pool heatmaps in memory unless a sampler asks for them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from alpose_bench.data import PoseDataset
+from alpose_bench.models.outputs import PoseOutput
+from alpose_bench.preprocess import to_model_input
+
+Which = Literal["pool", "labelled"]
+
+
+@dataclass
+class ForwardBatch:
+    """One batch of a forward pass: which images, the model input, the pose output and the auxiliary output."""
+
+    positions: np.ndarray  # positions into ctx.pool / ctx.labelled
+    images: Tensor  # (B, C, H, W) model input on the context's device
+    out: PoseOutput
+    aux: Tensor | None
+
+
+def autocast_for(device: torch.device) -> contextlib.AbstractContextManager:
+    """bf16 autocast on CUDA, nothing on CPU (fp32 there keeps runs bit-reproducible)."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+class SelectionContext:
+    """Everything a sampler may read to choose the next images to annotate."""
+
+    def __init__(
+        self,
+        *,
+        model: nn.Module,
+        aux: nn.Module | None,
+        dataset: PoseDataset,
+        labelled: np.ndarray,
+        pool: np.ndarray,
+        device: torch.device | str = "cpu",
+        batch_size: int = 64,
+        seed: int = 0,
+        cycle: int = 0,
+    ) -> None:
+        self.model = model
+        self.aux = aux
+        self.dataset = dataset
+        self.labelled = np.asarray(labelled, dtype=np.int64)  # indices into dataset.train
+        self.pool = np.asarray(pool, dtype=np.int64)  # indices into dataset.train (unlabelled)
+        self.device = torch.device(device)
+        self.batch_size = batch_size
+        self.seed = seed
+        self.cycle = cycle
+        self.rng = np.random.default_rng([seed, cycle, 0x5E1EC7])
+        self._cache: dict[tuple[str, str], np.ndarray] = {}
+        self.forward_passes = 0  # how many images went through the model (for the overhead figures)
+        # per-pool-position arrays a sampler may leave for the record (e.g. VL4Pose's "refined_keypoints" (N, J, 2)
+        # in model-input pixels); the loop stores the rows of the images it selected
+        self.annotations: dict[str, np.ndarray] = {}
+
+    @property
+    def skeleton(self):
+        return self.dataset.skeleton
+
+    @property
+    def task(self):
+        return self.dataset.task
+
+    def indices(self, which: Which) -> np.ndarray:
+        return self.pool if which == "pool" else self.labelled
+
+    def images(self, which: Which, positions: np.ndarray) -> Tensor:
+        """Model input (B, C, H, W) for the given positions of the pool or labelled set."""
+        rows = self.indices(which)[np.asarray(positions)]
+        return to_model_input(torch.from_numpy(self.dataset.train.images[rows]), self.device)
+
+    @torch.no_grad()
+    def batches(self, which: Which = "pool", positions: np.ndarray | None = None) -> Iterator[ForwardBatch]:
+        """One eval-mode forward pass over the pool or the labelled set, batch by batch, in order."""
+        if positions is None:
+            positions = np.arange(len(self.indices(which)))
+        was_training = self.model.training
+        self.model.eval()
+        if self.aux is not None:
+            self.aux.eval()
+        try:
+            for start in range(0, len(positions), self.batch_size):
+                pos = positions[start : start + self.batch_size]
+                x = self.images(which, pos)
+                with autocast_for(self.device):
+                    out = self.model(x)
+                    aux = self.aux(out.features) if self.aux is not None else None
+                out = _to_float(out)
+                self.forward_passes += len(pos)
+                yield ForwardBatch(positions=pos, images=x, out=out, aux=None if aux is None else aux.float())
+        finally:
+            self.model.train(was_training)
+
+    def collect(self, which: Which, name: str) -> np.ndarray:
+        """A per-image output over the whole pool/labelled set as one array, computed once and cached.
+
+        name: "embedding" (N, E), "keypoints" (N, J, D) decoded in model-input pixels (2D) or normalised (3D),
+        "heatmaps" (N, J, h, w) last stack, "aux" (N, ...) auxiliary head output.
+        """
+        key = (which, name)
+        if key not in self._cache:
+            from alpose_bench.heatmaps import decode_keypoints
+
+            parts = []
+            for b in self.batches(which):
+                if name == "embedding":
+                    parts.append(b.out.embedding)
+                elif name == "keypoints":
+                    parts.append(decode_keypoints(b.out, input_size=b.images.shape[-1]))
+                elif name == "heatmaps":
+                    parts.append(b.out.final_heatmaps)
+                elif name == "aux":
+                    if b.aux is None:
+                        raise ValueError("this sampler has no auxiliary head")
+                    parts.append(b.aux)
+                else:
+                    raise ValueError(f"unknown output {name!r}")
+            self._cache[key] = (
+                torch.cat(parts).cpu().numpy() if parts else np.zeros((0,), dtype=np.float32)
+            )
+        return self._cache[key]
+
+
+def _to_float(out: PoseOutput) -> PoseOutput:
+    def f(t: Tensor | None) -> Tensor | None:
+        return None if t is None else t.float()
+
+    return PoseOutput(
+        heatmaps=None if out.heatmaps is None else [h.float() for h in out.heatmaps],
+        keypoints=f(out.keypoints),
+        features=[t.float() for t in out.features],
+        embedding=out.embedding.float(),
+    )

@@ -1,0 +1,107 @@
+"""Plugin registry: samplers and datasets discovered through Python entry points.
+
+Built-in samplers and datasets are registered in this package's own pyproject through the same entry-point groups
+any third-party package uses (``alpose_bench.samplers``, ``alpose_bench.datasets``), like timm's model registry but
+across packages. A plugin that fails to import does not break the registry: it is reported by `broken()` and by
+`alpose-bench list`, and naming it gives its import error.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib.metadata import entry_points
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from alpose_bench.data import DatasetPlugin
+    from alpose_bench.samplers.base import Sampler
+
+SAMPLER_GROUP = "alpose_bench.samplers"
+DATASET_GROUP = "alpose_bench.datasets"
+
+
+class UnknownNameError(LookupError):
+    """A sampler or dataset name that no installed plugin provides (the message lists the known ones)."""
+
+
+class PluginLoadError(ImportError):
+    """A plugin's entry point exists but its code failed to import."""
+
+
+@dataclass(frozen=True)
+class Plugin:
+    """One entry point: its name, the object it loads, or the error loading it raised."""
+
+    name: str
+    target: str  # "module:attr"
+    distribution: str
+    obj: object | None
+    error: str | None
+
+    @property
+    def description(self) -> str:
+        if self.obj is None:
+            return f"(failed to load: {self.error})"
+        return getattr(self.obj, "description", "") or (self.obj.__doc__ or "").strip().splitlines()[0]
+
+
+@lru_cache(maxsize=None)
+def _discover(group: str) -> dict[str, Plugin]:
+    found: dict[str, Plugin] = {}
+    for ep in sorted(entry_points(group=group), key=lambda e: e.name):
+        dist = getattr(getattr(ep, "dist", None), "name", "?")
+        try:
+            obj, error = ep.load(), None
+        except Exception as exc:  # a broken plugin must not take the registry down
+            obj = None
+            error = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        found[ep.name] = Plugin(name=ep.name, target=ep.value, distribution=dist, obj=obj, error=error)
+    return found
+
+
+def refresh() -> None:
+    """Forget what was discovered (after installing a plugin in the same process)."""
+    _discover.cache_clear()
+
+
+def _get(group: str, kind: str, name: str) -> object:
+    plugins = _discover(group)
+    if name not in plugins:
+        known = ", ".join(sorted(plugins)) or "none installed"
+        close = difflib.get_close_matches(name, list(plugins), n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise UnknownNameError(f"unknown {kind} {name!r}.{hint} Known {kind}s: {known}.")
+    plugin = plugins[name]
+    if plugin.obj is None:
+        raise PluginLoadError(
+            f"{kind} {name!r} ({plugin.target}, from {plugin.distribution}) failed to import: {plugin.error}. "
+            "Fix or uninstall that plugin."
+        )
+    return plugin.obj
+
+
+def samplers() -> dict[str, Plugin]:
+    """Every registered sampler entry point, loaded or broken."""
+    return dict(_discover(SAMPLER_GROUP))
+
+
+def datasets() -> dict[str, Plugin]:
+    """Every registered dataset entry point, loaded or broken."""
+    return dict(_discover(DATASET_GROUP))
+
+
+def get_sampler(name: str) -> type[Sampler]:
+    """The sampler class registered under `name` (UnknownNameError lists the known ones)."""
+    return _get(SAMPLER_GROUP, "sampler", name)  # type: ignore[return-value]
+
+
+def get_dataset(name: str) -> type[DatasetPlugin]:
+    """The dataset plugin class registered under `name`."""
+    return _get(DATASET_GROUP, "dataset", name)  # type: ignore[return-value]
+
+
+def working_samplers() -> list[str]:
+    """Names of the samplers that import cleanly, sorted."""
+    return sorted(n for n, p in samplers().items() if p.obj is not None)

@@ -1,0 +1,102 @@
+"""Reading an experiment's results as tidy pandas DataFrames (what plot, report and users read)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from alpose_bench.store import Store, StoreError
+
+CYCLE_COLUMNS = [
+    "dataset", "sampler", "seed", "cycle", "n_labelled", "metric", "value", "train_s", "eval_s", "select_s",
+    "select_images", "select_ms_per_image", "n_selected",
+]  # fmt: skip
+
+
+def _store(path: str | Path) -> Store:
+    path = Path(path)
+    if path.is_file():
+        path = path.parent
+    if not path.exists():
+        raise StoreError(f"results folder {path} does not exist; pass the folder `alpose-bench run` wrote (results/NAME)")
+    return Store(path, readonly=True)
+
+
+def load(path: str | Path) -> pd.DataFrame:
+    """One row per (dataset, sampler, seed, cycle) with the metric (% or mm) and timings in seconds."""
+    with _store(path) as store:
+        df = pd.read_sql_query(
+            "SELECT dataset, sampler, seed, cycle, n_labelled, metric, value, train_s, eval_s, select_s, "
+            "select_images, n_selected FROM cycles ORDER BY dataset, sampler, seed, cycle",
+            store.conn,
+        )
+    df["select_s"] = df["select_s"].astype(float)
+    df["select_ms_per_image"] = 1000.0 * df["select_s"] / df["select_images"].where(df["select_images"] > 0)
+    return df[CYCLE_COLUMNS]
+
+
+def load_joints(path: str | Path) -> pd.DataFrame:
+    """Per-joint metric: one row per (dataset, sampler, seed, cycle, joint)."""
+    with _store(path) as store:
+        rows = store.conn.execute(
+            "SELECT dataset, sampler, seed, cycle, n_labelled, metric, per_joint FROM cycles "
+            "ORDER BY dataset, sampler, seed, cycle"
+        ).fetchall()
+    records = [
+        (d, s, k, c, n, m, joint, np.nan if v is None else float(v))
+        for d, s, k, c, n, m, pj in rows
+        for joint, v in json.loads(pj).items()
+    ]
+    return pd.DataFrame(
+        records, columns=["dataset", "sampler", "seed", "cycle", "n_labelled", "metric", "joint", "value"]
+    )
+
+
+def load_selections(path: str | Path) -> pd.DataFrame:
+    """The images each task picked at each cycle: rank (0 = first), dataset train index, score, pose-mode group."""
+    with _store(path) as store:
+        df = pd.read_sql_query(
+            "SELECT dataset, sampler, seed, cycle, rank, idx AS \"index\", score, grp AS \"group\" FROM selections "
+            "ORDER BY dataset, sampler, seed, cycle, rank",
+            store.conn,
+        )
+    df["score"] = df["score"].astype(float)
+    return df
+
+
+def load_selection_keypoints(path: str | Path, dataset: str, sampler: str, seed: int, cycle: int) -> dict[str, Any]:
+    """Predicted (and, for VL4Pose, refined) keypoints of the images picked at one cycle, in model-input pixels."""
+    with _store(path) as store:
+        index = store.selected(dataset, sampler, seed).get(cycle, np.zeros(0, dtype=np.int64))
+        out: dict[str, Any] = {"index": index}
+        for name in store.array_names(dataset, sampler, seed, cycle):
+            out[name] = store.array(dataset, sampler, seed, cycle, name)
+    return out
+
+
+def load_experiment(path: str | Path) -> dict[str, Any]:
+    """Name, spec, provenance and per-dataset information of an experiment."""
+    with _store(path) as store:
+        spec = store.get_meta("spec") or {}
+        return {
+            "name": spec.get("name", Path(path).name),
+            "spec": spec,
+            "provenance": store.get_meta("provenance") or {},
+            "datasets": store.dataset_info(),
+            "runs": {f"{d}/{s}/{k}": {"status": st, "error": e} for (d, s, k), (st, e) in store.statuses().items()},
+        }
+
+
+def export(path: str | Path, out: str | Path) -> Path:
+    """Write the cycle table as CSV (.csv) or Parquet (.parquet, needs pyarrow)."""
+    out = Path(out)
+    df = load(path)
+    if out.suffix == ".parquet":
+        df.to_parquet(out)
+    else:
+        df.to_csv(out, index=False)
+    return out

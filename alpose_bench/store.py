@@ -1,0 +1,232 @@
+"""The results database: one SQLite file per experiment (WAL), committed cycle by cycle.
+
+Tables: `experiment` (spec, fingerprint, provenance), `datasets` (what plots need to know about each dataset),
+`runs` (one row per task: dataset x sampler x seed, with its status and error), `cycles` (one row per trained cycle:
+metric, per-joint metric, timings), `selections` (the images picked at each cycle, in order) and `arrays` (small
+per-cycle arrays such as the predicted keypoints of the selected images). A cycle's row and its selections are written
+in one transaction, so the database never holds half a cycle; rerunning an experiment resumes after the last committed
+cycle of each task.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sqlite3
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS experiment (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS datasets (name TEXT PRIMARY KEY, info TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    dataset TEXT NOT NULL, sampler TEXT NOT NULL, seed INTEGER NOT NULL,
+    status TEXT NOT NULL, error TEXT, updated TEXT NOT NULL DEFAULT (datetime('now')),
+    PRIMARY KEY (dataset, sampler, seed)
+);
+CREATE TABLE IF NOT EXISTS cycles (
+    dataset TEXT NOT NULL, sampler TEXT NOT NULL, seed INTEGER NOT NULL, cycle INTEGER NOT NULL,
+    n_labelled INTEGER NOT NULL, metric TEXT NOT NULL, value REAL NOT NULL, per_joint TEXT NOT NULL,
+    train_s REAL NOT NULL, eval_s REAL NOT NULL, select_s REAL, select_images INTEGER NOT NULL,
+    n_selected INTEGER NOT NULL, created TEXT NOT NULL DEFAULT (datetime('now')),
+    PRIMARY KEY (dataset, sampler, seed, cycle)
+);
+CREATE TABLE IF NOT EXISTS selections (
+    dataset TEXT NOT NULL, sampler TEXT NOT NULL, seed INTEGER NOT NULL, cycle INTEGER NOT NULL,
+    rank INTEGER NOT NULL, idx INTEGER NOT NULL, score REAL, grp INTEGER NOT NULL,
+    PRIMARY KEY (dataset, sampler, seed, cycle, rank)
+);
+CREATE TABLE IF NOT EXISTS arrays (
+    dataset TEXT NOT NULL, sampler TEXT NOT NULL, seed INTEGER NOT NULL, cycle INTEGER NOT NULL,
+    name TEXT NOT NULL, data BLOB NOT NULL,
+    PRIMARY KEY (dataset, sampler, seed, cycle, name)
+);
+"""
+
+
+class StoreError(RuntimeError):
+    """The results folder cannot be used (another experiment, not writable, disk full); one-line message."""
+
+
+@dataclass
+class CycleRecord:
+    """Everything recorded for one trained cycle of one task."""
+
+    dataset: str
+    sampler: str
+    seed: int
+    cycle: int
+    n_labelled: int
+    metric: str
+    value: float
+    per_joint: dict[str, float]
+    train_s: float
+    eval_s: float
+    select_s: float | None  # None on the final cycle (nothing selected)
+    select_images: int
+    selected: np.ndarray  # dataset train indices, in the order picked
+    scores: np.ndarray | None = None
+    groups: np.ndarray | None = None
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def _npy(a: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, np.asarray(a), allow_pickle=False)
+    return buf.getvalue()
+
+
+def _from_npy(b: bytes) -> np.ndarray:
+    return np.load(io.BytesIO(b), allow_pickle=False)
+
+
+class Store:
+    """A handle on `<experiment dir>/results.sqlite`."""
+
+    FILENAME = "results.sqlite"
+
+    def __init__(self, directory: str | Path, *, readonly: bool = False) -> None:
+        self.directory = Path(directory)
+        self.path = self.directory / self.FILENAME
+        if readonly:
+            if not self.path.exists():
+                raise StoreError(f"no results in {self.directory} (expected {self.path}); run `alpose-bench run` first")
+            self.conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=60)
+        else:
+            try:
+                self.directory.mkdir(parents=True, exist_ok=True)
+                self.conn = sqlite3.connect(self.path, timeout=60)
+                self.conn.execute("PRAGMA journal_mode=WAL")
+                self.conn.execute("PRAGMA synchronous=NORMAL")
+                self.conn.executescript(SCHEMA)
+                self.conn.commit()
+            except (OSError, sqlite3.OperationalError) as exc:
+                raise StoreError(
+                    f"cannot write results to {self.directory}: {exc}; choose a writable folder with --out"
+                ) from None
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _tx(self):
+        try:
+            with self.conn:  # commits on success, rolls back on any exception
+                yield self.conn
+        except sqlite3.OperationalError as exc:
+            if "full" in str(exc).lower():
+                raise StoreError(f"disk full while writing {self.path}; free space and rerun to resume") from None
+            raise
+
+    # -- experiment ----------------------------------------------------------------------------------------------
+
+    def get_meta(self, key: str) -> Any:
+        row = self.conn.execute("SELECT value FROM experiment WHERE key = ?", (key,)).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def set_meta(self, key: str, value: Any) -> None:
+        with self._tx() as c:
+            c.execute("INSERT OR REPLACE INTO experiment (key, value) VALUES (?, ?)", (key, json.dumps(value)))
+
+    def claim(self, spec: dict[str, Any], fingerprint: str, provenance: dict[str, Any]) -> None:
+        """Bind this folder to one experiment; refuse a different spec under the same name."""
+        existing = self.get_meta("fingerprint")
+        if existing is not None and existing != fingerprint:
+            old = self.get_meta("spec") or {}
+            diff = sorted(k for k in set(old) | set(spec) if old.get(k) != spec.get(k) and k not in ("name", "device"))
+            raise StoreError(
+                f"{self.directory} holds a different experiment (settings differ: {', '.join(diff) or 'unknown'}); "
+                "use another --name, or delete that folder to start over"
+            )
+        if existing is None:
+            with self._tx() as c:
+                for key, value in (("spec", spec), ("fingerprint", fingerprint), ("provenance", provenance)):
+                    c.execute("INSERT OR REPLACE INTO experiment (key, value) VALUES (?, ?)", (key, json.dumps(value)))
+
+    def set_dataset_info(self, name: str, info: dict[str, Any]) -> None:
+        with self._tx() as c:
+            c.execute("INSERT OR REPLACE INTO datasets (name, info) VALUES (?, ?)", (name, json.dumps(info)))
+
+    def dataset_info(self) -> dict[str, dict[str, Any]]:
+        return {n: json.loads(i) for n, i in self.conn.execute("SELECT name, info FROM datasets")}
+
+    # -- runs and cycles -----------------------------------------------------------------------------------------
+
+    def set_status(self, dataset: str, sampler: str, seed: int, status: str, error: str | None = None) -> None:
+        with self._tx() as c:
+            c.execute(
+                "INSERT OR REPLACE INTO runs (dataset, sampler, seed, status, error, updated) "
+                "VALUES (?, ?, ?, ?, ?, datetime('now'))",
+                (dataset, sampler, seed, status, error),
+            )
+
+    def statuses(self) -> dict[tuple[str, str, int], tuple[str, str | None]]:
+        rows = self.conn.execute("SELECT dataset, sampler, seed, status, error FROM runs")
+        return {(d, s, int(k)): (st, e) for d, s, k, st, e in rows}
+
+    def commit_cycle(self, r: CycleRecord) -> None:
+        """Write one cycle and its selections atomically; writing the same cycle twice is an error."""
+        key = (r.dataset, r.sampler, r.seed, r.cycle)
+        with self._tx() as c:
+            c.execute(
+                "INSERT INTO cycles (dataset, sampler, seed, cycle, n_labelled, metric, value, per_joint, train_s, "
+                "eval_s, select_s, select_images, n_selected) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (*key, r.n_labelled, r.metric, float(r.value), json.dumps(r.per_joint), r.train_s, r.eval_s,
+                 r.select_s, r.select_images, len(r.selected)),
+            )  # fmt: skip
+            groups = r.groups if r.groups is not None else np.full(len(r.selected), -1)
+            scores = r.scores if r.scores is not None else np.full(len(r.selected), np.nan)
+            c.executemany(
+                "INSERT INTO selections (dataset, sampler, seed, cycle, rank, idx, score, grp) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (*key, rank, int(i), None if np.isnan(s) else float(s), int(g))
+                    for rank, (i, s, g) in enumerate(zip(r.selected, scores, groups))
+                ],
+            )
+            c.executemany(
+                "INSERT INTO arrays (dataset, sampler, seed, cycle, name, data) VALUES (?, ?, ?, ?, ?, ?)",
+                [(*key, name, _npy(a)) for name, a in r.arrays.items()],
+            )
+
+    def completed_cycles(self, dataset: str, sampler: str, seed: int) -> list[int]:
+        rows = self.conn.execute(
+            "SELECT cycle FROM cycles WHERE dataset = ? AND sampler = ? AND seed = ? ORDER BY cycle",
+            (dataset, sampler, seed),
+        )
+        return [int(r[0]) for r in rows]
+
+    def selected(self, dataset: str, sampler: str, seed: int) -> dict[int, np.ndarray]:
+        """Selected dataset indices per committed cycle, in pick order."""
+        out: dict[int, list[int]] = {}
+        rows = self.conn.execute(
+            "SELECT cycle, idx FROM selections WHERE dataset = ? AND sampler = ? AND seed = ? ORDER BY cycle, rank",
+            (dataset, sampler, seed),
+        )
+        for cycle, idx in rows:
+            out.setdefault(int(cycle), []).append(int(idx))
+        return {c: np.asarray(v, dtype=np.int64) for c, v in out.items()}
+
+    def array(self, dataset: str, sampler: str, seed: int, cycle: int, name: str) -> np.ndarray | None:
+        row = self.conn.execute(
+            "SELECT data FROM arrays WHERE dataset = ? AND sampler = ? AND seed = ? AND cycle = ? AND name = ?",
+            (dataset, sampler, seed, cycle, name),
+        ).fetchone()
+        return None if row is None else _from_npy(row[0])
+
+    def array_names(self, dataset: str, sampler: str, seed: int, cycle: int) -> list[str]:
+        rows = self.conn.execute(
+            "SELECT name FROM arrays WHERE dataset = ? AND sampler = ? AND seed = ? AND cycle = ?",
+            (dataset, sampler, seed, cycle),
+        )
+        return [r[0] for r in rows]

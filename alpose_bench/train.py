@@ -1,0 +1,150 @@
+"""Training the pose model (and any auxiliary heads samplers ask for) on the labelled set, and evaluating it.
+
+One Adam optimiser with a parameter group for the pose model and one per auxiliary head, as the reference code does;
+auxiliary heads read detached features, so they never change the pose model, and the pose model's trajectory is the
+same with or without them (which lets cycle 0 be trained once and shared by every sampler). All randomness of a
+training run (batch order, augmentation) comes from one generator seeded by the caller.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from alpose_bench.augment import AugmentSettings, augment_2d, augment_3d
+from alpose_bench.data import PoseDataset, PoseSplit
+from alpose_bench.heatmaps import decode_keypoints, keypoints_to_heatmap_coords, pose_loss, render_heatmaps
+from alpose_bench.metrics import MetricResult, evaluate
+from alpose_bench.models.outputs import TrainBatch
+from alpose_bench.pool import autocast_for
+from alpose_bench.preprocess import to_model_input
+
+
+class TrainingDivergedError(RuntimeError):
+    """The loss became NaN or infinite; the cycle is not recorded."""
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    epochs: int
+    lr: float = 3e-4
+    batch_size: int = 16
+    weight_decay: float = 0.0
+    sigma: float = 1.75
+    amplitude: float = 30.0
+    augment: AugmentSettings | None = AugmentSettings()
+
+
+@dataclass
+class TrainStats:
+    seconds: float
+    steps: int
+    images: int
+    final_loss: float
+
+
+def _heatmap_size(model: nn.Module, dataset: PoseDataset) -> int | None:
+    from alpose_bench.models import model_info
+
+    return model_info(model).heatmap_size
+
+
+def make_batch(
+    dataset: PoseDataset, rows: np.ndarray, device: torch.device, heatmap_size: int | None,
+    settings: TrainSettings, g: torch.Generator | None,
+) -> TrainBatch:
+    """Model-ready, optionally augmented batch of training-pool rows (targets in the model's coordinates)."""
+    split = dataset.train
+    x = to_model_input(torch.from_numpy(split.images[rows]), device)
+    kp = torch.from_numpy(split.keypoints[rows]).to(device=device, dtype=torch.float32)
+    vis = torch.from_numpy(split.visible[rows]).to(device=device, dtype=torch.float32)
+    if dataset.task == "heatmap2d":
+        if settings.augment is not None and g is not None:
+            x, kp, vis = augment_2d(x, kp, vis, dataset.skeleton, settings.augment, g)
+        hm_kp = keypoints_to_heatmap_coords(kp, dataset.resolution, heatmap_size)
+        target = render_heatmaps(hm_kp, vis, heatmap_size, settings.sigma, settings.amplitude)
+        return TrainBatch(images=x, keypoints=hm_kp, visible=vis, heatmaps=target)
+    if settings.augment is not None and g is not None:
+        x, kp, vis = augment_3d(x, kp, vis, dataset.cube_mm, settings.augment, g)
+    return TrainBatch(images=x, keypoints=kp / dataset.cube_mm, visible=vis, heatmaps=None)
+
+
+def train(
+    model: nn.Module,
+    dataset: PoseDataset,
+    rows: np.ndarray,
+    settings: TrainSettings,
+    *,
+    device: torch.device,
+    seed: int,
+    heads: dict[str, tuple[nn.Module, object]] | None = None,
+) -> TrainStats:
+    """Train `model` (and `heads`: name -> (aux module, sampler)) for `settings.epochs` epochs on train rows `rows`."""
+    heads = heads or {}
+    g = torch.Generator().manual_seed(seed)
+    heatmap_size = _heatmap_size(model, dataset)
+    groups = [{"params": list(model.parameters())}]
+    groups += [{"params": list(head.parameters())} for head, _ in heads.values()]
+    opt = torch.optim.Adam(groups, lr=settings.lr, weight_decay=settings.weight_decay)
+    model.train()
+    for head, _ in heads.values():
+        head.train()
+    rows = np.asarray(rows, dtype=np.int64)
+    bs = min(settings.batch_size, len(rows))
+    steps_per_epoch = max(1, len(rows) // bs)  # drop_last, as the reference
+    start, steps, last = time.perf_counter(), 0, float("nan")
+    for _ in range(settings.epochs):
+        order = rows[torch.randperm(len(rows), generator=g).numpy()]
+        for step in range(steps_per_epoch):
+            batch = make_batch(dataset, order[step * bs : (step + 1) * bs], device, heatmap_size, settings, g)
+            with autocast_for(device):
+                out = model(batch.images)
+                loss = pose_loss(out, batch)
+                total = loss
+                for name, (head, sampler) in heads.items():
+                    aux_loss = sampler.auxiliary_loss(head(out.features), batch, out)
+                    if not torch.isfinite(aux_loss):
+                        raise TrainingDivergedError(f"auxiliary loss of {name} became {aux_loss.item()}")
+                    total = total + aux_loss
+            if not torch.isfinite(loss):
+                raise TrainingDivergedError(f"pose loss became {loss.item()} at step {steps}; lower --lr")
+            opt.zero_grad(set_to_none=True)
+            total.backward()
+            opt.step()
+            steps += 1
+        last = float(loss.detach())
+    return TrainStats(seconds=time.perf_counter() - start, steps=steps, images=steps * bs, final_loss=last)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, split: PoseSplit, *, device: torch.device, batch_size: int = 64,
+            cube_mm: float = 1.0) -> np.ndarray:
+    """Keypoints of every image of `split` in the split's units: image pixels (2D) or millimetres (3D)."""
+    model.eval()
+    parts: list[Tensor] = []
+    for start in range(0, len(split), batch_size):
+        x = to_model_input(torch.from_numpy(split.images[start : start + batch_size]), device)
+        with autocast_for(device):
+            out = model(x)
+        kp = decode_keypoints(out, input_size=x.shape[-1]).float()
+        parts.append(kp if out.heatmaps is not None else kp * cube_mm)
+    if not parts:
+        return np.zeros((0,) + split.keypoints.shape[1:], dtype=np.float32)
+    return torch.cat(parts).cpu().numpy()
+
+
+def evaluate_model(model: nn.Module, dataset: PoseDataset, *, device: torch.device, batch_size: int = 64,
+                   split: PoseSplit | None = None) -> MetricResult:
+    """The dataset's metric of `model` on the test split (or `split`)."""
+    split = dataset.test if split is None else split
+    pred = predict(model, split, device=device, batch_size=batch_size, cube_mm=dataset.cube_mm)
+    result = evaluate(dataset.metric, pred, split.keypoints, split.visible.astype(bool), split.normalizer,
+                      dataset.skeleton)
+    if not math.isfinite(result.mean):
+        raise TrainingDivergedError(f"the {dataset.metric} of the trained model is {result.mean}")
+    return result

@@ -1,0 +1,741 @@
+"""Figures of an experiment: metric-vs-budget curves, gain over random, per-joint heatmaps, timing, pose modes picked,
+and the images a sampler selected.
+
+Every figure is drawn from a small DataFrame computed here (`curve_data`, `gain_data`, `joint_data`, `timing_data`,
+`mode_data`), so the numbers behind a picture can be checked and exported. Confidence bands are Student-t intervals
+over seeds, computed here rather than by seaborn's bootstrap: with 3-5 seeds a bootstrap band is too narrow and
+changes with the bootstrap seed, while the t-interval is the textbook, reproducible choice.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.collections import LineCollection
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Rectangle
+from scipy import stats
+
+from alpose_bench import style
+
+FORMATS = ("png", "pdf", "svg")
+DPI = 150
+CONFIDENCE = 0.95
+KEYS = ["dataset", "metric", "sampler", "n_labelled"]
+
+
+class ResultsError(ValueError):
+    """The results folder is missing, empty, or does not hold what was asked for (one-line message)."""
+
+
+# -- loading -----------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ResultSet:
+    """An experiment's results as DataFrames, plus which samplers and datasets to show.
+
+    `cycles` keeps every sampler (random stays available as the baseline of the gain figure and the paired tests);
+    `samplers` lists those a figure or table draws.
+    """
+
+    path: Path
+    cycles: pd.DataFrame
+    joints: pd.DataFrame
+    selections: pd.DataFrame
+    experiment: dict[str, Any]
+    samplers: tuple[str, ...] = field(default=())
+
+    @property
+    def name(self) -> str:
+        return str(self.experiment.get("name") or self.path.name)
+
+    @property
+    def preset(self) -> str | None:
+        return (self.experiment.get("spec") or {}).get("preset")
+
+    @property
+    def datasets(self) -> list[str]:
+        """Datasets with results, in the experiment's own order."""
+        present = list(pd.unique(self.cycles["dataset"]))
+        spec_order = [d for d in (self.experiment.get("spec") or {}).get("datasets") or [] if d in present]
+        return spec_order + sorted(set(present) - set(spec_order))
+
+    def dataset_info(self, dataset: str) -> dict[str, Any]:
+        return dict((self.experiment.get("datasets") or {}).get(dataset) or {})
+
+    def title(self, dataset: str) -> str:
+        """Panel title naming the dataset and the preset, e.g. "synth-human, quick preset"."""
+        return f"{dataset}, {self.preset} preset" if self.preset else dataset
+
+    def filtered(self, metric: str | None = None, samplers: Sequence[str] | None = None) -> ResultSet:
+        """Keep the datasets scored with `metric` and show only `samplers`; unknown names list the known ones."""
+        cycles, joints, selections = self.cycles, self.joints, self.selections
+        if metric is not None:
+            known = sorted(pd.unique(cycles["metric"]))
+            if metric not in known:
+                raise ResultsError(
+                    f"no results with metric {metric!r}; metrics in these results: {', '.join(known)}"
+                )
+            datasets = set(cycles.loc[cycles["metric"] == metric, "dataset"])
+            cycles = cycles[cycles["dataset"].isin(datasets)]
+            joints = joints[joints["dataset"].isin(datasets)]
+            selections = selections[selections["dataset"].isin(datasets)]
+        present = style.sampler_order(pd.unique(cycles["sampler"]))
+        if samplers:
+            unknown = [s for s in samplers if s not in present]
+            if unknown:
+                close = [m for s in unknown for m in difflib.get_close_matches(s, present, n=1)]
+                hint = f" (did you mean {', '.join(close)}?)" if close else ""
+                raise ResultsError(
+                    f"no results for sampler(s) {', '.join(unknown)}{hint}; samplers in these results: "
+                    f"{', '.join(present)}"
+                )
+            shown = tuple(style.sampler_order(samplers))
+        else:
+            shown = tuple(present)
+        return replace(self, cycles=cycles, joints=joints, selections=selections, samplers=shown)
+
+
+def load_result_set(path: str | Path) -> ResultSet:
+    """Read an experiment folder written by `alpose-bench run`; ResultsError when it is missing or holds no cycles."""
+    from alpose_bench import results
+    from alpose_bench.store import StoreError
+
+    path = Path(path)
+    if not path.exists():
+        raise ResultsError(f"{path} does not exist; pass the folder `alpose-bench run` wrote (results/NAME)")
+    if not path.is_dir():
+        raise ResultsError(f"{path} is not a folder; pass the folder `alpose-bench run` wrote (results/NAME)")
+    try:
+        cycles = results.load(path)
+        joints = results.load_joints(path)
+        selections = results.load_selections(path)
+        experiment = results.load_experiment(path)
+    except StoreError as exc:
+        raise ResultsError(str(exc)) from None
+    if cycles.empty:
+        raise ResultsError(
+            f"{path} holds no finished cycles yet; run `alpose-bench run` (or wait for it) first"
+        )
+    return ResultSet(
+        path, cycles, joints, selections, experiment, tuple(style.sampler_order(cycles["sampler"]))
+    )
+
+
+# -- the data behind the figures ---------------------------------------------------------------------------------
+
+
+def t_interval(mean: np.ndarray, std: np.ndarray, n: np.ndarray, level: float = CONFIDENCE):
+    """Two-sided Student-t confidence interval of a mean from `n` samples with sample std `std` (ddof=1).
+
+    half-width = t_{(1+level)/2, n-1} * std / sqrt(n); NaN where n < 2 (one seed says nothing about spread).
+    """
+    n = np.asarray(n, dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        half = stats.t.ppf(0.5 + level / 2, np.where(n >= 2, n - 1, np.nan)) * np.asarray(std) / np.sqrt(n)
+    return np.asarray(mean) - half, np.asarray(mean) + half
+
+
+def _summarise(df: pd.DataFrame, keys: list[str], column: str = "value") -> pd.DataFrame:
+    grouped = df.groupby(keys, sort=True)[column]
+    out = grouped.agg(mean="mean", std="std", n_seeds="count").reset_index()
+    out["ci_low"], out["ci_high"] = t_interval(
+        out["mean"].to_numpy(), out["std"].to_numpy(), out["n_seeds"].to_numpy()
+    )
+    return out
+
+
+def curve_data(df: pd.DataFrame) -> pd.DataFrame:
+    """Per (dataset, metric, sampler, n_labelled): mean over seeds, sample std, number of seeds and the 95 % t-interval.
+
+    This is exactly what `plot_curves` draws: the line is `mean`, the band spans `ci_low`..`ci_high`.
+    """
+    _require(df, ["dataset", "metric", "sampler", "seed", "n_labelled", "value"], "curve_data")
+    return _summarise(df, KEYS)
+
+
+def gain_data(df: pd.DataFrame, baseline: str = style.BASELINE) -> pd.DataFrame:
+    """Metric minus the baseline's at the same budget, paired by seed (same seed = same initial labelled set).
+
+    Same columns as `curve_data`; the t-interval is over the per-seed differences, so it is the interval of the paired
+    gain, narrower than comparing two unpaired bands. Datasets without baseline runs have no rows.
+    """
+    _require(df, ["dataset", "metric", "sampler", "seed", "n_labelled", "value"], "gain_data")
+    base = df.loc[df["sampler"] == baseline, ["dataset", "seed", "n_labelled", "value"]]
+    merged = df.merge(base, on=["dataset", "seed", "n_labelled"], suffixes=("", "_base"), how="inner")
+    merged["gain"] = merged["value"] - merged["value_base"]
+    return _summarise(merged, KEYS, "gain")
+
+
+def final_budget(df: pd.DataFrame) -> pd.Series:
+    """Per dataset, the largest budget every sampler reached (an unfinished run does not skew the comparison)."""
+    return df.groupby(["dataset", "sampler"])["n_labelled"].max().groupby("dataset").min()
+
+
+def joint_data(joints: pd.DataFrame, joint_order: dict[str, list[str]] | None = None) -> pd.DataFrame:
+    """Per-joint metric at each dataset's final budget: dataset, sampler, joint, n_labelled, value (mean over seeds).
+
+    Joints keep the dataset's own order (`joint_order[dataset]`, else order of appearance).
+    """
+    _require(joints, ["dataset", "sampler", "seed", "n_labelled", "joint", "value"], "joint_data")
+    last = final_budget(joints).rename("final")
+    at = joints.merge(last, left_on="dataset", right_index=True)
+    at = at[at["n_labelled"] == at["final"]]
+    out = at.groupby(["dataset", "sampler", "joint", "n_labelled"], sort=False)["value"].mean().reset_index()
+    order = {
+        d: list((joint_order or {}).get(d) or pd.unique(at.loc[at["dataset"] == d, "joint"]))
+        for d in out["dataset"]
+    }
+    out["_j"] = [
+        order[d].index(j) if j in order[d] else len(order[d]) for d, j in zip(out["dataset"], out["joint"])
+    ]
+    return out.sort_values(["dataset", "sampler", "_j"]).drop(columns="_j").reset_index(drop=True)
+
+
+def timing_data(df: pd.DataFrame) -> pd.DataFrame:
+    """Per (dataset, sampler): mean seconds per cycle to train, evaluate and select, selection latency and throughput.
+
+    select_s averages only cycles that selected (the final cycle selects nothing); select_ms_per_image averages, and
+    select_ms_min/max bound, the cycles that scored images; select_images_per_s = all images scored / all selection
+    seconds; total_s = mean over seeds of the whole run's train + evaluate + select seconds.
+    """
+    _require(
+        df, ["dataset", "sampler", "seed", "train_s", "eval_s", "select_s", "select_images"], "timing_data"
+    )
+    d = df.copy()
+    ms = d["select_ms_per_image"] if "select_ms_per_image" in d else 1000 * d["select_s"] / d["select_images"]
+    d["_ms"] = ms.where(np.isfinite(ms) & (ms > 0))
+    d["_img"] = d["select_images"].where(d["select_s"].notna(), 0)
+    d["_total"] = d["train_s"] + d["eval_s"] + d["select_s"].fillna(0)
+    g = d.groupby(["dataset", "sampler"], sort=True)
+    out = g.agg(
+        train_s=("train_s", "mean"),
+        eval_s=("eval_s", "mean"),
+        select_s=("select_s", "mean"),
+        select_ms_per_image=("_ms", "mean"),
+        select_ms_min=("_ms", "min"),
+        select_ms_max=("_ms", "max"),
+        _images=("_img", "sum"),
+        _seconds=("select_s", "sum"),
+        n_seeds=("seed", "nunique"),
+    )
+    out["select_images_per_s"] = (out["_images"] / out["_seconds"].where(out["_seconds"] > 0)).where(
+        out["_images"] > 0
+    )
+    out["total_s"] = (
+        d.groupby(["dataset", "sampler", "seed"])["_total"].sum().groupby(["dataset", "sampler"]).mean()
+    )
+    return out.drop(columns=["_images", "_seconds"]).reset_index()
+
+
+def mode_data(selections: pd.DataFrame) -> pd.DataFrame:
+    """Which pose modes each sampler picked per cycle: dataset, sampler, cycle, group, count (summed over seeds) and
+    fraction (of that cycle's picks, so each cycle's fractions sum to 1)."""
+    _require(selections, ["dataset", "sampler", "seed", "cycle", "group"], "mode_data")
+    counts = selections.groupby(["dataset", "sampler", "cycle", "group"]).size().rename("count").reset_index()
+    counts["fraction"] = counts["count"] / counts.groupby(["dataset", "sampler", "cycle"])["count"].transform(
+        "sum"
+    )
+    return counts
+
+
+def _require(df: pd.DataFrame, columns: list[str], what: str) -> None:
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise ValueError(
+            f"{what}: the frame lacks column(s) {', '.join(missing)}; pass alpose_bench.results.load()'s"
+        )
+
+
+# -- drawing -----------------------------------------------------------------------------------------------------
+
+
+def _subplots(
+    nrows: int, ncols: int, *, figsize: tuple[float, float], **kwargs: Any
+) -> tuple[Figure, np.ndarray]:
+    """A pyplot-free figure (nothing global, nothing to close; saving renders with Agg) and its (nrows, ncols) axes."""
+    kwargs.pop("layout", None)
+    kwargs.pop("squeeze", None)
+    fig = Figure(figsize=figsize, layout="constrained")
+    return fig, fig.subplots(nrows, ncols, squeeze=False, **kwargs)
+
+
+def _grid(
+    n: int, ncols: int, panel: tuple[float, float], min_width: float = 0.0, **kwargs: Any
+) -> tuple[Figure, list[Axes]]:
+    """`n` panels in rows of `ncols`, each `panel` inches (the figure at least `min_width` wide); spare cells hidden."""
+    ncols = max(1, min(ncols, n))
+    nrows = math.ceil(n / ncols)
+    panel = (max(panel[0], min_width / ncols), panel[1])
+    with matplotlib.rc_context(style.RC_PARAMS):
+        fig, axes = _subplots(
+            nrows,
+            ncols,
+            figsize=(panel[0] * ncols, panel[1] * nrows),
+            layout="constrained",
+            squeeze=False,
+            **kwargs,
+        )
+    flat = list(axes.ravel())
+    for ax in flat[n:]:
+        ax.set_visible(False)
+    return fig, flat[:n]
+
+
+def _sampler_legend(fig: Figure, samplers: Sequence[str]) -> None:
+    """One legend for the whole figure, outside every panel (colours are the same in all panels)."""
+    handles = [Line2D([], [], **style.sampler_style(s)) for s in samplers]
+    fig.legend(handles=handles, loc="outside right upper", title="Sampler", frameon=False)
+
+
+def _draw_lines(ax: Axes, data: pd.DataFrame, samplers: Sequence[str]) -> None:
+    for sampler in samplers:
+        s = data[data["sampler"] == sampler].sort_values("n_labelled")
+        if s.empty:
+            continue
+        x = s["n_labelled"].to_numpy(dtype=float)
+        ax.plot(x, s["mean"].to_numpy(), **style.sampler_style(sampler), gid=f"line:{sampler}", zorder=3)
+        band = ax.fill_between(
+            x, s["ci_low"].to_numpy(), s["ci_high"].to_numpy(), color=style.sampler_color(sampler), alpha=0.15,
+            linewidth=0, zorder=2,
+        )  # fmt: skip
+        band.set_gid(f"band:{sampler}")
+
+
+def _with_rc(fn):
+    """Draw with the benchmark's rc parameters (fonts, grid, spines) without touching the caller's settings."""
+
+    @functools.wraps(fn)
+    def wrapped(*args: Any, **kwargs: Any) -> Figure:
+        with matplotlib.rc_context(style.RC_PARAMS):
+            return fn(*args, **kwargs)
+
+    return wrapped
+
+
+def _metric_of(data: pd.DataFrame, dataset: str) -> str:
+    return str(data.loc[data["dataset"] == dataset, "metric"].iloc[0])
+
+
+def _band_note(data: pd.DataFrame) -> str:
+    """How the band was computed, e.g. "mean over seeds, 95 % t-interval (5 seeds)"; no interval from one seed."""
+    lo, hi = int(data["n_seeds"].min()), int(data["n_seeds"].max())
+    if hi < 2:
+        return "one seed, so no confidence band (run >= 2 seeds)"
+    seeds = f"{lo} seeds" if lo == hi else f"{lo}-{hi} seeds"
+    return f"mean over seeds, {CONFIDENCE:.0%} t-interval ({seeds})".replace("%", " %")
+
+
+@_with_rc
+def plot_curves(rs: ResultSet) -> Figure:
+    """Metric vs labelled images, a line per sampler (mean over seeds) with its 95 % t-band; a panel per dataset."""
+    data = curve_data(rs.cycles[rs.cycles["sampler"].isin(rs.samplers)])
+    datasets = [d for d in rs.datasets if d in set(data["dataset"])]
+    fig, axes = _grid(len(datasets), 2, (5.4, 3.8))
+    for ax, dataset in zip(axes, datasets):
+        d = data[data["dataset"] == dataset]
+        _draw_lines(ax, d, rs.samplers)
+        ax.set_title(rs.title(dataset))
+        ax.set_xlabel("Labelled images")
+        ax.set_ylabel(style.metric_label(_metric_of(d, dataset)))
+    fig.suptitle(f"{rs.name}: {_band_note(data)}")
+    _sampler_legend(fig, rs.samplers)
+    return fig
+
+
+@_with_rc
+def plot_gain(rs: ResultSet) -> Figure:
+    """Metric minus random's at the same budget (paired by seed), with the 95 % t-band; random is the zero line."""
+    data = gain_data(rs.cycles)
+    data = data[data["sampler"].isin(rs.samplers)]
+    datasets = [d for d in rs.datasets if d in set(data["dataset"])]
+    if not datasets:
+        raise ResultsError("no random runs to compare with; add random to the experiment's samplers")
+    fig, axes = _grid(len(datasets), 2, (5.4, 3.8))
+    for ax, dataset in zip(axes, datasets):
+        d = data[data["dataset"] == dataset]
+        metric = _metric_of(d, dataset)
+        others = [s for s in rs.samplers if s != style.BASELINE]
+        ax.axhline(0.0, **{**style.sampler_style(style.BASELINE), "marker": None}, zorder=1)
+        _draw_lines(ax, d, others)
+        unit = "points" if style.METRIC_UNITS[metric] == "%" else "mm"
+        better = "above" if style.higher_is_better(metric) else "below"
+        ax.set_ylabel(f"{style.METRIC_NAMES[metric]} − random ({unit})\n{better} 0: better than random")
+        ax.set_xlabel("Labelled images")
+        ax.set_title(rs.title(dataset))
+    fig.suptitle(f"{rs.name}: gain over random, paired by seed; {_band_note(data)}")
+    _sampler_legend(fig, rs.samplers if style.BASELINE in rs.samplers else [style.BASELINE, *rs.samplers])
+    return fig
+
+
+@_with_rc
+def plot_joints(rs: ResultSet) -> Figure:
+    """Heatmap per dataset: samplers x joints, metric at the final budget (mean over seeds), values written in."""
+    import seaborn as sns
+
+    order = {d: rs.dataset_info(d).get("joints") for d in rs.datasets}
+    data = joint_data(rs.joints[rs.joints["sampler"].isin(rs.samplers)], order)
+    datasets = [d for d in rs.datasets if d in set(data["dataset"])]
+    if not datasets:
+        raise ResultsError("no per-joint results to draw")
+    n_joints = max(data.loc[data["dataset"] == d, "joint"].nunique() for d in datasets)
+    width = max(6.0, 0.62 * n_joints + 2.8)
+    heights = [0.42 * len(rs.samplers) + 1.9 for _ in datasets]
+    fig, axes = _subplots(
+        len(datasets), 1, figsize=(width, sum(heights)), layout="constrained", squeeze=False,
+        gridspec_kw={"height_ratios": heights},
+    )  # fmt: skip
+    for ax, dataset in zip(axes[:, 0], datasets):
+        d = data[data["dataset"] == dataset]
+        metric = str(rs.cycles.loc[rs.cycles["dataset"] == dataset, "metric"].iloc[0])
+        table = d.pivot(index="sampler", columns="joint", values="value")
+        table = table.loc[[s for s in rs.samplers if s in table.index], list(pd.unique(d["joint"]))]
+        table.index = [style.sampler_label(s) for s in table.index]
+        sns.heatmap(
+            table, ax=ax, annot=True, fmt=".1f", annot_kws={"fontsize": 7.5}, linewidths=0.5,
+            cmap="viridis" if style.higher_is_better(metric) else "viridis_r",
+            cbar_kws={"label": style.metric_label(metric), "shrink": 0.9},
+        )  # fmt: skip
+        ax.set_xlabel("")
+        ax.set_ylabel("")
+        ax.grid(False)
+        ax.tick_params(axis="x", rotation=45)
+        for label in ax.get_xticklabels():
+            label.set_horizontalalignment("right")
+            label.set_rotation_mode("anchor")
+        ax.set_title(f"{rs.title(dataset)}: per joint at {int(d['n_labelled'].iloc[0])} labelled images")
+    return fig
+
+
+@_with_rc
+def plot_timing(rs: ResultSet) -> Figure:
+    """Per dataset: seconds per cycle split into train/evaluate/select, and per-image selection latency (log scale)
+    against the real-time line of 30 images/s."""
+    data = timing_data(rs.cycles[rs.cycles["sampler"].isin(rs.samplers)])
+    datasets = [d for d in rs.datasets if d in set(data["dataset"])]
+    n = len(rs.samplers)
+    with matplotlib.rc_context({"axes.grid": False}):
+        fig, axes = _subplots(
+            len(datasets),
+            2,
+            figsize=(11.5, (0.38 * n + 1.6) * len(datasets)),
+            layout="constrained",
+            squeeze=False,
+        )
+    realtime_ms = 1000.0 / style.REALTIME_IMAGES_PER_S
+    for (ax_t, ax_l), dataset in zip(axes, datasets):
+        d = data[data["dataset"] == dataset].set_index("sampler").reindex(rs.samplers)
+        y = np.arange(n)[::-1]
+        left = np.zeros(n)
+        for phase, column in (("train", "train_s"), ("evaluate", "eval_s"), ("select", "select_s")):
+            width = d[column].fillna(0).to_numpy()
+            ax_t.barh(y, width, left=left, color=style.PHASE_COLOURS[phase], label=phase, height=0.7)
+            left += width
+        ax_t.set_yticks(y, [style.sampler_label(s) for s in rs.samplers])
+        ax_t.set_xlabel("Seconds per cycle (mean over seeds and cycles)")
+        ax_t.set_title(f"{rs.title(dataset)}: time per cycle")
+        ax_t.grid(axis="x", alpha=0.3)
+
+        ms = d["select_ms_per_image"].to_numpy(dtype=float)
+        has = np.isfinite(ms)
+        lo = (ms - d["select_ms_min"].to_numpy(dtype=float))[has]
+        hi = (d["select_ms_max"].to_numpy(dtype=float) - ms)[has]
+        ax_l.errorbar(ms[has], y[has], xerr=[lo, hi], fmt="none", ecolor="0.45", capsize=3, lw=1, zorder=2)
+        for yi, sampler, value in zip(y[has], np.asarray(rs.samplers)[has], ms[has]):
+            ax_l.plot(
+                value,
+                yi,
+                marker=style.sampler_marker(sampler),
+                color=style.sampler_color(sampler),
+                ms=8,
+                zorder=3,
+            )
+        for yi in y[~has]:
+            ax_l.text(
+                0.02,
+                yi,
+                "no per-image scoring",
+                transform=ax_l.get_yaxis_transform(),
+                va="center",
+                color="0.4",
+            )
+        ax_l.axvline(realtime_ms, color="0.2", linestyle=":", lw=1.2)
+        ax_l.text(
+            realtime_ms, 1.01, " real time (30 img/s)", transform=ax_l.get_xaxis_transform(), fontsize=8
+        )
+        ax_l.set_xscale("log")
+        if has.any():
+            values = np.concatenate(
+                [d["select_ms_min"].to_numpy(float)[has], d["select_ms_max"].to_numpy(float)[has]]
+            )
+            ax_l.set_xlim(min(values.min(), realtime_ms) / 3, max(values.max(), realtime_ms) * 3)
+        else:
+            ax_l.set_xlim(realtime_ms / 100, realtime_ms * 100)
+        ax_l.set_ylim(-0.6, n - 0.4)
+        ax_l.set_yticks(y, [style.sampler_label(s) for s in rs.samplers])
+        ax_l.set_xlabel("ms per pool image (log scale; bars: min-max over cycles)")
+        ax_l.set_title("selection latency per image", pad=14)
+        ax_l.grid(axis="x", which="both", alpha=0.3)
+    phases = [Rectangle((0, 0), 1, 1, color=c) for c in style.PHASE_COLOURS.values()]
+    fig.legend(
+        phases,
+        list(style.PHASE_COLOURS),
+        loc="outside lower left",
+        ncols=3,
+        frameon=False,
+        title="time per cycle",
+    )
+    return fig
+
+
+@_with_rc
+def plot_modes(rs: ResultSet, dataset: str) -> Figure:
+    """Stacked bars per sampler: the share of each pose mode among the images picked at each cycle (all seeds),
+    beside the modes' prior frequency in the pool; rare modes a sampler seeks out grow against the prior."""
+    info = rs.dataset_info(dataset)
+    names = list(info.get("group_names") or [])
+    prior = np.asarray(info.get("group_prior") or [], dtype=float)
+    sel = rs.selections[(rs.selections["dataset"] == dataset) & rs.selections["sampler"].isin(rs.samplers)]
+    data = mode_data(sel)
+    if data.empty or not names:
+        raise ResultsError(
+            f"{dataset}: no pose-mode information to draw (only the synthetic datasets have modes)"
+        )
+    groups = sorted(set(range(len(names))) | set(int(g) for g in data["group"]))
+    labels = {g: (names[g] if 0 <= g < len(names) else "unknown") for g in groups}
+    palette = dict(zip(groups, matplotlib.colormaps["tab10" if len(groups) <= 10 else "tab20"].colors))
+    if -1 in palette:
+        palette[-1] = (0.8, 0.8, 0.8)
+    samplers = [s for s in rs.samplers if s in set(data["sampler"])]
+    cycles = sorted(pd.unique(data["cycle"]))
+    # wide enough for the legend and the title even with one sampler and few cycles
+    fig, axes = _grid(len(samplers), 4, (0.24 * (len(cycles) + 1) + 1.1, 2.7), min_width=9.0, sharey=True)
+    for ax, sampler in zip(axes, samplers):
+        table = (
+            data[data["sampler"] == sampler].pivot(index="cycle", columns="group", values="fraction")
+            .reindex(index=cycles, columns=groups).fillna(0.0)
+        )  # fmt: skip
+        x = np.arange(len(cycles) + 1)
+        bottom = np.zeros(len(x))
+        for g in groups:
+            p = prior[g] if 0 <= g < len(prior) else 0.0
+            heights = np.concatenate([[p], table[g].to_numpy()])
+            ax.bar(x, heights, bottom=bottom, color=palette[g], width=0.8, label=labels[g])
+            bottom += heights
+        ax.axvline(0.5, color="0.3", lw=0.8)
+        ax.set_xticks(x, ["prior", *[str(c) for c in cycles]], fontsize=8)
+        ax.set_title(style.sampler_label(sampler), color=style.sampler_color(sampler), fontweight="bold")
+        ax.set_xlabel("cycle")
+        ax.set_ylim(0, 1)
+        ax.grid(False)
+    for ax in axes[:: min(4, len(axes))]:
+        ax.set_ylabel("share of picked images")
+    top_first = groups[::-1]  # the legend reads top to bottom like the stacks
+    handles = [Rectangle((0, 0), 1, 1, color=palette[g]) for g in top_first]
+    fig.legend(
+        handles, [labels[g] for g in top_first], loc="outside right upper", title="Pose mode", frameon=False
+    )
+    fig.suptitle(f"{rs.title(dataset)}: pose modes picked per cycle (all seeds) vs the pool's prior")
+    return fig
+
+
+@_with_rc
+def plot_selection(
+    images: np.ndarray,
+    keypoints: np.ndarray,
+    links: Sequence[tuple[int, int]],
+    *,
+    refined: np.ndarray | None = None,
+    captions: Sequence[str] | None = None,
+    title: str = "",
+    ncols: int = 4,
+) -> Figure:
+    """A grid of selected images with the predicted skeleton drawn; with `refined`, the refined pose beside each.
+
+    images (n, H, W, C) uint8 (C = 1 drawn in grey); keypoints and refined (n, J, 2) (x, y) in image pixels.
+    """
+    images = np.asarray(images)
+    keypoints = np.asarray(keypoints, dtype=float)
+    if images.ndim != 4 or keypoints.ndim != 3 or keypoints.shape[-1] != 2 or len(images) != len(keypoints):
+        raise ValueError(
+            f"plot_selection needs images (n, H, W, C) and keypoints (n, J, 2); got {images.shape} and {keypoints.shape}"
+        )
+    if refined is not None and np.shape(refined) != keypoints.shape:
+        raise ValueError(
+            f"refined keypoints {np.shape(refined)} must match the predicted ones {keypoints.shape}"
+        )
+    n = len(images)
+    if n == 0:
+        raise ValueError("plot_selection got no images; that cycle selected nothing")
+    panels = [(i, "predicted", keypoints[i]) for i in range(n)]
+    if refined is not None:
+        panels = [p for i in range(n) for p in ((i, "predicted", keypoints[i]), (i, "refined", refined[i]))]
+        ncols = 2 * max(1, ncols // 2)
+    cols = min(ncols, len(panels))
+    rows = math.ceil(len(panels) / cols)
+    fig, axes = _subplots(
+        rows, cols, figsize=(max(2.1 * cols, 5.2), 2.35 * rows + 0.7), layout="constrained", squeeze=False
+    )
+    link_idx = np.asarray(links, dtype=int).reshape(-1, 2)
+    colours = {"predicted": "#39FF14", "refined": "#FF3FD2"}
+    for ax in axes.ravel()[len(panels) :]:
+        ax.set_axis_off()
+    for ax, (i, kind, kp) in zip(axes.ravel(), panels):
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.grid(False)
+        for spine in ax.spines.values():  # a thin frame: depth images have a white background
+            spine.set_visible(True)
+            spine.set_color("0.6")
+        img = images[i]
+        ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray" if img.shape[-1] == 1 else None)
+        segments = np.stack([kp[link_idx[:, 0]], kp[link_idx[:, 1]]], axis=1)
+        ax.add_collection(
+            LineCollection(segments, colors=colours[kind], linewidths=1.6, gid=f"skeleton:{i}:{kind}")
+        )
+        ax.scatter(kp[:, 0], kp[:, 1], s=7, color="white", edgecolors=colours[kind], linewidths=0.6, zorder=3)
+        ax.set_xlim(-0.5, img.shape[1] - 0.5)
+        ax.set_ylim(img.shape[0] - 0.5, -0.5)
+        caption = captions[i] if captions is not None else f"#{i}"
+        ax.set_title(
+            caption if kind == "predicted" else "refined",
+            fontsize=8,
+            color="black" if kind == "predicted" else colours[kind],
+        )
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
+# -- writing files -----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class PlotOutput:
+    """What `plot_results` wrote, and which figures it skipped and why."""
+
+    written: list[Path] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+
+def save_figure(fig: Figure, path: Path, fmt: str) -> Path:
+    """Write `fig` as png/pdf/svg without a timestamp, so the same results give the same file."""
+    metadata = {"png": {}, "pdf": {"CreationDate": None}, "svg": {"Date": None}}[fmt]
+    with matplotlib.rc_context({"svg.hashsalt": "alpose-bench"}):  # fixed SVG element ids, not random ones
+        fig.savefig(path, format=fmt, metadata=metadata, dpi=DPI)
+    return path
+
+
+def overview_figures(rs: ResultSet) -> dict[str, Figure | str]:
+    """The standard figures by file stem; a str instead of a Figure says why that figure was left out."""
+    figures: dict[str, Figure | str] = {}
+    makers = {"curves": plot_curves, "gain": plot_gain, "joints": plot_joints, "timing": plot_timing}
+    for stem, make in makers.items():
+        try:
+            figures[stem] = make(rs)
+        except ResultsError as exc:
+            figures[stem] = str(exc)
+    for dataset in rs.datasets:
+        if rs.dataset_info(dataset).get("group_names"):
+            try:
+                figures[f"modes-{dataset}"] = plot_modes(rs, dataset)
+            except ResultsError as exc:
+                figures[f"modes-{dataset}"] = str(exc)
+    return figures
+
+
+def keypoints_to_pixels(keypoints: np.ndarray, task: str, cube_mm: float, resolution: int) -> np.ndarray:
+    """(n, J, 2) image pixels of predicted keypoints: 2D tasks store pixels already; 3D tasks store millimetres
+    around the hand centre, drawn by the crop cube's orthographic projection, pixel = (x / cube_mm + 1) * res / 2 - 0.5
+    (exact for the synthetic hands; for ICVL's perspective crops exact at the centre's depth, close elsewhere)."""
+    kp = np.asarray(keypoints, dtype=float)[..., :2]
+    return (kp / cube_mm + 1.0) * resolution / 2.0 - 0.5 if task == "regression3d" else kp
+
+
+def selection_figures(rs: ResultSet, *, seed: int | None = None, cycle: int = 0, max_images: int = 16):
+    """Yield (file stem, Figure) of the images each shown sampler picked at `cycle` of `seed` (default: lowest seed)."""
+    from alpose_bench import results
+    from alpose_bench.config import load_dataset_from_spec
+
+    spec = rs.experiment.get("spec") or {}
+    for dataset in rs.datasets:
+        sel = rs.selections[rs.selections["dataset"] == dataset]
+        seeds = sorted(pd.unique(sel["seed"]))
+        if not seeds:
+            continue
+        chosen_seed = seeds[0] if seed is None else seed
+        if chosen_seed not in seeds:
+            raise ResultsError(
+                f"no selections for seed {seed} in {dataset}; seeds there: {', '.join(map(str, seeds))}"
+            )
+        ds = load_dataset_from_spec(spec, dataset)
+        for sampler in rs.samplers:
+            picked = sel[(sel["sampler"] == sampler) & (sel["seed"] == chosen_seed) & (sel["cycle"] == cycle)]
+            if picked.empty:
+                continue
+            picked = picked.sort_values("rank").head(max_images)
+            arrays = results.load_selection_keypoints(rs.path, dataset, sampler, int(chosen_seed), cycle)
+            if arrays.get("keypoints") is None:
+                continue
+            row = {int(i): r for r, i in enumerate(arrays["index"])}
+            rows = np.asarray([row[int(i)] for i in picked["index"]])
+            refined = arrays.get("refined_keypoints")  # VL4Pose, heatmap tasks only: model-input pixels
+            captions = [
+                f"#{int(r)}  idx {int(i)}" + ("" if not np.isfinite(s) else f"  score {s:.3g}")
+                for r, i, s in zip(picked["rank"], picked["index"], picked["score"].astype(float))
+            ]
+            n = len(picked)
+            shown = "predicted pose (green)" + (
+                "; refined pose beside it (magenta)" if refined is not None else ""
+            )
+            fig = plot_selection(
+                ds.train.images[picked["index"].to_numpy()],
+                keypoints_to_pixels(
+                    np.asarray(arrays["keypoints"])[rows], ds.task, ds.cube_mm, ds.resolution
+                ),
+                ds.skeleton.links,
+                refined=None if refined is None else np.asarray(refined, dtype=float)[rows, :, :2],
+                captions=captions,
+                title=f"{rs.title(dataset)}\n{style.sampler_label(sampler)}, seed {chosen_seed}, cycle {cycle}: "
+                f"first {n} pick{'s' if n > 1 else ''}\n{shown}",
+            )
+            yield f"selection-{dataset}-{sampler}-seed{chosen_seed}-cycle{cycle}", fig
+
+
+def plot_results(
+    rs: ResultSet,
+    out: str | Path,
+    fmt: str = "png",
+    *,
+    show_selection: bool = False,
+    seed: int | None = None,
+    cycle: int = 0,
+    max_images: int = 16,
+) -> PlotOutput:
+    """Write every figure of `rs` into the folder `out` as `fmt`; returns the files written and the figures skipped."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown figure format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    result = PlotOutput()
+    for stem, fig in overview_figures(rs).items():
+        if isinstance(fig, str):
+            result.skipped.append(f"{stem}: {fig}")
+        else:
+            result.written.append(save_figure(fig, out / f"{stem}.{fmt}", fmt))
+    if show_selection:
+        for stem, fig in selection_figures(rs, seed=seed, cycle=cycle, max_images=max_images):
+            result.written.append(save_figure(fig, out / f"{stem}.{fmt}", fmt))
+    return result

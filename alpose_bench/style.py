@@ -1,0 +1,120 @@
+"""One look for every figure and table: sampler colours, line styles, display names and metric labels.
+
+A sampler keeps the same colour, marker and name in every figure the benchmark draws, so a reader who learned that
+VL4Pose is vermilion in the curves finds it vermilion in the timing chart too. Random, the baseline, is always grey
+and dashed. Built-in samplers get fixed Okabe-Ito colours (distinguishable with the common colour-vision
+deficiencies); a third-party sampler gets a colour chosen by a stable hash of its name, so it too never changes
+between figures or runs.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterable
+
+BASELINE = "random"
+RANDOM_GREY = "#6f6f6f"
+
+# Okabe-Ito palette; order follows the papers' tables (baseline, prior work, then the VL4Pose family).
+_BUILTIN: dict[str, tuple[str, str, str]] = {  # name -> (colour, marker, display name)
+    "random": (RANDOM_GREY, "o", "Random"),
+    "coreset": ("#E69F00", "s", "Core-Set"),
+    "learning_loss": ("#56B4E9", "^", "Learning Loss"),
+    "egl": ("#009E73", "D", "EGL++"),
+    "aleatoric": ("#CC79A7", "v", "Aleatoric"),
+    "mpe": ("#0072B2", "P", "Multi-Peak Entropy"),
+    "vl4pose": ("#D55E00", "*", "VL4Pose"),
+}
+# Colours for samplers the benchmark does not ship (plugins); none of them is grey or a built-in colour.
+_EXTRA_COLOURS = ("#8C564B", "#1F3A93", "#BCBD22", "#17BECF", "#9467BD", "#7B1E3C", "#2CA02C", "#F0E442")
+_EXTRA_MARKERS = ("X", "h", "p", "<", ">", "d", "8", "H")
+
+METRIC_LABELS: dict[str, str] = {
+    "pckh": "PCKh@0.5 (%)",
+    "pck": "PCK@0.2 (%)",
+    "mpjpe": "MPJPE (mm)",
+}
+METRIC_NAMES: dict[str, str] = {"pckh": "PCKh@0.5", "pck": "PCK@0.2", "mpjpe": "MPJPE"}
+METRIC_UNITS: dict[str, str] = {"pckh": "%", "pck": "%", "mpjpe": "mm"}
+
+REALTIME_IMAGES_PER_S = 30.0  # the real-time bar the VL4Pose paper measures selection against
+
+# Colours of the timing phases (not sampler colours: a stacked bar per sampler splits into these).
+PHASE_COLOURS: dict[str, str] = {"train": "#4C72B0", "evaluate": "#DD8452", "select": "#55A868"}
+
+
+def _extra_slot(name: str) -> int:
+    return zlib.crc32(name.encode("utf-8")) % len(_EXTRA_COLOURS)
+
+
+def sampler_color(name: str) -> str:
+    """The sampler's colour, identical in every figure (random: grey)."""
+    if name in _BUILTIN:
+        return _BUILTIN[name][0]
+    return _EXTRA_COLOURS[_extra_slot(name)]
+
+
+def sampler_marker(name: str) -> str:
+    """The sampler's marker, so lines stay distinguishable in greyscale print."""
+    if name in _BUILTIN:
+        return _BUILTIN[name][1]
+    return _EXTRA_MARKERS[_extra_slot(name)]
+
+
+def sampler_linestyle(name: str) -> str:
+    """Dashed for the random baseline, solid for everything else."""
+    return "--" if name == BASELINE else "-"
+
+
+def sampler_label(name: str) -> str:
+    """The name readers know from the papers (e.g. "Multi-Peak Entropy" for ``mpe``); plugins keep their own."""
+    return _BUILTIN[name][2] if name in _BUILTIN else name
+
+
+def sampler_style(name: str) -> dict[str, object]:
+    """Keyword arguments for ``Axes.plot`` that draw this sampler's line."""
+    return {
+        "color": sampler_color(name),
+        "linestyle": sampler_linestyle(name),
+        "marker": sampler_marker(name),
+        "label": sampler_label(name),
+    }
+
+
+def sampler_order(names: Iterable[str]) -> list[str]:
+    """Samplers in a fixed reading order: random first, then the built-ins in paper order, then plugins A-Z."""
+    unique = set(names)
+    builtin = [n for n in _BUILTIN if n in unique]
+    return builtin + sorted(unique - set(builtin))
+
+
+def metric_label(metric: str) -> str:
+    """Axis label with units, e.g. "PCKh@0.5 (%)"; MPJPE says that lower is better."""
+    if metric not in METRIC_LABELS:
+        raise ValueError(f"unknown metric {metric!r}; known metrics: {', '.join(METRIC_LABELS)}")
+    label = METRIC_LABELS[metric]
+    return f"{label[:-1]}, lower is better)" if metric == "mpjpe" else label
+
+
+def higher_is_better(metric: str) -> bool:
+    """True for PCKh/PCK (accuracy in %), False for MPJPE (error in mm)."""
+    if metric not in METRIC_LABELS:
+        raise ValueError(f"unknown metric {metric!r}; known metrics: {', '.join(METRIC_LABELS)}")
+    return metric != "mpjpe"
+
+
+RC_PARAMS: dict[str, object] = {
+    "figure.dpi": 100,
+    "font.size": 10,
+    "axes.titlesize": 11,
+    "axes.labelsize": 10,
+    "legend.fontsize": 9,
+    "xtick.labelsize": 9,
+    "ytick.labelsize": 9,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "lines.linewidth": 1.8,
+    "lines.markersize": 5,
+}

@@ -1,0 +1,170 @@
+"""`alpose-bench report`: hand-computed tables, the paired test's seed floor, and every output format."""
+
+from __future__ import annotations
+
+import base64
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+from plot_report_factory import write_results
+
+from alpose_bench.cli import cli
+from alpose_bench.plot import ResultSet, load_result_set
+from alpose_bench.report import (
+    aubc_per_seed,
+    build_document,
+    dataset_table,
+    paired_test,
+    sampler_summary,
+    timing_table,
+    to_markdown,
+    write_report,
+)
+
+BUDGETS = (100, 200, 300)
+RANDOM = (50.0, 60.0, 70.0)  # AUBC = (50 + 2 * 60 + 70) / 4 = 60
+
+
+def cycles(seeds: int = 6, metric: str = "pckh", dataset: str = "d") -> pd.DataFrame:
+    """random: RANDOM + 0.1 * seed; mpe: random + (seed + 1) at every budget, so its AUBC gain is seed + 1."""
+    rows = []
+    for seed in range(seeds):
+        for cycle, (n, v) in enumerate(zip(BUDGETS, RANDOM)):
+            last = cycle == len(BUDGETS) - 1
+            for sampler, value in (("random", v + 0.1 * seed), ("mpe", v + 0.1 * seed + seed + 1)):
+                rows.append({
+                    "dataset": dataset, "sampler": sampler, "seed": seed, "cycle": cycle, "n_labelled": n,
+                    "metric": metric, "value": value, "train_s": 10.0 + seed, "eval_s": 1.0,
+                    "select_s": np.nan if last else (0.5 if sampler == "mpe" else 0.001),
+                    "select_images": 0 if last or sampler == "random" else 1000, "n_selected": 0 if last else 100,
+                })  # fmt: skip
+    df = pd.DataFrame(rows)
+    df["select_ms_per_image"] = 1000 * df["select_s"] / df["select_images"].where(df["select_images"] > 0)
+    return df
+
+
+def result_set(df: pd.DataFrame, runs: dict | None = None) -> ResultSet:
+    experiment = {
+        "name": "hand",
+        "spec": {"preset": "quick", "datasets": sorted(set(df["dataset"]))},
+        "provenance": {
+            "git": "deadbeef",
+            "device": "cpu",
+            "created": "2025-01-01",
+            "versions": {"torch": "2.13.0"},
+        },
+        "datasets": {},
+        "runs": runs or {},
+    }
+    return ResultSet(Path("/nowhere"), df, df.iloc[:0], df.iloc[:0], experiment, ("random", "mpe"))
+
+
+def test_aubc_per_seed_hand_computed_and_incomplete_seeds_left_out():
+    df = cycles(seeds=2)
+    df = df[
+        ~((df["sampler"] == "mpe") & (df["seed"] == 0) & (df["n_labelled"] == 200))
+    ]  # a hole in one curve
+    a = aubc_per_seed(df).set_index(["sampler", "seed"])["aubc"]
+    assert a[("random", 0)] == pytest.approx(60.0)
+    assert a[("random", 1)] == pytest.approx(60.1)
+    assert a[("mpe", 1)] == pytest.approx(62.1)
+    assert ("mpe", 0) not in a.index
+
+
+def test_paired_test_exact_wilcoxon_and_its_seed_floor():
+    base = np.zeros(6)
+    six = paired_test(np.arange(1.0, 7.0), base)
+    assert six.p_value == pytest.approx(
+        2 / 2**6
+    )  # every difference positive: the smallest exact p with 6 pairs
+    assert six.text == "0.0312"
+    five = paired_test(np.arange(1.0, 6.0), base[:5])
+    assert np.isnan(five.p_value) and five.text == "n/a (needs >= 6 seeds, has 5)"
+    same = paired_test(np.ones(8), np.ones(8))
+    assert same.p_value == 1.0
+    # zero differences carry no sign: 6 seeds with one tie leave 5 pairs, too few
+    assert np.isnan(paired_test(np.array([0.0, 1, 2, 3, 4, 5]), base).p_value)
+
+
+def test_sampler_summary_rank_and_test():
+    s = sampler_summary(cycles(seeds=6)).set_index("sampler")
+    assert s.loc["random", "aubc_mean"] == pytest.approx(60.25)  # 60 + 0.1 * mean(0..5)
+    assert s.loc["mpe", "aubc_mean"] == pytest.approx(60.25 + 3.5)
+    assert (s.loc["mpe", "rank"], s.loc["random", "rank"]) == (1, 2)
+    assert s.loc["mpe", "p_value"] == pytest.approx(0.03125) and s.loc["random", "test"] == "baseline"
+    err = sampler_summary(cycles(seeds=6, metric="mpjpe")).set_index("sampler")
+    assert (err.loc["mpe", "rank"], err.loc["random", "rank"]) == (2, 1)  # lower error wins
+
+
+def test_dataset_table_strings():
+    t = dataset_table(result_set(cycles(seeds=5)), "d").set_index("Sampler")
+    assert list(t.columns) == ["n=100", "n=200", "n=300", "AUBC", "Rank", "p vs random"]
+    sd = np.std(0.1 * np.arange(5), ddof=1)  # 0.158
+    assert t.loc["Random", "n=100"] == f"50.20 ± {sd:.2f}" == "50.20 ± 0.16"
+    assert t.loc["Multi-Peak Entropy", "AUBC"] == f"{60.2 + 3:.2f} ± {np.std(np.arange(5) * 1.1, ddof=1):.2f}"
+    assert t.loc["Multi-Peak Entropy", "p vs random"] == "n/a (needs >= 6 seeds, has 5)"
+    assert t.loc["Random", "Rank"] == "2"
+
+
+def test_timing_table_hand_computed():
+    t = timing_table(result_set(cycles(seeds=2)), "d").set_index("Sampler")
+    mpe = t.loc["Multi-Peak Entropy"]
+    assert mpe["train s/cycle"] == "10.5" and mpe["eval s/cycle"] == "1"
+    assert mpe["select s/cycle"] == "0.5" and mpe["select ms/image"] == "0.5"
+    assert mpe["select images/s"] == "2,000"  # 4 x 1000 images in 4 x 0.5 s
+    assert mpe["total s/run"] == "35.5"  # seed 0: 30 + 3 + 1; seed 1: 33 + 3 + 1
+    assert t.loc["Random", "select ms/image"] == "—"
+
+
+def test_markdown_report_hand_case_with_failed_run():
+    runs = {
+        "d/mpe/0": {"status": "done", "error": None},
+        "d/vl4pose/0": {"status": "failed", "error": "CUDA OOM"},
+    }
+    md = to_markdown(build_document(result_set(cycles(seeds=6), runs)))
+    assert "| Multi-Peak Entropy | 53.75 ± 2.06 |" in md  # n=100: 51 + 1.1 * seed over seeds 0..5
+    assert "| 1 | 0.0312 |" in md
+    assert "| Git revision | deadbeef |" in md and "| torch | 2.13.0 |" in md
+    assert "| d/vl4pose/0 | CUDA OOM |" in md and "1 done, 1 failed" in md
+    assert "Wilcoxon signed-rank" in md
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Path:
+    return write_results(
+        tmp_path_factory.mktemp("results") / "exp", samplers=("random", "mpe", "vl4pose"), seeds=3
+    )
+
+
+def test_every_format_is_written(store, tmp_path):
+    rs = load_result_set(store)
+    (md,) = write_report(rs, "md", tmp_path)
+    assert md.name == "report.md" and "## synth-human: PCKh@0.5 (%)" in md.read_text()
+    csvs = write_report(rs, "csv", tmp_path)
+    assert sorted(p.name for p in csvs) == ["report-budgets.csv", "report-samplers.csv", "report-timing.csv"]
+    budgets = pd.read_csv(tmp_path / "report-budgets.csv")
+    assert len(budgets) == 3 * 10 and set(budgets["n_seeds"]) == {3}
+    (page,) = write_report(rs, "html", tmp_path)
+    text = page.read_text()
+    images = re.findall(r'src="data:image/png;base64,([^"]+)"', text)
+    assert len(images) == 5  # curves, gain, joints, timing, pose modes
+    assert all(base64.b64decode(i)[:8] == b"\x89PNG\r\n\x1a\n" for i in images)
+    assert not re.search(r'(src|href)="(?!data:)', text)  # self-contained: nothing fetched from elsewhere
+
+
+def test_cli_report(store, tmp_path):
+    result = CliRunner().invoke(cli, ["report", str(store), "--format", "md", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "report.md").stat().st_size > 1000
+
+
+def test_cli_report_bad_input(store, tmp_path):
+    runner = CliRunner()
+    missing = runner.invoke(cli, ["report", str(tmp_path / "nope")])
+    assert missing.exit_code == 2 and missing.output.count("\n") == 1 and "does not exist" in missing.output
+    bad = runner.invoke(cli, ["report", str(store), "--format", "xlsx"])
+    assert bad.exit_code == 2 and "'md', 'html', 'csv'" in bad.output

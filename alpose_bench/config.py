@@ -57,6 +57,8 @@ class ExperimentSpec:
     stacks: int = 1
     channels: int = 64
     depth: int = 3
+    regressor_width: int = 16  # 3D regressor: channels of the first conv stage
+    regressor_fc: int = 256  # 3D regressor: width of its fully connected layers
     sigma: float = 1.0  # target Gaussian width in heatmap pixels
     amplitude: float = 30.0  # target peak height (reference hm_peak)
     # execution
@@ -90,21 +92,22 @@ SPEC_FIELDS = {f.name: f for f in dataclasses.fields(ExperimentSpec)}
 PRESETS: dict[str, dict[str, Any]] = {
     "smoke": dict(
         resolution=64, pool_size=120, test_size=40, init=16, budget=16, cycles=2, epochs_first=2, epochs=1,
-        stacks=1, channels=16, depth=2, batch_size=16, seeds=1,
+        stacks=1, channels=16, depth=2, batch_size=16, seeds=1, regressor_width=8, regressor_fc=64,
     ),
     "quick": dict(
         resolution=64, pool_size=2000, test_size=500, init=100, budget=100, cycles=4, epochs_first=30,
-        epochs=15, stacks=1, channels=64, depth=3, batch_size=16, sigma=1.0, seeds=3,
+        epochs=8, stacks=1, channels=32, depth=3, batch_size=16, sigma=1.0, seeds=3,
     ),
     "paper": dict(
         resolution=256, pool_size=None, test_size=None, init=1000, budget=1000, cycles=5, epochs_first=150,
         epochs=100, stacks=2, channels=256, depth=4, batch_size=16, lr=3e-4, sigma=1.75, amplitude=30.0, seeds=5,
+        regressor_width=32, regressor_fc=1024,
     ),
 }  # fmt: skip
 
 PRESET_DESCRIPTIONS = {
     "smoke": "Seconds: tiny model and pool, 2 cycles, 1 seed (tests and plumbing checks).",
-    "quick": "The CPU default: 64 px, 1-stack 64-channel hourglass, 100 initial + 4 x 100, 3 seeds.",
+    "quick": "The CPU default: 64 px, 1-stack 32-channel hourglass, 100 initial + 4 x 100, 3 seeds.",
     "paper": "The published protocol: 256 px, 2-stack 256-ch hourglass, 1,000 + 5 x 1,000, Adam 3e-4, 150/100 epochs.",
 }
 
@@ -184,7 +187,7 @@ def _coerce(name: str, value: Any) -> Any:
 def validate(spec: ExperimentSpec) -> ExperimentSpec:
     """Reject values no experiment can run with (checks that need the registry/dataset are done by the planner)."""
     positive = ("seeds", "resolution", "init", "budget", "batch_size", "channels", "stacks", "depth",
-                "eval_batch_size", "epochs_first")  # fmt: skip
+                "eval_batch_size", "epochs_first", "regressor_width", "regressor_fc")  # fmt: skip
     for name in positive:
         if getattr(spec, name) <= 0:
             raise ConfigError(f"{name} must be positive, got {getattr(spec, name)}")

@@ -15,7 +15,6 @@ import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -70,10 +69,17 @@ def dataset_config(spec: ExperimentSpec) -> DatasetConfig:
     )
 
 
-@lru_cache(maxsize=4)
+_LOADED: dict[tuple[str, str], PoseDataset] = {}
+
+
 def load_dataset(name: str, config: DatasetConfig) -> PoseDataset:
-    """Load (and cache in memory for this process) one dataset."""
-    return get_dataset(name)().load(config)
+    """Load one dataset (kept in memory for this process: the planner and the tasks share it)."""
+    key = (name, repr(config))
+    if key not in _LOADED:
+        if len(_LOADED) >= 4:
+            _LOADED.pop(next(iter(_LOADED)))
+        _LOADED[key] = get_dataset(name)().load(config)
+    return _LOADED[key]
 
 
 def make_sampler(spec: ExperimentSpec, name: str) -> Sampler:
@@ -90,7 +96,8 @@ def make_sampler(spec: ExperimentSpec, name: str) -> Sampler:
 
 
 def model_spec(spec: ExperimentSpec) -> ModelSpec:
-    return ModelSpec(stacks=spec.stacks, channels=spec.channels, depth=spec.depth)
+    return ModelSpec(stacks=spec.stacks, channels=spec.channels, depth=spec.depth,
+                     regressor_width=spec.regressor_width, regressor_fc=spec.regressor_fc)
 
 
 def new_model(spec: ExperimentSpec, dataset: PoseDataset, seed: int, device: torch.device) -> nn.Module:
@@ -232,6 +239,14 @@ def select_with_scores(sampler: Sampler, ctx: SelectionContext, budget: int) -> 
     return sampler.select(ctx, budget), None
 
 
+def discard_old_checkpoints(out_dir: Path, task: Task, cycle: int, final: bool) -> None:
+    """After cycle `cycle` is committed: its predecessor's checkpoint is no longer needed to resume (nor, once the
+    task is complete, its own). Called by whoever commits the record, so a checkpoint outlives every uncommitted cycle."""
+    task_checkpoint(out_dir, task, cycle - 1).unlink(missing_ok=True)
+    if final:
+        task_checkpoint(out_dir, task, cycle).unlink(missing_ok=True)
+
+
 def run_task(
     spec: ExperimentSpec,
     task: Task,
@@ -241,7 +256,9 @@ def run_task(
     device: torch.device,
     on_cycle: Callable[[int], None] | None = None,
 ) -> None:
-    """Run (or resume after the committed cycles in `done`: cycle -> selected indices) one task to the end."""
+    """Run (or resume after the committed cycles in `done`: cycle -> selected indices) one task to the end.
+
+    Each cycle's record goes to `sink`, which must commit it and then call `discard_old_checkpoints`."""
     dataset = load_dataset(task.dataset, dataset_config(spec))
     sampler = make_sampler(spec, task.sampler)
     labelled = initial_labelled(dataset, spec, task.seed)
@@ -307,11 +324,6 @@ def run_task(
                 groups=dataset.train.group_ids[selected], arrays=arrays,
             )
         )  # fmt: skip
-        previous = task_checkpoint(out_dir, task, cycle - 1)
-        if previous.exists():
-            previous.unlink()
-        if cycle == spec.cycles:  # the task is complete: its last model is no longer needed to resume
-            task_checkpoint(out_dir, task, cycle).unlink(missing_ok=True)
         labelled = np.concatenate([labelled, selected])
         if on_cycle is not None:
             on_cycle(cycle)

@@ -31,11 +31,9 @@ from alpose_bench.loop import (
     load_dataset,
     make_sampler,
     resolve_device,
-    run_task,
-    train_shared_cycle0,
 )
 from alpose_bench.registry import get_sampler, working_samplers
-from alpose_bench.store import Store, StoreError
+from alpose_bench.store import Store
 
 
 class ExperimentLockedError(RuntimeError):
@@ -159,87 +157,29 @@ def experiment_lock(out_dir: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-# -- execution ---------------------------------------------------------------------------------------------------
+# -- execution ----------------------------------------------------------------------------------------------------
 
 
-def _threads_for(jobs: int) -> int:
-    return max(1, (os.cpu_count() or 1) // max(1, jobs))
+def run_plan(
+    the_plan: Plan, jobs: int = 1, progress=None, executor: str = "local", scheduler: str | None = None
+) -> dict[Task, str | None]:
+    """Run every pending task with the chosen executor; returns task -> error message (None when it finished)."""
+    from alpose_bench import executors
 
-
-def execute_cycle0(spec: ExperimentSpec, dataset: str, seed: int, samplers: list[str], out_dir: str,
-                   threads: int) -> None:
-    torch.set_num_threads(threads)
-    train_shared_cycle0(spec, dataset, seed, samplers, Path(out_dir), resolve_device(spec.device))
-
-
-def execute_task(spec: ExperimentSpec, task: Task, out_dir: str, done: dict, threads: int,
-                 on_cycle=None) -> tuple[Task, str | None]:
-    """Run one task in this process, committing each cycle; returns (task, error message or None)."""
-    from alpose_bench.train import TrainingDivergedError
-
-    torch.set_num_threads(threads)
-    store = Store(Path(out_dir))
-    store.set_status(task.dataset, task.sampler, task.seed, "running")
-    try:
-        run_task(spec, task, Path(out_dir), done, store.commit_cycle, resolve_device(spec.device), on_cycle)
-    except (TrainingDivergedError, ConfigError, StoreError) as exc:
-        msg = f"{type(exc).__name__}: {exc}"
-        store.set_status(task.dataset, task.sampler, task.seed, "failed", msg)
-        store.close()
-        return task, msg
-    except KeyboardInterrupt:
-        store.set_status(task.dataset, task.sampler, task.seed, "interrupted")
-        store.close()
-        raise
-    except Exception as exc:
-        msg = f"{type(exc).__name__}: {exc}"
-        store.set_status(task.dataset, task.sampler, task.seed, "failed", msg)
-        store.close()
-        raise
-    store.set_status(task.dataset, task.sampler, task.seed, "done")
-    store.close()
-    return task, None
-
-
-def run_plan(the_plan: Plan, jobs: int = 1, progress=None) -> dict[Task, str | None]:
-    """Run every pending task; returns task -> error (None when it finished)."""
-    spec = the_plan.spec
-    out = str(the_plan.out_dir)
     pending = the_plan.pending
     samplers = list(dict.fromkeys(t.sampler for t in the_plan.tasks))
     need_cycle0 = sorted({(t.dataset, t.seed) for t in pending if len(the_plan.done.get(t, {})) == 0})
-    threads = _threads_for(jobs)
-    results: dict[Task, str | None] = {}
     started = time.perf_counter()
     if progress is not None:
         progress.start(the_plan, need_cycle0)
-    if jobs <= 1:
-        for dataset, seed in need_cycle0:
-            execute_cycle0(spec, dataset, seed, samplers, out, threads)
-            if progress is not None:
-                progress.cycle0_done(dataset, seed)
-        for task in pending:
-            cb = (lambda c, t=task: progress.cycle_done(t, c)) if progress is not None else None
-            if progress is not None:
-                progress.task_started(task)
-            _, err = execute_task(spec, task, out, the_plan.done.get(task, {}), threads, cb)
-            results[task] = err
-            if progress is not None:
-                progress.task_done(task, err)
+    if executor == "dask":
+        runner = executors.DaskExecutor(scheduler=scheduler, workers=jobs)
+    elif jobs > 1:
+        runner = executors.JoblibExecutor(jobs)
     else:
-        from joblib import Parallel, delayed
-
-        with Parallel(n_jobs=jobs, return_as="generator_unordered") as parallel:
-            for _ in parallel(delayed(execute_cycle0)(spec, d, s, samplers, out, threads) for d, s in need_cycle0):
-                pass
-            if progress is not None:
-                for d, s in need_cycle0:
-                    progress.cycle0_done(d, s)
-            calls = (delayed(execute_task)(spec, t, out, the_plan.done.get(t, {}), threads) for t in pending)
-            for task, err in parallel(calls):
-                results[task] = err
-                if progress is not None:
-                    progress.task_done(task, err)
-    if progress is not None:
-        progress.finish(time.perf_counter() - started)
-    return results
+        runner = executors.SequentialExecutor()
+    try:
+        return runner.run(the_plan.spec, the_plan.out_dir, need_cycle0, samplers, pending, progress)
+    finally:
+        if progress is not None:
+            progress.finish(time.perf_counter() - started)

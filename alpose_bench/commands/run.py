@@ -94,16 +94,57 @@ def summary_table(out_dir: Path) -> Table:
 @click.option("--sampler-param", "sampler_params", multiple=True, help="SAMPLER.PARAM=VALUE, e.g. vl4pose.num_peaks=3.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None, help="TOML experiment file.")
 @click.option("--name", default=None, help="Experiment name (folder under --out). Default: DATASET-PRESET.")
-@click.option("--out", default="results", show_default=True, type=click.Path(file_okay=False), help="Results folder.")
-@click.option("--jobs", type=int, default=1, show_default=True, help="Tasks run in parallel worker processes.")
-def run(samplers, datasets, preset, seeds, init, budget, cycles, epochs, epochs_first, resolution, pool_size,
-        from_scratch, device, data_root, sampler_params, config_file, name, out, jobs) -> None:
+@click.option(
+    "--out", default="results", show_default=True, type=click.Path(file_okay=False), help="Results folder."
+)
+@click.option(
+    "--jobs",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Tasks run in parallel: worker processes (local) or LocalCluster workers (dask).",
+)
+@click.option(
+    "--executor",
+    type=click.Choice(["local", "dask"]),
+    default="local",
+    show_default=True,
+    help="local: this machine (joblib when --jobs > 1); dask: a dask.distributed cluster.",
+)
+@click.option(
+    "--scheduler", default=None, help="Dask scheduler address (tcp://HOST:PORT); default: a LocalCluster."
+)
+def run(
+    samplers,
+    datasets,
+    preset,
+    seeds,
+    init,
+    budget,
+    cycles,
+    epochs,
+    epochs_first,
+    resolution,
+    pool_size,
+    from_scratch,
+    device,
+    data_root,
+    sampler_params,
+    config_file,
+    name,
+    out,
+    jobs,
+    executor,
+    scheduler,
+) -> None:
     """Run the active-learning protocol for every (dataset, sampler, seed) and record each cycle.
 
     Rerunning the same command resumes after the last committed cycle of each task.
     """
     if jobs < 1:
         raise UserError(f"--jobs must be at least 1, got {jobs}")
+    if scheduler and executor != "dask":
+        raise UserError("--scheduler needs --executor dask")
     overrides = dict(
         samplers=samplers, datasets=datasets, seeds=seeds, init=init, budget=budget, cycles=cycles, epochs=epochs,
         epochs_first=epochs_first, resolution=resolution, pool_size=pool_size, device=device, data_root=data_root,
@@ -120,7 +161,13 @@ def run(samplers, datasets, preset, seeds, init, budget, cycles, epochs, epochs_
             console.print("nothing to do: every task is complete (delete the folder to rerun from scratch)")
         else:
             try:
-                results = run_plan(the_plan, jobs=jobs, progress=RichProgress(console))
+                results = run_plan(
+                    the_plan,
+                    jobs=jobs,
+                    progress=RichProgress(console),
+                    executor=executor,
+                    scheduler=scheduler,
+                )
             except KeyboardInterrupt:
                 console.print(f"\n[yellow]interrupted[/yellow]; committed cycles are kept in {the_plan.out_dir}. "
                               "Rerun the same command to resume.")
@@ -132,5 +179,5 @@ def run(samplers, datasets, preset, seeds, init, budget, cycles, epochs, epochs_
                     console.print(f"  {t}: {e}")
     console.print(summary_table(the_plan.out_dir))
     console.print(f"results: {the_plan.out_dir / 'results.sqlite'}")
-    if any(results.values()) if the_plan.pending else False:
+    if the_plan.pending and any(results.values()):
         raise SystemExit(1)

@@ -1,0 +1,111 @@
+"""The command line as a user meets it: one-line errors with exit status 2, listing, a smoke run, Ctrl-C resume."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+from click.testing import CliRunner
+
+from alpose_bench import results
+from alpose_bench.cli import cli
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(cli, list(args), obj={})
+
+
+def one_line_error(result, *fragments: str) -> None:
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.strip().splitlines() if line.strip()]
+    assert "Traceback" not in result.output
+    assert lines[-1].startswith("Error:"), result.output
+    for fragment in fragments:
+        assert fragment in lines[-1], result.output
+
+
+def test_list_shows_samplers_datasets_and_presets():
+    result = invoke("list")
+    assert result.exit_code == 0, result.output
+    for name in ("random", "synth-human", "synth-hand", "smoke", "quick", "paper"):
+        assert name in result.output
+
+
+def test_unknown_names_list_the_known_ones(tmp_path):
+    one_line_error(invoke("run", "--samplers", "vl4poze", "--out", str(tmp_path)), "unknown sampler 'vl4poze'",
+                   "Known samplers:", "random")
+    one_line_error(invoke("run", "--dataset", "mpi", "--out", str(tmp_path)), "unknown dataset 'mpi'", "synth-human")
+    one_line_error(invoke("run", "--preset", "fast", "--out", str(tmp_path)), "Known presets")
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["--budget", "0"], "budget must be positive"),
+        (["--seeds", "-2"], "seeds must be positive"),
+        (["--init", "100000"], "lower --budget or --cycles"),
+        (["--sampler-param", "random.k=3"], "has no parameter 'k'"),
+        (["--jobs", "0"], "--jobs must be at least 1"),
+        (["--config", "missing.toml"], "does not exist"),
+    ],
+)
+def test_bad_input_is_a_one_line_error(tmp_path, args, fragment):
+    one_line_error(invoke("run", "--preset", "smoke", "--samplers", "random", "--out", str(tmp_path), *args), fragment)
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    result = CliRunner().invoke(cli, ["--debug", "run", "--budget", "0", "--out", str(tmp_path)], obj={})
+    assert result.exit_code != 0 and result.exception is not None
+
+
+def test_smoke_run_records_every_cycle_and_prints_a_summary(tmp_path):
+    result = invoke("run", "--preset", "smoke", "--samplers", "random", "--out", str(tmp_path), "--name", "s")
+    assert result.exit_code == 0, result.output
+    assert "Results" in result.output and "random" in result.output
+    df = results.load(tmp_path / "s")
+    assert len(df) == 3 and df["n_labelled"].is_monotonic_increasing
+    again = invoke("run", "--preset", "smoke", "--samplers", "random", "--out", str(tmp_path), "--name", "s")
+    assert "nothing to do" in again.output
+    other = invoke("run", "--preset", "smoke", "--samplers", "random", "--budget", "8", "--out", str(tmp_path),
+                   "--name", "s")
+    one_line_error(other, "holds a different experiment", "budget")
+
+
+def _cycles(db) -> int:
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+            return conn.execute("SELECT COUNT(*) FROM cycles").fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
+def test_a_killed_run_resumes_to_the_rows_of_an_uninterrupted_one(tmp_path, sig):
+    exe = [sys.executable, "-m", "alpose_bench.cli"]
+    common = ["run", "--preset", "smoke", "--samplers", "random", "--cycles", "3", "--out", str(tmp_path)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run(exe + common + ["--name", "full"], check=True, capture_output=True, env=env, timeout=300)
+    proc = subprocess.Popen(exe + common + ["--name", "cut"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            env=env)
+    db = tmp_path / "cut" / "results.sqlite"
+    deadline = time.time() + 240
+    while _cycles(db) < 1 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run finished before it could be interrupted"
+    proc.send_signal(sig)
+    output = " ".join(proc.communicate(timeout=60)[0].decode().split())
+    assert proc.returncode != 0
+    if sig == signal.SIGINT:
+        assert "Rerun the same command to resume" in output and "Traceback" not in output
+    assert 1 <= _cycles(db) < 4
+    subprocess.run(exe + common + ["--name", "cut"], check=True, capture_output=True, env=env, timeout=300)
+    cols = ["dataset", "sampler", "seed", "cycle", "n_labelled", "value"]
+    full, cut = results.load(tmp_path / "full"), results.load(tmp_path / "cut")
+    assert full[cols].equals(cut[cols])
+    sel = ["cycle", "rank", "index"]
+    assert results.load_selections(tmp_path / "full")[sel].equals(results.load_selections(tmp_path / "cut")[sel])

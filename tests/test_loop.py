@@ -1,0 +1,92 @@
+"""The active-learning loop end to end on the built-in synthetic data (smoke preset: seconds)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from alpose_bench import results
+from alpose_bench.config import ConfigError, build_spec
+from alpose_bench.loop import initial_labelled, load_dataset, dataset_config
+from alpose_bench.runner import plan, run_plan
+
+DETERMINISTIC = ["dataset", "sampler", "seed", "cycle", "n_labelled", "metric", "value", "n_selected"]
+
+
+def run(tmp: Path, **overrides) -> pd.DataFrame:
+    spec = build_spec("smoke", None, {"samplers": "random", **overrides})
+    the_plan = plan(spec, tmp)
+    errors = run_plan(the_plan)
+    assert not any(errors.values()), errors
+    return results.load(the_plan.out_dir)
+
+
+def selections(path: Path) -> pd.DataFrame:
+    return results.load_selections(path)[["dataset", "sampler", "seed", "cycle", "rank", "index"]]
+
+
+@pytest.mark.parametrize("dataset, metric", [("synth-human", "pckh"), ("synth-hand", "mpjpe")])
+def test_cycles_grow_the_labelled_set_without_reselecting(tmp_path, dataset, metric):
+    df = run(tmp_path, datasets=dataset, seeds=2)
+    spec = build_spec("smoke", None, {"datasets": dataset})
+    assert len(df) == 2 * (spec.cycles + 1)
+    assert set(df["metric"]) == {metric}
+    for _, g in df.groupby("seed"):
+        assert list(g["n_labelled"]) == [spec.init + c * spec.budget for c in range(spec.cycles + 1)]
+    assert np.isfinite(df["value"]).all() and (df["train_s"] > 0).all()
+    assert df["select_s"].isna().tolist() == [False] * spec.cycles + [True] + [False] * spec.cycles + [True]
+    sel = results.load_selections(tmp_path / spec.name)
+    ds = load_dataset(dataset, dataset_config(spec))
+    for seed, g in sel.groupby("seed"):
+        init = initial_labelled(ds, spec, seed)
+        picked = g["index"].to_numpy()
+        assert len(np.unique(picked)) == len(picked) == spec.cycles * spec.budget
+        assert not np.isin(picked, init).any()
+
+
+def test_same_seed_same_rows_and_resume_after_interruption(tmp_path):
+    full = run(tmp_path / "a")
+    # interrupt a second run after its first committed cycle, then rerun the same spec
+    spec = build_spec("smoke", None, {"samplers": "random"})
+    the_plan = plan(spec, tmp_path / "b")
+    import alpose_bench.store as store_mod
+
+    original = store_mod.Store.commit_cycle
+    calls = {"n": 0}
+
+    def commit_then_die(self, record):
+        original(self, record)
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise KeyboardInterrupt
+
+    store_mod.Store.commit_cycle = commit_then_die
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_plan(the_plan)
+    finally:
+        store_mod.Store.commit_cycle = original
+    partial = results.load(the_plan.out_dir)
+    assert len(partial) == 1
+    resumed = run(tmp_path / "b")
+    pd.testing.assert_frame_equal(full[DETERMINISTIC], resumed[DETERMINISTIC])
+    pd.testing.assert_frame_equal(selections(tmp_path / "a" / spec.name), selections(tmp_path / "b" / spec.name))
+    # a third run of a complete experiment has nothing to do and changes nothing
+    assert plan(spec, tmp_path / "b").pending == []
+
+
+def test_budget_larger_than_the_pool_is_refused_before_training(tmp_path):
+    spec = build_spec("smoke", None, {"samplers": "random", "budget": 10_000})
+    with pytest.raises(ConfigError, match="lower --budget or --cycles"):
+        plan(spec, tmp_path)
+    assert not (tmp_path / spec.name).exists()
+
+
+def test_from_scratch_trains_a_fresh_model_each_cycle(tmp_path):
+    warm = run(tmp_path / "warm")
+    scratch = run(tmp_path / "scratch", warm_start=False)
+    assert warm["value"].iloc[0] == scratch["value"].iloc[0]  # cycle 0 is the same training
+    assert not np.allclose(warm["value"].iloc[1:], scratch["value"].iloc[1:])

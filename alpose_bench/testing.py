@@ -1,0 +1,408 @@
+"""A conformance kit for samplers: tiny datasets and selection contexts, and `check_sampler`.
+
+Like scikit-learn's ``check_estimator``: any sampler, built-in or from a third-party package, can be run
+through every contract check the engine relies on in a few seconds on a CPU::
+
+    from alpose_bench.testing import check_sampler
+    check_sampler(MySampler)                 # raises AssertionError naming the failed check
+    check_sampler(MySampler, k=3)            # with hyper-parameters
+
+`make_dataset` and `make_context` are also the fixtures the project's own sampler tests use.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from alpose_bench.data import PoseDataset, PoseSplit, Task
+from alpose_bench.models import ModelSpec, build_model, model_info
+from alpose_bench.models.outputs import ModelInfo, TrainBatch
+from alpose_bench.pool import SelectionContext
+from alpose_bench.preprocess import to_model_input
+from alpose_bench.samplers.base import KNOWN_NEEDS, Sampler
+from alpose_bench.skeleton import ICVL, MPII
+
+TASKS: tuple[Task, ...] = ("heatmap2d", "regression3d")
+CUBE_MM = 150.0  # half-size of the synthetic 3D crop cube
+
+#: the architecture of the conformance kit's model: small enough for a check to run in well under a second
+TINY_SPEC = ModelSpec(stacks=1, channels=16, depth=2, regressor_width=8, regressor_fc=64)
+
+
+# -- fixtures ------------------------------------------------------------------------------------------------
+
+
+def _split(task: Task, n: int, resolution: int, rng: np.random.Generator) -> PoseSplit:
+    if task == "heatmap2d":
+        images = rng.integers(0, 256, size=(n, resolution, resolution, 3), dtype=np.uint8)
+        keypoints = rng.uniform(0.0, resolution - 1.0, size=(n, MPII.num_joints, 2)).astype(np.float32)
+        visible = rng.random((n, MPII.num_joints)) > 0.15
+        normalizer = rng.uniform(0.2, 0.4, size=n).astype(np.float32) * resolution  # head-box diagonal, px
+    else:
+        images = rng.integers(0, 256, size=(n, resolution, resolution, 1), dtype=np.uint8)
+        keypoints = rng.uniform(-0.9 * CUBE_MM, 0.9 * CUBE_MM, size=(n, ICVL.num_joints, 3)).astype(
+            np.float32
+        )
+        visible = rng.random((n, ICVL.num_joints)) > 0.05
+        normalizer = np.ones(n, dtype=np.float32)
+    visible[:, 0] = True  # every sample has at least one annotated joint
+    groups = rng.integers(0, 2, size=n).astype(np.int64)
+    return PoseSplit(
+        images=images, keypoints=keypoints, visible=visible, normalizer=normalizer, groups=groups
+    )
+
+
+def make_dataset(
+    task: Task = "heatmap2d", n_train: int = 48, n_test: int = 8, resolution: int = 32, seed: int = 0
+) -> PoseDataset:
+    """A tiny random-but-valid dataset: MPII and PCKh for "heatmap2d", ICVL and MPJPE (mm) for "regression3d".
+
+    Images are noise; keypoints lie inside the image (2D, pixels) or inside the crop cube (3D, millimetres);
+    about 15 % (2D) / 5 % (3D) of the joints are not annotated. Same seed -> same arrays.
+    """
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; use one of {', '.join(TASKS)}")
+    if n_train < 1 or n_test < 1 or resolution < 8:
+        raise ValueError(
+            f"need n_train >= 1, n_test >= 1 and resolution >= 8, got {n_train}, {n_test}, {resolution}"
+        )
+    rng = np.random.default_rng([seed, 0xDA7A])
+    skeleton, metric = (MPII, "pckh") if task == "heatmap2d" else (ICVL, "mpjpe")
+    return PoseDataset(
+        name=f"tiny-{task}",
+        task=task,
+        skeleton=skeleton,
+        metric=metric,
+        train=_split(task, n_train, resolution, rng),
+        test=_split(task, n_test, resolution, rng),
+        group_names=("a", "b"),
+        group_prior=(0.5, 0.5),
+        cube_mm=CUBE_MM if task == "regression3d" else 1.0,
+    )
+
+
+def tiny_model(dataset: PoseDataset, seed: int = 0, spec: ModelSpec = TINY_SPEC) -> nn.Module:
+    """A small seeded eval-mode pose model for `dataset` (TINY_SPEC by default); global RNG untouched."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = build_model(
+            dataset.task,
+            dataset.skeleton,
+            input_size=dataset.resolution,
+            in_channels=dataset.channels,
+            spec=spec,
+        )
+    return model.eval()
+
+
+def make_context(
+    task: Task = "heatmap2d",
+    n_pool: int = 40,
+    n_labelled: int = 8,
+    seed: int = 0,
+    sampler: Sampler | None = None,
+    resolution: int = 32,
+) -> SelectionContext:
+    """A selection context over a tiny dataset with a tiny seeded model (and `sampler`'s auxiliary head).
+
+    The labelled images are scattered through the training split (not its first rows), so a sampler that
+    returns dataset indices instead of positions into `ctx.pool` is caught. Same arguments -> same context.
+    """
+    return _build_context(SelectionContext, task, n_pool, n_labelled, seed, sampler, resolution)
+
+
+def _build_context(
+    context_cls: type[SelectionContext],
+    task: Task,
+    n_pool: int,
+    n_labelled: int,
+    seed: int,
+    sampler: Sampler | None,
+    resolution: int,
+) -> SelectionContext:
+    if n_pool < 0 or n_labelled < 0 or n_pool + n_labelled < 1:
+        raise ValueError(
+            f"need n_pool >= 0, n_labelled >= 0 and at least one image, got {n_pool}, {n_labelled}"
+        )
+    dataset = make_dataset(task, n_train=n_pool + n_labelled, resolution=resolution, seed=seed)
+    order = np.random.default_rng([seed, 0x1ABE1]).permutation(n_pool + n_labelled)
+    labelled, pool = np.sort(order[:n_labelled]), np.sort(order[n_labelled:])
+    model = tiny_model(dataset, seed=seed)
+    aux = None
+    if sampler is not None:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed + 1)
+            aux = sampler.auxiliary(model_info(model))
+        if isinstance(aux, nn.Module):
+            aux.eval()
+    return context_cls(
+        model=model, aux=aux, dataset=dataset, labelled=labelled, pool=pool, batch_size=16, seed=seed
+    )
+
+
+def train_batch(dataset: PoseDataset, info: ModelInfo, n: int = 4) -> TrainBatch:
+    """An un-augmented training batch of the first `n` training images, in the model's coordinates.
+
+    Heatmap task: keypoints in heatmap pixels and reference-style Gaussian targets (`render_heatmaps`);
+    regression: keypoints divided by the crop cube.
+    """
+    from alpose_bench.heatmaps import default_sigma, keypoints_to_heatmap_coords, render_heatmaps
+
+    split = dataset.train
+    n = min(n, len(split))
+    images = to_model_input(torch.from_numpy(split.images[:n]), "cpu")
+    keypoints = torch.from_numpy(split.keypoints[:n])
+    visible = torch.from_numpy(split.visible[:n].astype(np.float32))
+    if dataset.task == "heatmap2d":
+        size = int(info.heatmap_size)
+        hm_kp = keypoints_to_heatmap_coords(keypoints, dataset.resolution, size)
+        heatmaps = render_heatmaps(hm_kp, visible, size, default_sigma(size))
+        return TrainBatch(images=images, keypoints=hm_kp, visible=visible, heatmaps=heatmaps)
+    return TrainBatch(images=images, keypoints=keypoints / dataset.cube_mm, visible=visible, heatmaps=None)
+
+
+# -- the checks ----------------------------------------------------------------------------------------------
+
+
+class _RecordingContext(SelectionContext):
+    """A context that fails when a sampler collects an output it did not declare in `needs`."""
+
+    declared: frozenset[str] = frozenset()
+    sampler_name: str = "?"
+
+    def collect(self, which, name):  # type: ignore[override]
+        if name not in self.declared:
+            raise AssertionError(
+                f"[check_needs_declared] sampler {self.sampler_name!r} collected {name!r} but its `needs` is "
+                f"{sorted(self.declared)}; add {name!r} to `needs`"
+            )
+        return super().collect(which, name)
+
+
+def _context(
+    cls: type[Sampler], params: dict, task: Task, seed: int = 0, n_labelled: int = 8
+) -> tuple[Sampler, SelectionContext]:
+    sampler = cls(**params)
+    ctx = _build_context(_RecordingContext, task, 40, n_labelled, seed, sampler, 32)
+    assert isinstance(ctx, _RecordingContext)
+    ctx.declared, ctx.sampler_name = frozenset(cls.needs), cls.name
+    return sampler, ctx
+
+
+def _fail(check: str, message: str) -> AssertionError:
+    return AssertionError(f"[{check}] {message}")
+
+
+def _validate_selection(check: str, chosen: object, ctx: SelectionContext, expected: int) -> np.ndarray:
+    if not isinstance(chosen, np.ndarray):
+        raise _fail(check, f"select must return a numpy array, got {type(chosen).__name__}")
+    if chosen.ndim != 1 or not np.issubdtype(chosen.dtype, np.integer):
+        raise _fail(
+            check, f"select must return a 1-D integer array, got {chosen.dtype} with shape {chosen.shape}"
+        )
+    if len(chosen) != expected:
+        raise _fail(check, f"asked for {expected} images from a pool of {len(ctx.pool)}, got {len(chosen)}")
+    if len(np.unique(chosen)) != len(chosen):
+        raise _fail(check, f"select returned duplicate positions: {np.sort(chosen).tolist()}")
+    if len(chosen) and (chosen.min() < 0 or chosen.max() >= len(ctx.pool)):
+        raise _fail(
+            check,
+            f"positions must lie in [0, {len(ctx.pool)}) (they index ctx.pool, not the dataset), got "
+            f"{chosen.min()}..{chosen.max()}",
+        )
+    if np.isin(ctx.pool[chosen], ctx.labelled).any():
+        raise _fail(check, "select returned an image that is already labelled")
+    return chosen
+
+
+def _check_class(cls: type[Sampler]) -> None:
+    if not (isinstance(cls, type) and issubclass(cls, Sampler)):
+        raise _fail("check_class", f"{cls!r} is not a subclass of alpose_bench.samplers.base.Sampler")
+    for attr in ("name", "description"):
+        value = getattr(cls, attr, None)
+        if not isinstance(value, str) or not value.strip():
+            raise _fail("check_class", f"{cls.__name__}.{attr} must be a non-empty string, got {value!r}")
+    if not isinstance(cls.needs, frozenset) or not cls.needs <= KNOWN_NEEDS:
+        raise _fail(
+            "check_class",
+            f"{cls.__name__}.needs must be a frozenset within {sorted(KNOWN_NEEDS)}, got {cls.needs!r}",
+        )
+    if not isinstance(cls.tasks, frozenset) or not cls.tasks or not cls.tasks <= set(TASKS):
+        raise _fail("check_class", f"{cls.__name__}.tasks must be a non-empty frozenset within {TASKS}")
+    if not dataclasses.is_dataclass(cls):
+        raise _fail(
+            "check_class", f"{cls.__name__} must be a @dataclass (its fields are the hyper-parameters)"
+        )
+    for f in dataclasses.fields(cls):
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise _fail(
+                "check_class", f"{cls.__name__}.{f.name} needs a default (the reference code's value)"
+            )
+
+
+def _check_budget(cls: type[Sampler], params: dict, task: Task) -> None:
+    sampler, ctx = _context(cls, params, task)
+    pool, labelled = ctx.pool.copy(), ctx.labelled.copy()
+    state = {k: v.clone() for k, v in ctx.model.state_dict().items()}
+    _validate_selection("check_budget", sampler.select(ctx, 5), ctx, 5)
+    if not (np.array_equal(ctx.pool, pool) and np.array_equal(ctx.labelled, labelled)):
+        raise _fail("check_no_side_effects", "select must not modify ctx.pool or ctx.labelled")
+    if ctx.model.training:
+        raise _fail("check_no_side_effects", "select left the model in training mode")
+    for k, v in ctx.model.state_dict().items():
+        if not torch.equal(v, state[k]):
+            raise _fail("check_no_side_effects", f"select changed the model's {k!r}")
+    if any(p.grad is not None and p.grad.abs().sum() > 0 for p in ctx.model.parameters()):
+        raise _fail("check_no_side_effects", "select left gradients in the model's parameters")
+
+
+def _check_whole_pool(cls: type[Sampler], params: dict, task: Task) -> None:
+    sampler, ctx = _context(cls, params, task)
+    chosen = _validate_selection(
+        "check_whole_pool", sampler.select(ctx, len(ctx.pool) + 3), ctx, len(ctx.pool)
+    )
+    if not np.array_equal(np.sort(chosen), np.arange(len(ctx.pool))):
+        raise _fail("check_whole_pool", "a budget >= the pool must return every pool position once")
+
+
+def _check_budget_zero(cls: type[Sampler], params: dict, task: Task) -> None:
+    sampler, ctx = _context(cls, params, task)
+    _validate_selection("check_budget_zero", sampler.select(ctx, 0), ctx, 0)
+
+
+def _check_deterministic(cls: type[Sampler], params: dict, task: Task) -> None:
+    runs = []
+    for _ in range(2):
+        sampler, ctx = _context(cls, params, task, seed=3)
+        runs.append(_validate_selection("check_deterministic", sampler.select(ctx, 7), ctx, 7))
+    if not np.array_equal(runs[0], runs[1]):
+        raise _fail(
+            "check_deterministic", f"same seed, different picks: {runs[0].tolist()} vs {runs[1].tolist()}"
+        )
+
+
+def _check_empty_labelled(cls: type[Sampler], params: dict, task: Task) -> None:
+    sampler, ctx = _context(cls, params, task, n_labelled=0)
+    if cls.works_without_labelled:
+        _validate_selection("check_empty_labelled", sampler.select(ctx, 5), ctx, 5)
+        return
+    try:
+        sampler.select(ctx, 5)
+    except ValueError as exc:
+        if not str(exc).strip():
+            raise _fail(
+                "check_empty_labelled", "the ValueError for an empty labelled set needs a message"
+            ) from exc
+        return
+    raise _fail(
+        "check_empty_labelled",
+        "works_without_labelled is False but select on an empty labelled set did not raise ValueError",
+    )
+
+
+def _check_unsupported(cls: type[Sampler], params: dict) -> None:
+    for task in TASKS:
+        reason = cls.unsupported_reason(task)
+        if task in cls.tasks and reason is not None:
+            raise _fail("check_unsupported", f"{task!r} is in tasks but unsupported_reason says: {reason}")
+        if task not in cls.tasks and not (isinstance(reason, str) and reason.strip()):
+            raise _fail("check_unsupported", f"{task!r} is not in tasks; unsupported_reason must say why")
+
+
+def _check_auxiliary(cls: type[Sampler], params: dict, task: Task) -> None:
+
+    sampler, ctx = _context(cls, params, task)
+    if ctx.aux is None:
+        return
+    if not isinstance(ctx.aux, nn.Module):
+        raise _fail(
+            "check_auxiliary", f"auxiliary must return an nn.Module or None, got {type(ctx.aux).__name__}"
+        )
+    model, aux = ctx.model, ctx.aux
+    model.train()
+    aux.train()
+    batch = train_batch(ctx.dataset, model_info(model))
+    model.zero_grad(set_to_none=True)
+    aux.zero_grad(set_to_none=True)
+    pose_out = model(batch.images)
+    loss = sampler.auxiliary_loss(aux(pose_out.features), batch, pose_out)
+    if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+        raise _fail("check_auxiliary", "auxiliary_loss must return a scalar tensor")
+    if not torch.isfinite(loss):
+        raise _fail("check_auxiliary", f"auxiliary_loss is not finite: {loss.item()}")
+    loss.backward()
+    grads = [p.grad for p in aux.parameters() if p.requires_grad]
+    if not grads or all(g is None or g.abs().sum() == 0 for g in grads):
+        raise _fail("check_auxiliary", "the auxiliary loss does not reach the head's parameters")
+    if any(g is not None and not torch.isfinite(g).all() for g in grads):
+        raise _fail("check_auxiliary", "the auxiliary loss gives non-finite gradients")
+    leaked = [n for n, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0]
+    if leaked:
+        raise _fail(
+            "check_auxiliary", f"the auxiliary loss sends gradients into the pose model ({leaked[0]}, ...)"
+        )
+
+
+def sampler_checks(cls: type[Sampler], **params) -> list[tuple[str, Callable[[], None]]]:
+    """The named checks `check_sampler` runs, for running them one by one (e.g. as parametrised tests)."""
+    checks: list[tuple[str, Callable[[], None]]] = [
+        ("check_class", lambda: _check_class(cls)),
+        ("check_unsupported", lambda: _check_unsupported(cls, params)),
+    ]
+    per_task = (
+        ("check_budget", _check_budget),
+        ("check_whole_pool", _check_whole_pool),
+        ("check_budget_zero", _check_budget_zero),
+        ("check_deterministic", _check_deterministic),
+        ("check_empty_labelled", _check_empty_labelled),
+        ("check_auxiliary", _check_auxiliary),
+    )
+    tasks = [t for t in TASKS if t in getattr(cls, "tasks", ())]
+    for task in tasks:
+        for name, fn in per_task:
+            checks.append((f"{name}[{task}]", lambda fn=fn, task=task: fn(cls, params, task)))
+    return checks
+
+
+def check_sampler(sampler_cls: type[Sampler], **params) -> None:
+    """Run every contract check on a sampler class; raise AssertionError naming the first check that fails.
+
+    `params` are passed to the constructor (hyper-parameters). Checks: class attributes and dataclass fields
+    with defaults; `budget` unique in-range positions into ctx.pool; a budget >= the pool returns all of it;
+    budget 0 returns nothing; the same seed gives the same picks; the labelled set is never reselected; select
+    leaves the context and the model untouched; only declared `needs` are collected; an empty labelled set
+    works or raises ValueError; `unsupported_reason` explains unsupported tasks; an auxiliary head's loss is
+    finite and trains the head only. Runs in seconds on a CPU.
+    """
+    _check_class(sampler_cls)  # the per-task checks rely on the class attributes
+    for name, check in sampler_checks(sampler_cls, **params):
+        try:
+            check()
+        except AssertionError as exc:
+            if str(exc).startswith("[check_"):
+                raise
+            raise AssertionError(f"[{name}] {exc}") from exc
+        except Exception as exc:
+            raise AssertionError(f"[{name}] raised {type(exc).__name__}: {exc}") from exc
+
+
+def check_all() -> dict[str, str | None]:
+    """Run `check_sampler` on every registered sampler: name -> None (passed) or the failure message."""
+    from alpose_bench import registry
+
+    results: dict[str, str | None] = {}
+    for name, plugin in sorted(registry.samplers().items()):
+        if plugin.obj is None:
+            results[name] = f"failed to import: {plugin.error}"
+            continue
+        try:
+            check_sampler(plugin.obj)  # type: ignore[arg-type]
+            results[name] = None
+        except AssertionError as exc:
+            results[name] = str(exc)
+    return results

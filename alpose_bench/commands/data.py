@@ -1,0 +1,181 @@
+"""`alpose-bench data check|prepare NAME`: is a dataset where it should be and usable; build its cache once.
+
+`check` parses the annotations and looks for every image without decoding anything and prints a table of what is
+present, missing or malformed (exit 0 when usable, 2 with the one-line reason otherwise). `prepare` builds the
+preprocessed cache with a progress bar, so that experiments never decode images. Both accept `--option KEY=VALUE`
+for the dataset's options (DatasetConfig.options), e.g. `--option all_joints=false`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from alpose_bench import registry
+from alpose_bench.data import DatasetConfig, DatasetError, DatasetPlugin
+from alpose_bench.errors import UserError
+
+_STATUS_STYLE = {"ok": "green", "info": "cyan"}
+
+
+def _plugin(name: str) -> DatasetPlugin:
+    try:
+        return registry.get_dataset(name)()
+    except (registry.UnknownNameError, registry.PluginLoadError) as exc:
+        raise UserError(str(exc).splitlines()[0]) from None
+
+
+def _parse_options(pairs: tuple[str, ...]) -> dict[str, Any]:
+    """KEY=VALUE strings -> dict; values are JSON when they parse as JSON (numbers, true/false), else strings."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--option expects KEY=VALUE, got {pair!r}")
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value
+    return out
+
+
+def _config(
+    data_root: Path | None, cache_dir: Path | None, options: tuple[str, ...], **kwargs: Any
+) -> DatasetConfig:
+    return DatasetConfig(data_root=data_root, cache_dir=cache_dir, options=_parse_options(options), **kwargs)
+
+
+def _generic_check(plugin: DatasetPlugin, config: DatasetConfig):
+    """A check for plugins without their own `check`: load it and report the split sizes."""
+    from alpose_bench.datasets.common import CheckReport
+
+    report = CheckReport(plugin.name)
+    try:
+        dataset = plugin.load(config)
+    except DatasetError as exc:
+        report.bad("dataset", "unusable", str(exc).splitlines()[0])
+        return report
+    report.ok("loaded", f"{dataset.name} ({dataset.task}, metric {dataset.metric})")
+    for split_name in ("train", "test"):
+        split = getattr(dataset, split_name)
+        report.info(f"{split_name} people", f"{len(split):,} ({int(split.visible.sum()):,} annotated joints)")
+    return report
+
+
+_root_option = click.option(
+    "--data-root",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Folder holding the dataset (default: $ALPOSE_DATA_ROOT; see docs/datasets.md for each layout).",
+)
+_option_option = click.option(
+    "--option", "options", multiple=True, metavar="KEY=VALUE", help="A dataset option (repeatable)."
+)
+
+
+@click.group("data")
+def data() -> None:
+    """Check and prepare the real datasets (MPII, LSP, LSPET, ICVL, COCO-format, rendered LSP poses)."""
+
+
+@data.command("check")
+@click.argument("name")
+@_root_option
+@_option_option
+def check(name: str, data_root: Path | None, options: tuple[str, ...]) -> None:
+    """Report what is present, missing or malformed for dataset NAME (exit 2 when it is not usable)."""
+    plugin = _plugin(name)
+    config = _config(data_root, None, options)
+    started = time.perf_counter()
+    try:
+        report = plugin.check(config) if hasattr(plugin, "check") else _generic_check(plugin, config)
+    except DatasetError as exc:
+        raise UserError(str(exc).splitlines()[0]) from None
+    table = Table(title=f"data check: {name}", title_justify="left")
+    table.add_column("item", style="bold")
+    table.add_column("status")
+    table.add_column("detail", overflow="fold")
+    for item, status, detail in report.rows:
+        style = _STATUS_STYLE.get(status, "red")
+        table.add_row(item, f"[{style}]{status}[/{style}]", detail)
+    console = Console()
+    console.print(table)
+    if not report.usable:
+        raise UserError(report.reason.splitlines()[0])
+    console.print(f"[green]{name} is usable[/green] (checked in {time.perf_counter() - started:.1f} s)")
+
+
+@data.command("prepare")
+@click.argument("name")
+@_root_option
+@_option_option
+@click.option(
+    "--resolution", type=click.IntRange(min=8), default=64, show_default=True, help="Crop size in px."
+)
+@click.option(
+    "--cache-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Cache folder (default: $ALPOSE_CACHE or ~/.cache/alpose-bench).",
+)
+@click.option("--force", is_flag=True, help="Rebuild the cache even if it exists.")
+def prepare(
+    name: str,
+    data_root: Path | None,
+    options: tuple[str, ...],
+    resolution: int,
+    cache_dir: Path | None,
+    force: bool,
+) -> None:
+    """Preprocess dataset NAME once into the cache (crops at --resolution), with a progress bar."""
+    plugin = _plugin(name)
+    config = _config(data_root, cache_dir, options, resolution=resolution)
+    console = Console()
+    started = time.perf_counter()
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    try:
+        with Progress(*columns, console=console) as progress:
+            task = progress.add_task(f"preparing {name}", total=None)
+
+            def report(done: int, total: int) -> None:
+                progress.update(task, completed=done, total=total)
+
+            if hasattr(plugin, "prepare"):
+                dataset = plugin.prepare(config, progress=report, force=force)
+            else:
+                dataset = plugin.load(config)
+    except DatasetError as exc:
+        raise UserError(str(exc).splitlines()[0]) from None
+    table = Table(title=f"prepared: {name}", title_justify="left")
+    table.add_column("item", style="bold")
+    table.add_column("value", overflow="fold")
+    table.add_row("task / metric", f"{dataset.task} / {dataset.metric}")
+    table.add_row("pool", f"{len(dataset.train):,}")
+    table.add_row("test", f"{len(dataset.test):,}")
+    if dataset.initial_index is not None:
+        table.add_row("fixed initial set", f"{len(dataset.initial_index):,}")
+    table.add_row("images", f"{dataset.resolution} x {dataset.resolution} x {dataset.channels} uint8")
+    if "cache_file" in dataset.info:
+        table.add_row("cache", str(dataset.info["cache_file"]))
+    table.add_row("seconds", f"{time.perf_counter() - started:.2f}")
+    console.print(table)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING
 
@@ -47,7 +47,7 @@ class Plugin:
         return getattr(self.obj, "description", "") or (self.obj.__doc__ or "").strip().splitlines()[0]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _discover(group: str) -> dict[str, Plugin]:
     found: dict[str, Plugin] = {}
     for ep in sorted(entry_points(group=group), key=lambda e: e.name):

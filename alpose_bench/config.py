@@ -57,6 +57,7 @@ class ExperimentSpec:
     stacks: int = 1
     channels: int = 64
     depth: int = 3
+    stem_stride: int = 4  # hourglass heatmaps are input / stem_stride pixels (4: the reference)
     regressor_width: int = 16  # 3D regressor: channels of the first conv stage
     regressor_fc: int = 256  # 3D regressor: width of its fully connected layers
     sigma: float = 1.0  # target Gaussian width in heatmap pixels
@@ -95,8 +96,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         stacks=1, channels=16, depth=2, batch_size=16, seeds=1, regressor_width=8, regressor_fc=64,
     ),
     "quick": dict(
-        resolution=64, pool_size=2000, test_size=500, init=100, budget=100, cycles=4, epochs_first=30,
-        epochs=8, stacks=1, channels=32, depth=3, batch_size=16, sigma=1.0, seeds=3,
+        resolution=64, pool_size=1200, test_size=400, init=100, budget=100, cycles=4, epochs_first=40,
+        epochs=3, stacks=1, channels=32, depth=3, stem_stride=2, lr=1e-3, batch_size=16, sigma=1.0, seeds=3,
     ),
     "paper": dict(
         resolution=256, pool_size=None, test_size=None, init=1000, budget=1000, cycles=5, epochs_first=150,
@@ -107,8 +108,16 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 PRESET_DESCRIPTIONS = {
     "smoke": "Seconds: tiny model and pool, 2 cycles, 1 seed (tests and plumbing checks).",
-    "quick": "The CPU default: 64 px, 1-stack 32-channel hourglass, 100 initial + 4 x 100, 3 seeds.",
+    "quick": "The CPU default: 64 px, 1-stack 32-channel hourglass (32x32 heatmaps), 100 + 4 x 100, 3 seeds.",
     "paper": "The published protocol: 256 px, 2-stack 256-ch hourglass, 1,000 + 5 x 1,000, Adam 3e-4, 150/100 epochs.",
+}
+
+# Sampler parameters a preset sets unless the user sets them. The quick CPU preset caps the pool EGL++ scores (its
+# per-image cost is a forward pass plus k = 30 gradient computations); the paper preset scores the whole pool.
+PRESET_SAMPLER_PARAMS: dict[str, dict[str, dict[str, Any]]] = {
+    "smoke": {"egl": {"candidates": 16}},
+    "quick": {"egl": {"candidates": 50}},
+    "paper": {},
 }
 
 # Dataset-specific protocol of the `paper` preset (the ICVL schedule of the VL4Pose figure: 100 + 9 x 100).
@@ -204,11 +213,14 @@ def validate(spec: ExperimentSpec) -> ExperimentSpec:
         raise ConfigError("sigma and amplitude must be positive")
     if spec.resolution % 16 != 0 or spec.resolution < 32:
         raise ConfigError(f"resolution must be a multiple of 16 and at least 32, got {spec.resolution}")
-    if spec.resolution % (4 * 2**spec.depth) != 0:
-        deepest = max(d for d in range(1, 8) if spec.resolution % (4 * 2**d) == 0) if spec.resolution % 8 == 0 else 0
+    if spec.stem_stride not in (2, 4):
+        raise ConfigError(f"stem_stride must be 4 (the reference) or 2, got {spec.stem_stride}")
+    r = spec.stem_stride
+    if spec.resolution % (r * 2**spec.depth) != 0:
+        fits = [d for d in range(1, 8) if spec.resolution % (r * 2**d) == 0]
         raise ConfigError(
-            f"depth {spec.depth} does not fit {spec.resolution}-px input (it must be a multiple of 4 x 2^depth); "
-            f"use depth <= {deepest}"
+            f"depth {spec.depth} does not fit {spec.resolution}-px input (it must be a multiple of {r} x 2^depth); "
+            f"use depth <= {max(fits) if fits else 1}"
         )
     if spec.device not in ("auto", "cpu", "cuda") and not spec.device.startswith("cuda:"):
         raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {spec.device!r}")

@@ -83,8 +83,10 @@ def load_dataset(name: str, config: DatasetConfig) -> PoseDataset:
 
 
 def make_sampler(spec: ExperimentSpec, name: str) -> Sampler:
+    from alpose_bench.config import PRESET_SAMPLER_PARAMS
+
     cls = get_sampler(name)
-    params = spec.sampler_params.get(name, {})
+    params = {**PRESET_SAMPLER_PARAMS.get(spec.preset, {}).get(name, {}), **spec.sampler_params.get(name, {})}
     known = {f.name for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else set()
     unknown = sorted(set(params) - known)
     if unknown:
@@ -96,7 +98,7 @@ def make_sampler(spec: ExperimentSpec, name: str) -> Sampler:
 
 
 def model_spec(spec: ExperimentSpec) -> ModelSpec:
-    return ModelSpec(stacks=spec.stacks, channels=spec.channels, depth=spec.depth,
+    return ModelSpec(stacks=spec.stacks, channels=spec.channels, depth=spec.depth, stem_stride=spec.stem_stride,
                      regressor_width=spec.regressor_width, regressor_fc=spec.regressor_fc)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -55,6 +56,16 @@ class RichProgress:
         self.console.print(f"finished in {seconds:.1f} s")
 
 
+def default_jobs(device: str, tasks: int) -> int:
+    """One worker process per core on the CPU (small models scale better across processes than threads); one on
+    a GPU, which a single process keeps busy."""
+    from alpose_bench.loop import resolve_device
+
+    if resolve_device(device).type == "cuda":
+        return 1
+    return max(1, min(os.cpu_count() or 1, tasks))
+
+
 def summary_table(out_dir: Path) -> Table:
     from alpose_bench.results import load
 
@@ -100,9 +111,9 @@ def summary_table(out_dir: Path) -> Table:
 @click.option(
     "--jobs",
     type=int,
-    default=1,
-    show_default=True,
-    help="Tasks run in parallel: worker processes (local) or LocalCluster workers (dask).",
+    default=None,
+    help="Tasks run in parallel: worker processes (local) or LocalCluster workers (dask). "
+    "Default: one per CPU core on the CPU, 1 on a GPU.",
 )
 @click.option(
     "--executor",
@@ -141,7 +152,7 @@ def run(
 
     Rerunning the same command resumes after the last committed cycle of each task.
     """
-    if jobs < 1:
+    if jobs is not None and jobs < 1:
         raise UserError(f"--jobs must be at least 1, got {jobs}")
     if scheduler and executor != "dask":
         raise UserError("--scheduler needs --executor dask")
@@ -156,6 +167,8 @@ def run(
     console.print(f"[bold]{spec.name}[/bold]: preset {spec.preset}, datasets {', '.join(spec.datasets)}, "
                   f"{spec.seeds} seed(s), {spec.init} + {spec.cycles} x {spec.budget} labelled images")
     the_plan = plan(spec, Path(out))
+    if jobs is None:
+        jobs = default_jobs(spec.device, len(the_plan.pending))
     with experiment_lock(the_plan.out_dir):
         if not the_plan.pending:
             console.print("nothing to do: every task is complete (delete the folder to rerun from scratch)")

@@ -45,6 +45,7 @@ class ModelSpec:
     stacks: int = 2
     channels: int = 256
     depth: int = 4
+    stem_stride: int = 4
     regressor_width: int = 32
     regressor_fc: int = 1024
     regressor_dropout: float = 0.3
@@ -62,6 +63,7 @@ def build_model(
             stacks=spec.stacks,
             channels=spec.channels,
             depth=spec.depth,
+            stem_stride=spec.stem_stride,
         )
     if task == "regression3d":
         return KeypointRegressor(

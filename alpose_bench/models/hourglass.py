@@ -92,7 +92,8 @@ class StackedHourglass(nn.Module):
     """Stacked hourglass pose network for a `skeleton`, on square inputs of `input_size` pixels.
 
     forward(x (B, in_channels, S, S) float) -> PoseOutput with
-      heatmaps   one (B, J, S/4, S/4) tensor per stack (all supervised), last = prediction;
+      heatmaps   one (B, J, S/r, S/r) tensor per stack (all supervised), last = prediction; r = stem_stride,
+                 4 as the reference, or 2 to keep finer heatmaps on small CPU-sized inputs;
       features   [last stack's hourglass output (C, S/4), its decoder maps at S/8, S/16, ..., S/4/2**depth],
                  detached;
       embedding  global average pool of the last stack's pre-output block (Residual + 1x1 conv), (B, C),
@@ -107,8 +108,11 @@ class StackedHourglass(nn.Module):
         stacks: int = 2,
         channels: int = 256,
         depth: int = 4,
+        stem_stride: int = 4,
     ) -> None:
         super().__init__()
+        if stem_stride not in (2, 4):
+            raise ValueError(f"stem_stride must be 4 (the reference) or 2, got {stem_stride}")
         if stacks < 1:
             raise ValueError(f"hourglass needs at least 1 stack, got stacks={stacks}")
         if depth < 1:
@@ -117,10 +121,10 @@ class StackedHourglass(nn.Module):
             raise ValueError(f"hourglass channels must be a multiple of 4 and >= 8, got channels={channels}")
         if in_channels < 1:
             raise ValueError(f"in_channels must be >= 1, got {in_channels}")
-        step = 4 * 2**depth
+        step = stem_stride * 2**depth
         if input_size < step or input_size % step:
             raise ValueError(
-                f"hourglass input size must be a multiple of 4 * 2**depth = {step} (depth {depth}),"
+                f"hourglass input size must be a multiple of {stem_stride} * 2**depth = {step} (depth {depth}),"
                 f" got {input_size}; change the input size or the depth"
             )
         self.skeleton = skeleton
@@ -129,12 +133,13 @@ class StackedHourglass(nn.Module):
         self.stacks = stacks
         self.channels = channels
         self.depth = depth
+        self.stem_stride = stem_stride
         joints = skeleton.num_joints
         c1, c2 = channels // 4, channels // 2  # 64 / 128 for the reference's 256 channels
         self.stem = nn.Sequential(
             ConvBlock(in_channels, c1, 7, stride=2, bn=True, relu=True),
             Residual(c1, c2),
-            nn.MaxPool2d(2, 2),
+            nn.MaxPool2d(2, 2) if stem_stride == 4 else nn.Identity(),
             Residual(c2, c2),
             Residual(c2, channels),
         )
@@ -149,7 +154,7 @@ class StackedHourglass(nn.Module):
 
     @property
     def heatmap_size(self) -> int:
-        return self.input_size // 4
+        return self.input_size // self.stem_stride
 
     def model_info(self) -> ModelInfo:
         """Shapes of this model's outputs, for building auxiliary heads."""

@@ -31,7 +31,11 @@ def _uniform(n: int, low: float, high: float, g: torch.Generator, device: torch.
 
 
 def augment_2d(
-    images: Tensor, keypoints: Tensor, visible: Tensor, skeleton: Skeleton, settings: AugmentSettings,
+    images: Tensor,
+    keypoints: Tensor,
+    visible: Tensor,
+    skeleton: Skeleton,
+    settings: AugmentSettings,
     g: torch.Generator,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """images (B,C,H,W) float; keypoints (B,J,2) input pixels; visible (B,J) float. Returns augmented copies."""
@@ -47,12 +51,18 @@ def augment_2d(
         visible = torch.where(flip[:, None], visible[:, perm], visible)
     angle = _uniform(b, -settings.rotate_deg, settings.rotate_deg, g, device) * (math.pi / 180)
     scale = _uniform(b, 1 - settings.scale, 1 + settings.scale, g, device)
-    shift = torch.stack([_uniform(b, -settings.shift, settings.shift, g, device) for _ in range(2)], dim=1) * 2
+    shift = (
+        torch.stack([_uniform(b, -settings.shift, settings.shift, g, device) for _ in range(2)], dim=1) * 2
+    )
     return _warp(images, keypoints, visible, angle, scale, shift)
 
 
 def augment_3d(
-    images: Tensor, keypoints: Tensor, visible: Tensor, cube_mm: float, settings: AugmentSettings,
+    images: Tensor,
+    keypoints: Tensor,
+    visible: Tensor,
+    cube_mm: float,
+    settings: AugmentSettings,
     g: torch.Generator,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Depth crops: rotate about the crop centre and shift; keypoints (B,J,3) mm, x right / y down in image axes."""
@@ -60,7 +70,9 @@ def augment_3d(
     device = images.device
     angle = _uniform(b, -settings.rotate_deg, settings.rotate_deg, g, device) * (math.pi / 180)
     scale = torch.ones(b, device=device)
-    shift = torch.stack([_uniform(b, -settings.shift, settings.shift, g, device) for _ in range(2)], dim=1) * 2
+    shift = (
+        torch.stack([_uniform(b, -settings.shift, settings.shift, g, device) for _ in range(2)], dim=1) * 2
+    )
     # orthographic crop: normalised image coordinate u = x / cube_mm (pixel-centre offsets cancel for rotations)
     xy = keypoints[..., :2] / cube_mm
     images, xy_new, _ = _warp_normalised(images, xy, angle, scale, shift, background=1.0)
@@ -78,7 +90,9 @@ def _warp(images: Tensor, keypoints: Tensor, visible: Tensor, angle: Tensor, sca
     return images, kp, visible * inside.to(visible.dtype)
 
 
-def _warp_normalised(images: Tensor, pts: Tensor, angle: Tensor, scale: Tensor, shift: Tensor, background: float):
+def _warp_normalised(
+    images: Tensor, pts: Tensor, angle: Tensor, scale: Tensor, shift: Tensor, background: float
+):
     """Apply p' = s R p + t to points in normalised coordinates and warp the images accordingly."""
     cos, sin = torch.cos(angle), torch.sin(angle)
     forward = torch.stack(

@@ -141,13 +141,17 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         with path.open("rb") as f:
             data = tomllib.load(f)
     except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist; pass the path of an existing .toml file") from None
+        raise ConfigError(
+            f"config file {path} does not exist; pass the path of an existing .toml file"
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
     if "experiment" in data:
         extra = {k: v for k, v in data.items() if k not in ("experiment", "sampler_params")}
         if extra:
-            raise ConfigError(f"config file {path}: unexpected top-level keys {sorted(extra)} beside [experiment]")
+            raise ConfigError(
+                f"config file {path}: unexpected top-level keys {sorted(extra)} beside [experiment]"
+            )
         merged = dict(data["experiment"])
         if "sampler_params" in data:
             merged["sampler_params"] = data["sampler_params"]
@@ -237,7 +241,9 @@ def build_spec(
     """Preset, then config file, then overrides (None values in overrides are ignored)."""
     values: dict[str, Any] = {}
     file_values = read_toml(config_file) if config_file else {}
-    preset = file_values.pop("preset", preset) if overrides is None or overrides.get("preset") is None else preset
+    preset = (
+        file_values.pop("preset", preset) if overrides is None or overrides.get("preset") is None else preset
+    )
     values.update(preset_values(preset))
     values.update(file_values)
     for k, v in (overrides or {}).items():
@@ -265,7 +271,9 @@ def parse_sampler_params(items: tuple[str, ...] | list[str]) -> dict[str, dict[s
         key, sep, raw = item.partition("=")
         sampler, dot, param = key.partition(".")
         if not sep or not dot or not sampler or not param:
-            raise ConfigError(f"--sampler-param {item!r} must look like SAMPLER.PARAM=VALUE, e.g. vl4pose.num_peaks=3")
+            raise ConfigError(
+                f"--sampler-param {item!r} must look like SAMPLER.PARAM=VALUE, e.g. vl4pose.num_peaks=3"
+            )
         try:
             value = tomllib.loads(f"v = {raw}")["v"]
         except tomllib.TOMLDecodeError:

@@ -48,7 +48,9 @@ class PoseSplit:
             if len(getattr(self, name)) != n:
                 raise ValueError(f"PoseSplit.{name} has {len(getattr(self, name))} rows, images has {n}")
         if self.images.dtype != np.uint8 or self.images.ndim != 4:
-            raise ValueError(f"PoseSplit.images must be (N, H, W, C) uint8, got {self.images.dtype} {self.images.shape}")
+            raise ValueError(
+                f"PoseSplit.images must be (N, H, W, C) uint8, got {self.images.dtype} {self.images.shape}"
+            )
 
     def __len__(self) -> int:
         return len(self.images)

@@ -20,5 +20,12 @@ def user_error_types() -> tuple[type[BaseException], ...]:
     from alpose_bench.runner import ExperimentLockedError
     from alpose_bench.store import StoreError
 
-    return (ConfigError, DatasetError, UnknownNameError, PluginLoadError, StoreError, ExperimentLockedError,
-            ResultsError)
+    return (
+        ConfigError,
+        DatasetError,
+        UnknownNameError,
+        PluginLoadError,
+        StoreError,
+        ExperimentLockedError,
+        ResultsError,
+    )

@@ -8,8 +8,7 @@ on Dask the workers send cycle records to the driver through a distributed Queue
 
 from __future__ import annotations
 
-import os
-import queue as _queue
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -18,12 +17,17 @@ import torch
 
 from alpose_bench.config import ConfigError, ExperimentSpec
 from alpose_bench.loop import Task, discard_old_checkpoints, resolve_device, run_task, train_shared_cycle0
-from alpose_bench.store import CycleRecord, Store, StoreError
+from alpose_bench.store import CycleRecord, Store
 
 
 def threads_for(jobs: int) -> int:
-    """Torch threads per worker so that workers x threads = cores."""
-    return max(1, (os.cpu_count() or 1) // max(1, jobs))
+    """Torch threads per task: one, whatever `jobs` is.
+
+    The CPU path parallelises across tasks (one worker per core by default). Keeping each task on one thread also
+    keeps results identical between --jobs 1 and --jobs N: float reductions split over a different number of
+    threads round differently, which would change metrics and, through them, selections.
+    """
+    return 1
 
 
 def committed(out_dir: Path, task: Task) -> dict:
@@ -175,12 +179,10 @@ class DaskExecutor:
         return Client(cluster), cluster
 
     def run(self, spec, out_dir, cycle0, samplers, tasks, progress) -> dict[Task, str | None]:
-        from distributed import Queue, wait
+        from distributed import Queue
 
         client, cluster = self._client()
-        n_workers = max(1, len(client.scheduler_info().get("workers", {})) or self.workers)
-        threads = 1 if cluster is not None else threads_for(1)
-        del n_workers
+        threads = threads_for(self.workers)
         out = str(out_dir)
         results: dict[Task, str | None] = {}
         store = Store(Path(out_dir))
@@ -202,43 +204,34 @@ class DaskExecutor:
                 store.set_status(t.dataset, t.sampler, t.seed, "running")
             remaining = set(by_future)
 
-            def drain(timeout: float) -> None:
-                while True:
-                    try:
-                        record = q.get(timeout=timeout)
-                    except (_queue.Empty, TimeoutError):
-                        return
-                    except Exception as exc:  # distributed raises its own timeout types
-                        if "timeout" in type(exc).__name__.lower():
-                            return
-                        raise
+            def drain() -> None:
+                """Commit every record the workers have queued so far (the driver alone writes)."""
+                while q.qsize() > 0:
+                    record = q.get()
                     task = Task(record.dataset, record.sampler, record.seed)
                     if record.cycle in store.completed_cycles(task.dataset, task.sampler, task.seed):
                         continue  # a rerun of a task whose worker died re-sends an identical cycle
                     store.commit_cycle(record)
                     discard_old_checkpoints(Path(out_dir), task, record.cycle, record.cycle == spec.cycles)
-                    timeout = 0.05
 
             while remaining:
-                drain(0.5)
-                done, _ = wait(list(remaining), timeout=0.1, return_when="FIRST_COMPLETED")
-                for f in done:
+                drain()
+                for f in [f for f in remaining if f.done()]:
                     remaining.discard(f)
                     task = by_future[f]
                     try:
                         _, error = f.result()
                     except Exception as exc:
                         error = f"{type(exc).__name__}: {exc}"
-                    drain(0.2)
+                    drain()  # its records were queued before it returned
                     results[task] = error
                     store.set_status(
                         task.dataset, task.sampler, task.seed, "failed" if error else "done", error
                     )
                     if progress is not None:
                         progress.task_done(task, error)
-            drain(0.2)
-        except StoreError:
-            raise
+                time.sleep(0.1)
+            drain()
         finally:
             store.close()
             client.close()

@@ -54,7 +54,9 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"--device {name} was asked for but no CUDA GPU is available; use --device cpu or auto")
+        raise ConfigError(
+            f"--device {name} was asked for but no CUDA GPU is available; use --device cpu or auto"
+        )
     return torch.device(name)
 
 
@@ -98,13 +100,21 @@ def make_sampler(spec: ExperimentSpec, name: str) -> Sampler:
 
 
 def model_spec(spec: ExperimentSpec) -> ModelSpec:
-    return ModelSpec(stacks=spec.stacks, channels=spec.channels, depth=spec.depth, stem_stride=spec.stem_stride,
-                     regressor_width=spec.regressor_width, regressor_fc=spec.regressor_fc)
+    return ModelSpec(
+        stacks=spec.stacks,
+        channels=spec.channels,
+        depth=spec.depth,
+        stem_stride=spec.stem_stride,
+        regressor_width=spec.regressor_width,
+        regressor_fc=spec.regressor_fc,
+    )
 
 
 def new_model(spec: ExperimentSpec, dataset: PoseDataset, seed: int, device: torch.device) -> nn.Module:
     torch.manual_seed(derive_seed("model", seed))
-    model = build_model(dataset.task, dataset.skeleton, dataset.resolution, dataset.channels, model_spec(spec))
+    model = build_model(
+        dataset.task, dataset.skeleton, dataset.resolution, dataset.channels, model_spec(spec)
+    )
     return model.to(device)
 
 
@@ -132,7 +142,9 @@ def initial_labelled(dataset: PoseDataset, spec: ExperimentSpec, seed: int) -> n
     rng = np.random.default_rng(derive_seed("init", seed))
     n = len(dataset.train)
     if spec.init > n:
-        raise ConfigError(f"--init {spec.init} is larger than the pool of {dataset.name} ({n} images); lower --init")
+        raise ConfigError(
+            f"--init {spec.init} is larger than the pool of {dataset.name} ({n} images); lower --init"
+        )
     if dataset.initial_index is None:
         return np.sort(rng.choice(n, size=spec.init, replace=False))
     fixed = np.asarray(dataset.initial_index, dtype=np.int64)
@@ -173,15 +185,21 @@ def task_checkpoint(out_dir: Path, task: Task, cycle: int) -> Path:
     return out_dir / "checkpoints" / task.dataset / f"{task.sampler}-seed{task.seed}" / f"cycle{cycle}.pt"
 
 
-def train_shared_cycle0(spec: ExperimentSpec, dataset_name: str, seed: int, samplers: list[str], out_dir: Path,
-                        device: torch.device) -> Path:
+def train_shared_cycle0(
+    spec: ExperimentSpec,
+    dataset_name: str,
+    seed: int,
+    samplers: list[str],
+    out_dir: Path,
+    device: torch.device,
+) -> Path:
     """Train cycle 0 once for (dataset, seed) with every sampler's auxiliary head; save model, heads and metric."""
     path = cycle0_path(out_dir, dataset_name, seed)
     if path.exists():
         saved = _load(path)
-        if set(saved["heads"]) >= {s for s in samplers if s in saved["has_head"]} and set(saved["samplers"]) >= set(
-            samplers
-        ):
+        if set(saved["heads"]) >= {s for s in samplers if s in saved["has_head"]} and set(
+            saved["samplers"]
+        ) >= set(samplers):
             return path
     dataset = load_dataset(dataset_name, dataset_config(spec))
     model = new_model(spec, dataset, seed, device)
@@ -194,8 +212,15 @@ def train_shared_cycle0(spec: ExperimentSpec, dataset_name: str, seed: int, samp
             heads[name] = (head, sampler)
             has_head.append(name)
     rows = initial_labelled(dataset, spec, seed)
-    stats = train(model, dataset, rows, train_settings(spec, spec.epochs_first), device=device,
-                  seed=derive_seed("train", seed, 0), heads=heads)
+    stats = train(
+        model,
+        dataset,
+        rows,
+        train_settings(spec, spec.epochs_first),
+        device=device,
+        seed=derive_seed("train", seed, 0),
+        heads=heads,
+    )
     t0 = time.perf_counter()
     result = evaluate_model(model, dataset, device=device, batch_size=spec.eval_batch_size)
     eval_s = time.perf_counter() - t0
@@ -222,9 +247,13 @@ def _validate_selection(positions: np.ndarray, pool_size: int, budget: int, samp
     positions = np.asarray(positions)
     expected = min(budget, pool_size)
     if positions.ndim != 1 or not np.issubdtype(positions.dtype, np.integer):
-        raise SamplerContractError(f"sampler {sampler!r} must return a 1-D integer array, got {positions.dtype}")
+        raise SamplerContractError(
+            f"sampler {sampler!r} must return a 1-D integer array, got {positions.dtype}"
+        )
     if len(positions) != expected:
-        raise SamplerContractError(f"sampler {sampler!r} returned {len(positions)} images, expected {expected}")
+        raise SamplerContractError(
+            f"sampler {sampler!r} returned {len(positions)} images, expected {expected}"
+        )
     if len(np.unique(positions)) != len(positions):
         raise SamplerContractError(f"sampler {sampler!r} returned duplicate images")
     if len(positions) and (positions.min() < 0 or positions.max() >= pool_size):
@@ -232,7 +261,9 @@ def _validate_selection(positions: np.ndarray, pool_size: int, budget: int, samp
     return positions.astype(np.int64)
 
 
-def select_with_scores(sampler: Sampler, ctx: SelectionContext, budget: int) -> tuple[np.ndarray, np.ndarray | None]:
+def select_with_scores(
+    sampler: Sampler, ctx: SelectionContext, budget: int
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Run the sampler; keep the scores of score-and-rank samplers for the record."""
     if isinstance(sampler, ScoringSampler) and type(sampler).select is ScoringSampler.select:
         scores = sampler.score(ctx)
@@ -287,8 +318,15 @@ def run_task(
                 model = new_model(spec, dataset, task.seed, device)
                 head = new_head(sampler, model, task.seed, device)
             heads = {task.sampler: (head, sampler)} if head is not None else {}
-            stats = train(model, dataset, labelled, train_settings(spec, spec.epochs), device=device,
-                          seed=derive_seed("train", task.seed, cycle, task.sampler), heads=heads)
+            stats = train(
+                model,
+                dataset,
+                labelled,
+                train_settings(spec, spec.epochs),
+                device=device,
+                seed=derive_seed("train", task.seed, cycle, task.sampler),
+                heads=heads,
+            )
             train_s = stats.seconds
             t0 = time.perf_counter()
             result = evaluate_model(model, dataset, device=device, batch_size=spec.eval_batch_size)
@@ -301,20 +339,37 @@ def run_task(
         arrays: dict[str, np.ndarray] = {}
         pool = np.setdiff1d(np.arange(len(dataset.train)), labelled)
         if cycle < spec.cycles:
-            ctx = SelectionContext(model=model, aux=head, dataset=dataset, labelled=labelled, pool=pool,
-                                   device=device, batch_size=spec.eval_batch_size,
-                                   seed=derive_seed("select", task.seed, task.sampler), cycle=cycle)
+            ctx = SelectionContext(
+                model=model,
+                aux=head,
+                dataset=dataset,
+                labelled=labelled,
+                pool=pool,
+                device=device,
+                batch_size=spec.eval_batch_size,
+                seed=derive_seed("select", task.seed, task.sampler),
+                cycle=cycle,
+            )
             t0 = time.perf_counter()
             positions, scores = select_with_scores(sampler, ctx, spec.budget)
             select_s = time.perf_counter() - t0
             positions = _validate_selection(positions, len(pool), spec.budget, task.sampler)
             selected = pool[positions]
-            arrays["keypoints"] = predict(model, dataset.train.subset(selected), device=device,
-                                          batch_size=spec.eval_batch_size, cube_mm=dataset.cube_mm)
+            arrays["keypoints"] = predict(
+                model,
+                dataset.train.subset(selected),
+                device=device,
+                batch_size=spec.eval_batch_size,
+                cube_mm=dataset.cube_mm,
+            )
             for name, values in ctx.annotations.items():
                 arrays[name] = np.asarray(values)[positions]
 
-        ckpt = {"model": model.state_dict(), "head": None if head is None else head.state_dict(), "cycle": cycle}
+        ckpt = {
+            "model": model.state_dict(),
+            "head": None if head is None else head.state_dict(),
+            "cycle": cycle,
+        }
         _save_atomic(ckpt, task_checkpoint(out_dir, task, cycle))
         sink(
             CycleRecord(

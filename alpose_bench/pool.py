@@ -134,9 +134,7 @@ class SelectionContext:
                     parts.append(b.aux)
                 else:
                     raise ValueError(f"unknown output {name!r}")
-            self._cache[key] = (
-                torch.cat(parts).cpu().numpy() if parts else np.zeros((0,), dtype=np.float32)
-            )
+            self._cache[key] = torch.cat(parts).cpu().numpy() if parts else np.zeros((0,), dtype=np.float32)
         return self._cache[key]
 
 

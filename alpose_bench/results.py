@@ -22,7 +22,9 @@ def _store(path: str | Path) -> Store:
     if path.is_file():
         path = path.parent
     if not path.exists():
-        raise StoreError(f"results folder {path} does not exist; pass the folder `alpose-bench run` wrote (results/NAME)")
+        raise StoreError(
+            f"results folder {path} does not exist; pass the folder `alpose-bench run` wrote (results/NAME)"
+        )
     return Store(path, readonly=True)
 
 
@@ -60,7 +62,7 @@ def load_selections(path: str | Path) -> pd.DataFrame:
     """The images each task picked at each cycle: rank (0 = first), dataset train index, score, pose-mode group."""
     with _store(path) as store:
         df = pd.read_sql_query(
-            "SELECT dataset, sampler, seed, cycle, rank, idx AS \"index\", score, grp AS \"group\" FROM selections "
+            'SELECT dataset, sampler, seed, cycle, rank, idx AS "index", score, grp AS "group" FROM selections '
             "ORDER BY dataset, sampler, seed, cycle, rank",
             store.conn,
         )
@@ -68,7 +70,9 @@ def load_selections(path: str | Path) -> pd.DataFrame:
     return df
 
 
-def load_selection_keypoints(path: str | Path, dataset: str, sampler: str, seed: int, cycle: int) -> dict[str, Any]:
+def load_selection_keypoints(
+    path: str | Path, dataset: str, sampler: str, seed: int, cycle: int
+) -> dict[str, Any]:
     """Predicted (and, for VL4Pose, refined) keypoints of the images picked at one cycle, in model-input pixels."""
     with _store(path) as store:
         index = store.selected(dataset, sampler, seed).get(cycle, np.zeros(0, dtype=np.int64))
@@ -87,7 +91,9 @@ def load_experiment(path: str | Path) -> dict[str, Any]:
             "spec": spec,
             "provenance": store.get_meta("provenance") or {},
             "datasets": store.dataset_info(),
-            "runs": {f"{d}/{s}/{k}": {"status": st, "error": e} for (d, s, k), (st, e) in store.statuses().items()},
+            "runs": {
+                f"{d}/{s}/{k}": {"status": st, "error": e} for (d, s, k), (st, e) in store.statuses().items()
+            },
         }
 
 

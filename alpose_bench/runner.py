@@ -101,7 +101,9 @@ def plan(spec: ExperimentSpec, out_root: Path) -> Plan:
         datasets[name] = ds
     for s in spec.sampler_params:
         if s not in samplers:
-            raise ConfigError(f"--sampler-param names sampler {s!r}, which is not in this run ({', '.join(samplers)})")
+            raise ConfigError(
+                f"--sampler-param names sampler {s!r}, which is not in this run ({', '.join(samplers)})"
+            )
     out_dir = out_root / spec.name
     store = Store(out_dir)
     try:
@@ -121,7 +123,9 @@ def plan(spec: ExperimentSpec, out_root: Path) -> Plan:
         for t in tasks:
             cycles = store.completed_cycles(t.dataset, t.sampler, t.seed)
             done[t] = {c: done[t].get(c, _empty()) for c in cycles}
-        failed = {t for t in tasks if store.statuses().get((t.dataset, t.sampler, t.seed), ("",))[0] == "failed"}
+        failed = {
+            t for t in tasks if store.statuses().get((t.dataset, t.sampler, t.seed), ("",))[0] == "failed"
+        }
     finally:
         store.close()
     return Plan(spec=spec, out_dir=out_dir, tasks=tasks, done=done, failed_before=failed)

@@ -35,7 +35,9 @@ class Skeleton:
         object.__setattr__(self, "_index", {n: i for i, n in enumerate(self.joints)})
         children = [c for _, c in self.links]
         if sorted(children + [self.root]) != list(range(len(self.joints))):
-            raise ValueError(f"skeleton {self.name!r}: links must form a spanning tree rooted at joint {self.root}")
+            raise ValueError(
+                f"skeleton {self.name!r}: links must form a spanning tree rooted at joint {self.root}"
+            )
         seen = {self.root}
         for parent, child in self.links:
             if parent not in seen:
@@ -69,7 +71,9 @@ class Skeleton:
 
     def mean_joints(self) -> np.ndarray:
         """Joints that count in the reported mean of the metric."""
-        return np.array([j for j in range(self.num_joints) if j not in self.excluded_from_mean], dtype=np.int64)
+        return np.array(
+            [j for j in range(self.num_joints) if j not in self.excluded_from_mean], dtype=np.int64
+        )
 
 
 def _links(joints: tuple[str, ...], pairs: list[tuple[str, str]]) -> tuple[tuple[int, int], ...]:
@@ -90,11 +94,21 @@ MPII = Skeleton(
     links=_links(
         MPII_JOINTS,
         [
-            ("head_top", "upper_neck"), ("upper_neck", "thorax"), ("thorax", "pelvis"),
-            ("thorax", "l_shoulder"), ("l_shoulder", "l_elbow"), ("l_elbow", "l_wrist"),
-            ("thorax", "r_shoulder"), ("r_shoulder", "r_elbow"), ("r_elbow", "r_wrist"),
-            ("pelvis", "l_hip"), ("l_hip", "l_knee"), ("l_knee", "l_ankle"),
-            ("pelvis", "r_hip"), ("r_hip", "r_knee"), ("r_knee", "r_ankle"),
+            ("head_top", "upper_neck"),
+            ("upper_neck", "thorax"),
+            ("thorax", "pelvis"),
+            ("thorax", "l_shoulder"),
+            ("l_shoulder", "l_elbow"),
+            ("l_elbow", "l_wrist"),
+            ("thorax", "r_shoulder"),
+            ("r_shoulder", "r_elbow"),
+            ("r_elbow", "r_wrist"),
+            ("pelvis", "l_hip"),
+            ("l_hip", "l_knee"),
+            ("l_knee", "l_ankle"),
+            ("pelvis", "r_hip"),
+            ("r_hip", "r_knee"),
+            ("r_knee", "r_ankle"),
         ],
     ),  # fmt: skip
     root=MPII_JOINTS.index("head_top"),
@@ -116,10 +130,18 @@ LSP = Skeleton(
         LSP_JOINTS,
         [
             ("head_top", "neck"),
-            ("neck", "l_shoulder"), ("l_shoulder", "l_elbow"), ("l_elbow", "l_wrist"),
-            ("neck", "r_shoulder"), ("r_shoulder", "r_elbow"), ("r_elbow", "r_wrist"),
-            ("l_shoulder", "l_hip"), ("l_hip", "l_knee"), ("l_knee", "l_ankle"),
-            ("r_shoulder", "r_hip"), ("r_hip", "r_knee"), ("r_knee", "r_ankle"),
+            ("neck", "l_shoulder"),
+            ("l_shoulder", "l_elbow"),
+            ("l_elbow", "l_wrist"),
+            ("neck", "r_shoulder"),
+            ("r_shoulder", "r_elbow"),
+            ("r_elbow", "r_wrist"),
+            ("l_shoulder", "l_hip"),
+            ("l_hip", "l_knee"),
+            ("l_knee", "l_ankle"),
+            ("r_shoulder", "r_hip"),
+            ("r_hip", "r_knee"),
+            ("r_knee", "r_ankle"),
         ],
     ),  # fmt: skip
     root=LSP_JOINTS.index("head_top"),
@@ -142,9 +164,7 @@ ICVL = Skeleton(
     name="icvl",
     joints=HAND_JOINTS,
     links=tuple(
-        link
-        for f in range(5)
-        for link in ((0, 1 + 3 * f), (1 + 3 * f, 2 + 3 * f), (2 + 3 * f, 3 + 3 * f))
+        link for f in range(5) for link in ((0, 1 + 3 * f), (1 + 3 * f, 2 + 3 * f), (2 + 3 * f, 3 + 3 * f))
     ),
     root=0,
 )

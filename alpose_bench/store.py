@@ -94,7 +94,9 @@ class Store:
         self.path = self.directory / self.FILENAME
         if readonly:
             if not self.path.exists():
-                raise StoreError(f"no results in {self.directory} (expected {self.path}); run `alpose-bench run` first")
+                raise StoreError(
+                    f"no results in {self.directory} (expected {self.path}); run `alpose-bench run` first"
+                )
             self.conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=60)
         else:
             try:
@@ -125,7 +127,9 @@ class Store:
                 yield self.conn
         except sqlite3.OperationalError as exc:
             if "full" in str(exc).lower():
-                raise StoreError(f"disk full while writing {self.path}; free space and rerun to resume") from None
+                raise StoreError(
+                    f"disk full while writing {self.path}; free space and rerun to resume"
+                ) from None
             raise
 
     # -- experiment ----------------------------------------------------------------------------------------------
@@ -136,14 +140,18 @@ class Store:
 
     def set_meta(self, key: str, value: Any) -> None:
         with self._tx() as c:
-            c.execute("INSERT OR REPLACE INTO experiment (key, value) VALUES (?, ?)", (key, json.dumps(value)))
+            c.execute(
+                "INSERT OR REPLACE INTO experiment (key, value) VALUES (?, ?)", (key, json.dumps(value))
+            )
 
     def claim(self, spec: dict[str, Any], fingerprint: str, provenance: dict[str, Any]) -> None:
         """Bind this folder to one experiment; refuse a different spec under the same name."""
         existing = self.get_meta("fingerprint")
         if existing is not None and existing != fingerprint:
             old = self.get_meta("spec") or {}
-            diff = sorted(k for k in set(old) | set(spec) if old.get(k) != spec.get(k) and k not in ("name", "device"))
+            diff = sorted(
+                k for k in set(old) | set(spec) if old.get(k) != spec.get(k) and k not in ("name", "device")
+            )
             raise StoreError(
                 f"{self.directory} holds a different experiment (settings differ: {', '.join(diff) or 'unknown'}); "
                 "use another --name, or delete that folder to start over"
@@ -151,7 +159,10 @@ class Store:
         if existing is None:
             with self._tx() as c:
                 for key, value in (("spec", spec), ("fingerprint", fingerprint), ("provenance", provenance)):
-                    c.execute("INSERT OR REPLACE INTO experiment (key, value) VALUES (?, ?)", (key, json.dumps(value)))
+                    c.execute(
+                        "INSERT OR REPLACE INTO experiment (key, value) VALUES (?, ?)",
+                        (key, json.dumps(value)),
+                    )
 
     def set_dataset_info(self, name: str, info: dict[str, Any]) -> None:
         with self._tx() as c:
@@ -162,7 +173,9 @@ class Store:
 
     # -- runs and cycles -----------------------------------------------------------------------------------------
 
-    def set_status(self, dataset: str, sampler: str, seed: int, status: str, error: str | None = None) -> None:
+    def set_status(
+        self, dataset: str, sampler: str, seed: int, status: str, error: str | None = None
+    ) -> None:
         with self._tx() as c:
             c.execute(
                 "INSERT OR REPLACE INTO runs (dataset, sampler, seed, status, error, updated) "

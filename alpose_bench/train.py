@@ -55,8 +55,12 @@ def _heatmap_size(model: nn.Module, dataset: PoseDataset) -> int | None:
 
 
 def make_batch(
-    dataset: PoseDataset, rows: np.ndarray, device: torch.device, heatmap_size: int | None,
-    settings: TrainSettings, g: torch.Generator | None,
+    dataset: PoseDataset,
+    rows: np.ndarray,
+    device: torch.device,
+    heatmap_size: int | None,
+    settings: TrainSettings,
+    g: torch.Generator | None,
 ) -> TrainBatch:
     """Model-ready, optionally augmented batch of training-pool rows (targets in the model's coordinates)."""
     split = dataset.train
@@ -122,8 +126,9 @@ def train(
 
 
 @torch.no_grad()
-def predict(model: nn.Module, split: PoseSplit, *, device: torch.device, batch_size: int = 64,
-            cube_mm: float = 1.0) -> np.ndarray:
+def predict(
+    model: nn.Module, split: PoseSplit, *, device: torch.device, batch_size: int = 64, cube_mm: float = 1.0
+) -> np.ndarray:
     """Keypoints of every image of `split` in the split's units: image pixels (2D) or millimetres (3D)."""
     model.eval()
     parts: list[Tensor] = []
@@ -138,13 +143,20 @@ def predict(model: nn.Module, split: PoseSplit, *, device: torch.device, batch_s
     return torch.cat(parts).cpu().numpy()
 
 
-def evaluate_model(model: nn.Module, dataset: PoseDataset, *, device: torch.device, batch_size: int = 64,
-                   split: PoseSplit | None = None) -> MetricResult:
+def evaluate_model(
+    model: nn.Module,
+    dataset: PoseDataset,
+    *,
+    device: torch.device,
+    batch_size: int = 64,
+    split: PoseSplit | None = None,
+) -> MetricResult:
     """The dataset's metric of `model` on the test split (or `split`)."""
     split = dataset.test if split is None else split
     pred = predict(model, split, device=device, batch_size=batch_size, cube_mm=dataset.cube_mm)
-    result = evaluate(dataset.metric, pred, split.keypoints, split.visible.astype(bool), split.normalizer,
-                      dataset.skeleton)
+    result = evaluate(
+        dataset.metric, pred, split.keypoints, split.visible.astype(bool), split.normalizer, dataset.skeleton
+    )
     if not math.isfinite(result.mean):
         raise TrainingDivergedError(f"the {dataset.metric} of the trained model is {result.mean}")
     return result

@@ -79,7 +79,9 @@ def top_k(scores: np.ndarray, budget: int) -> np.ndarray:
     if scores.ndim != 1:
         raise ValueError(f"scores must be one-dimensional, got shape {scores.shape}")
     keyed = np.where(np.isnan(scores), -np.inf, scores)
-    order = np.lexsort((np.arange(len(keyed)), -keyed))  # primary: score descending; secondary: position ascending
+    order = np.lexsort(
+        (np.arange(len(keyed)), -keyed)
+    )  # primary: score descending; secondary: position ascending
     return order[: min(budget, len(keyed))].astype(np.int64)
 
 

@@ -29,5 +29,7 @@ def _private_cache(tmp_path_factory: pytest.TempPathFactory):
 def shared_data() -> Path:
     """The real annotation files of ../shared/data; tests using them skip cleanly when it is absent."""
     if not SHARED_DATA.is_dir():
-        pytest.skip(f"real annotation files not found at {SHARED_DATA} (the ../shared/data folder beside the repo)")
+        pytest.skip(
+            f"real annotation files not found at {SHARED_DATA} (the ../shared/data folder beside the repo)"
+        )
     return SHARED_DATA

@@ -37,9 +37,15 @@ def test_list_shows_samplers_datasets_and_presets():
 
 
 def test_unknown_names_list_the_known_ones(tmp_path):
-    one_line_error(invoke("run", "--samplers", "vl4poze", "--out", str(tmp_path)), "unknown sampler 'vl4poze'",
-                   "Known samplers:", "random")
-    one_line_error(invoke("run", "--dataset", "mpi", "--out", str(tmp_path)), "unknown dataset 'mpi'", "synth-human")
+    one_line_error(
+        invoke("run", "--samplers", "vl4poze", "--out", str(tmp_path)),
+        "unknown sampler 'vl4poze'",
+        "Known samplers:",
+        "random",
+    )
+    one_line_error(
+        invoke("run", "--dataset", "mpi", "--out", str(tmp_path)), "unknown dataset 'mpi'", "synth-human"
+    )
     one_line_error(invoke("run", "--preset", "fast", "--out", str(tmp_path)), "Known presets")
 
 
@@ -55,7 +61,9 @@ def test_unknown_names_list_the_known_ones(tmp_path):
     ],
 )
 def test_bad_input_is_a_one_line_error(tmp_path, args, fragment):
-    one_line_error(invoke("run", "--preset", "smoke", "--samplers", "random", "--out", str(tmp_path), *args), fragment)
+    one_line_error(
+        invoke("run", "--preset", "smoke", "--samplers", "random", "--out", str(tmp_path), *args), fragment
+    )
 
 
 def test_debug_shows_the_traceback(tmp_path):
@@ -71,8 +79,19 @@ def test_smoke_run_records_every_cycle_and_prints_a_summary(tmp_path):
     assert len(df) == 3 and df["n_labelled"].is_monotonic_increasing
     again = invoke("run", "--preset", "smoke", "--samplers", "random", "--out", str(tmp_path), "--name", "s")
     assert "nothing to do" in again.output
-    other = invoke("run", "--preset", "smoke", "--samplers", "random", "--budget", "8", "--out", str(tmp_path),
-                   "--name", "s")
+    other = invoke(
+        "run",
+        "--preset",
+        "smoke",
+        "--samplers",
+        "random",
+        "--budget",
+        "8",
+        "--out",
+        str(tmp_path),
+        "--name",
+        "s",
+    )
     one_line_error(other, "holds a different experiment", "budget")
 
 
@@ -90,8 +109,9 @@ def test_a_killed_run_resumes_to_the_rows_of_an_uninterrupted_one(tmp_path, sig)
     common = ["run", "--preset", "smoke", "--samplers", "random", "--cycles", "3", "--out", str(tmp_path)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     subprocess.run(exe + common + ["--name", "full"], check=True, capture_output=True, env=env, timeout=300)
-    proc = subprocess.Popen(exe + common + ["--name", "cut"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            env=env)
+    proc = subprocess.Popen(
+        exe + common + ["--name", "cut"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env
+    )
     db = tmp_path / "cut" / "results.sqlite"
     deadline = time.time() + 240
     while _cycles(db) < 1 and time.time() < deadline and proc.poll() is None:
@@ -108,4 +128,6 @@ def test_a_killed_run_resumes_to_the_rows_of_an_uninterrupted_one(tmp_path, sig)
     full, cut = results.load(tmp_path / "full"), results.load(tmp_path / "cut")
     assert full[cols].equals(cut[cols])
     sel = ["cycle", "rank", "index"]
-    assert results.load_selections(tmp_path / "full")[sel].equals(results.load_selections(tmp_path / "cut")[sel])
+    assert results.load_selections(tmp_path / "full")[sel].equals(
+        results.load_selections(tmp_path / "cut")[sel]
+    )

@@ -9,7 +9,9 @@ from alpose_bench.config import ConfigError, build_spec, parse_sampler_params, r
 
 def test_presets_and_overrides_layer_in_order(tmp_path):
     cfg = tmp_path / "exp.toml"
-    cfg.write_text('[experiment]\nbudget = 50\nsamplers = ["random"]\n[sampler_params.vl4pose]\nnum_peaks = 3\n')
+    cfg.write_text(
+        '[experiment]\nbudget = 50\nsamplers = ["random"]\n[sampler_params.vl4pose]\nnum_peaks = 3\n'
+    )
     spec = build_spec("quick", cfg, {"budget": 25, "seeds": None})
     assert spec.budget == 25  # command line beats the file
     assert spec.samplers == ("random",)  # the file beats the preset
@@ -20,8 +22,21 @@ def test_presets_and_overrides_layer_in_order(tmp_path):
 
 def test_paper_preset_uses_the_published_protocol():
     spec = build_spec("paper")
-    assert (spec.resolution, spec.stacks, spec.channels, spec.init, spec.budget, spec.cycles) == (256, 2, 256, 1000, 1000, 5)
-    assert (spec.epochs_first, spec.epochs, spec.lr, spec.batch_size, spec.warm_start) == (150, 100, 3e-4, 16, True)
+    assert (spec.resolution, spec.stacks, spec.channels, spec.init, spec.budget, spec.cycles) == (
+        256,
+        2,
+        256,
+        1000,
+        1000,
+        5,
+    )
+    assert (spec.epochs_first, spec.epochs, spec.lr, spec.batch_size, spec.warm_start) == (
+        150,
+        100,
+        3e-4,
+        16,
+        True,
+    )
     hand = build_spec("paper", overrides={"datasets": "icvl"})
     assert (hand.init, hand.budget, hand.cycles, hand.resolution) == (100, 100, 9, 128)
 
@@ -34,7 +49,8 @@ def test_paper_preset_uses_the_published_protocol():
         ({"lr": -1.0}, "lr must be positive"),
         ({"budget": "ten"}, "budget must be a whole number"),
         ({"device": "tpu"}, "device must be"),
-        ({"resolution": 48}, r"multiple of 4 x 2\^depth"),
+        ({"resolution": 48, "stem_stride": 4}, r"multiple of 4 x 2\^depth"),
+        ({"stem_stride": 3}, "stem_stride must be 4"),
         ({"resolution": 50}, "resolution must be a multiple of 16"),
         ({"bogus": 1}, "unknown setting 'bogus'"),
     ],

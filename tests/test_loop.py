@@ -10,7 +10,7 @@ import pytest
 
 from alpose_bench import results
 from alpose_bench.config import ConfigError, build_spec
-from alpose_bench.loop import initial_labelled, load_dataset, dataset_config
+from alpose_bench.loop import dataset_config, initial_labelled, load_dataset
 from alpose_bench.runner import plan, run_plan
 
 DETERMINISTIC = ["dataset", "sampler", "seed", "cycle", "n_labelled", "metric", "value", "n_selected"]
@@ -73,7 +73,9 @@ def test_same_seed_same_rows_and_resume_after_interruption(tmp_path):
     assert len(partial) == 1
     resumed = run(tmp_path / "b")
     pd.testing.assert_frame_equal(full[DETERMINISTIC], resumed[DETERMINISTIC])
-    pd.testing.assert_frame_equal(selections(tmp_path / "a" / spec.name), selections(tmp_path / "b" / spec.name))
+    pd.testing.assert_frame_equal(
+        selections(tmp_path / "a" / spec.name), selections(tmp_path / "b" / spec.name)
+    )
     # a third run of a complete experiment has nothing to do and changes nothing
     assert plan(spec, tmp_path / "b").pending == []
 

@@ -26,7 +26,10 @@ def test_cycles_round_trip_into_tidy_frames(tmp_path):
         store.commit_cycle(record(0))
         store.commit_cycle(record(1, selected=(5, 7), value=55.0))
         assert store.completed_cycles("synth-human", "random", 0) == [0, 1]
-        assert {c: list(v) for c, v in store.selected("synth-human", "random", 0).items()} == {0: [3, 1], 1: [5, 7]}
+        assert {c: list(v) for c, v in store.selected("synth-human", "random", 0).items()} == {
+            0: [3, 1],
+            1: [5, 7],
+        }
     df = results.load(tmp_path)
     assert list(df["value"]) == [50.0, 55.0]
     assert df["select_ms_per_image"].iloc[0] == pytest.approx(2.0)  # 0.2 s over 100 images

@@ -40,7 +40,9 @@ class RichProgress:
         if self.cycles is not None:
             self.progress.remove_task(self.cycles)
         done = len(self.plan.done.get(task, {}))
-        self.cycles = self.progress.add_task(f"  {task} cycles", total=self.plan.spec.cycles + 1, completed=done)
+        self.cycles = self.progress.add_task(
+            f"  {task} cycles", total=self.plan.spec.cycles + 1, completed=done
+        )
 
     def cycle_done(self, task, cycle) -> None:
         if self.cycles is not None:
@@ -71,7 +73,15 @@ def summary_table(out_dir: Path) -> Table:
 
     df = load(out_dir)
     table = Table(title=f"Results: {out_dir}", title_justify="left")
-    for col in ("dataset", "sampler", "seeds", "labelled", "metric (mean ± std)", "train s/cycle", "select ms/img"):
+    for col in (
+        "dataset",
+        "sampler",
+        "seeds",
+        "labelled",
+        "metric (mean ± std)",
+        "train s/cycle",
+        "select ms/img",
+    ):
         table.add_column(col)
     if df.empty:
         return table
@@ -89,21 +99,34 @@ def summary_table(out_dir: Path) -> Table:
 
 @click.command()
 @click.option("--samplers", default=None, help="Comma-separated sampler names, or 'all' (default: all).")
-@click.option("--dataset", "datasets", default=None, help="Dataset name(s), comma-separated (default: synth-human).")
+@click.option(
+    "--dataset", "datasets", default=None, help="Dataset name(s), comma-separated (default: synth-human)."
+)
 @click.option("--preset", default=None, help="smoke | quick | paper (default: quick).")
 @click.option("--seeds", type=int, default=None, help="Number of seeded repeats (seeds 0..N-1).")
 @click.option("--init", type=int, default=None, help="Initial labelled images.")
 @click.option("--budget", type=int, default=None, help="Images selected per cycle.")
-@click.option("--cycles", type=int, default=None, help="Acquisition cycles (the model is trained cycles + 1 times).")
+@click.option(
+    "--cycles", type=int, default=None, help="Acquisition cycles (the model is trained cycles + 1 times)."
+)
 @click.option("--epochs", type=int, default=None, help="Epochs per cycle after the first.")
 @click.option("--epochs-first", type=int, default=None, help="Epochs of the first cycle (from scratch).")
 @click.option("--resolution", type=int, default=None, help="Input size in pixels.")
 @click.option("--pool-size", type=int, default=None, help="Synthetic datasets: images in the training pool.")
-@click.option("--from-scratch", is_flag=True, default=False, help="Retrain from scratch each cycle (default: warm start).")
+@click.option(
+    "--from-scratch",
+    is_flag=True,
+    default=False,
+    help="Retrain from scratch each cycle (default: warm start).",
+)
 @click.option("--device", default=None, help="auto | cpu | cuda | cuda:N.")
 @click.option("--data-root", default=None, help="Folder holding the real datasets (or set ALPOSE_DATA_ROOT).")
-@click.option("--sampler-param", "sampler_params", multiple=True, help="SAMPLER.PARAM=VALUE, e.g. vl4pose.num_peaks=3.")
-@click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None, help="TOML experiment file.")
+@click.option(
+    "--sampler-param", "sampler_params", multiple=True, help="SAMPLER.PARAM=VALUE, e.g. vl4pose.num_peaks=3."
+)
+@click.option(
+    "--config", "config_file", type=click.Path(dir_okay=False), default=None, help="TOML experiment file."
+)
 @click.option("--name", default=None, help="Experiment name (folder under --out). Default: DATASET-PRESET.")
 @click.option(
     "--out", default="results", show_default=True, type=click.Path(file_okay=False), help="Results folder."
@@ -164,8 +187,10 @@ def run(
     )  # fmt: skip
     spec = build_spec(preset or "quick", config_file, overrides)
     console = Console()
-    console.print(f"[bold]{spec.name}[/bold]: preset {spec.preset}, datasets {', '.join(spec.datasets)}, "
-                  f"{spec.seeds} seed(s), {spec.init} + {spec.cycles} x {spec.budget} labelled images")
+    console.print(
+        f"[bold]{spec.name}[/bold]: preset {spec.preset}, datasets {', '.join(spec.datasets)}, "
+        f"{spec.seeds} seed(s), {spec.init} + {spec.cycles} x {spec.budget} labelled images"
+    )
     the_plan = plan(spec, Path(out))
     if jobs is None:
         jobs = default_jobs(spec.device, len(the_plan.pending))
@@ -182,12 +207,16 @@ def run(
                     scheduler=scheduler,
                 )
             except KeyboardInterrupt:
-                console.print(f"\n[yellow]interrupted[/yellow]; committed cycles are kept in {the_plan.out_dir}. "
-                              "Rerun the same command to resume.")
+                console.print(
+                    f"\n[yellow]interrupted[/yellow]; committed cycles are kept in {the_plan.out_dir}. "
+                    "Rerun the same command to resume."
+                )
                 raise SystemExit(130) from None
             failed = {t: e for t, e in results.items() if e}
             if failed:
-                console.print(f"[red]{len(failed)} task(s) failed[/red] (rerun the command to retry only them):")
+                console.print(
+                    f"[red]{len(failed)} task(s) failed[/red] (rerun the command to retry only them):"
+                )
                 for t, e in failed.items():
                     console.print(f"  {t}: {e}")
     console.print(summary_table(the_plan.out_dir))

@@ -1,0 +1,244 @@
+"""`alpose-bench bench`: speed figures on this machine (train/infer img/s, selection overhead, Core-Set, peaks, EGL++)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from alpose_bench.bench import PEAK_SPEEDUP_TARGET as PEAK_TARGET
+from alpose_bench.bench import SECTIONS, BenchSettings, parse_sections, parse_sizes, run_bench
+from alpose_bench.config import build_spec, parse_sampler_params
+from alpose_bench.errors import UserError, user_error_types
+
+
+def _f(value: float | None, fmt: str = ".2f") -> str:
+    return "n/a" if value is None else format(value, fmt)
+
+
+def _vs(value: float | None, target: float | None, fmt: str, higher_is_better: bool) -> str:
+    """A figure coloured green when it meets its target, red when it misses it."""
+    text = _f(value, fmt)
+    if value is None or target is None:
+        return text
+    ok = value >= target if higher_is_better else value <= target
+    return f"[green]{text}[/green]" if ok else f"[red]{text}[/red]"
+
+
+def _table(title: str, columns: list[str]) -> Table:
+    table = Table(title=title, title_justify="left")
+    for i, col in enumerate(columns):
+        table.add_column(col, justify="left" if i == 0 else "right", no_wrap=i == 0)
+    return table
+
+
+def _rate(value: float | None) -> str:
+    return "n/a" if value is None else (f"{value:,.0f}" if value >= 100 else f"{value:.1f}")
+
+
+def section_table(name: str, fig: dict[str, Any]) -> Table | str:
+    """A rich table (or one line) for one section's figures; figures that meet their target are green."""
+    if "skipped" in fig:
+        return f"[dim]{name}: skipped ({fig['skipped']})[/dim]"
+    if name == "training":
+        t = _table(
+            f"training, batch {fig['batch_size']} x {fig['steps']} steps (target real/bare >= {fig['target_ratio']})",
+            ["path", "images/s", "real/bare"],
+        )
+        t.add_row("real train(): make_batch, augmentation, targets", _rate(fig["train_images_per_s"]),
+                  _vs(fig["ratio"], fig["target_ratio"], ".3f", True))  # fmt: skip
+        t.add_row("bare forward+backward+step, random tensors", _rate(fig["bare_images_per_s"]), "")
+        return t
+    if name == "inference":
+        t = _table(f"inference, batch {fig['batch_size']}", ["pool", "seconds", "images/s"])
+        t.add_row(str(fig["pool"]), _f(fig["seconds"], ".3f"), _rate(fig["images_per_s"]))
+        return t
+    if name == "samplers":
+        t = _table(
+            f"selection ({fig['labelled']} labelled, budget {fig['budget']} per {fig['pool']}); overhead = selection "
+            "time / a plain inference pass over the same pool",
+            ["sampler", "pool", "seconds", "images/s", "overhead", "target", "fwd/img"],
+        )
+        t.add_column("note", overflow="fold")
+        for r in fig["rows"]:
+            target = _f(r["target"], ".1f") if r["target"] is not None else ""
+            if r["status"] != "ok":
+                t.add_row(r["sampler"], "", "", "", "", target, "", f"{r['status']}: {r['reason']}",
+                          style="dim" if r["status"] == "skipped" else "red")  # fmt: skip
+                continue
+            t.add_row(r["sampler"], str(r["pool"]), _f(r["seconds"], ".3f"), _rate(r["images_per_s"]),
+                      _vs(r["overhead_ratio"], r["target"], ".2f", False), target,
+                      _f(r["forward_passes_per_image"], ".2f"), "")  # fmt: skip
+        return t
+    if name == "coreset":
+        t = _table(
+            f"Core-Set k-center greedy, dim {fig['dim']}, budget {fig['budget']} (memory above the process after "
+            "imports)",
+            ["pool x labelled", "seconds", "peak MiB", "inputs", "extra", "P x L x 4 B"],
+        )
+        for r in fig["rows"]:
+            size = f"{r['pool']} x {r['labelled']}"
+            if r["status"] != "ok":
+                t.add_row(size, f"failed: {r['reason']}", "", "", "", "", style="red")
+                continue
+            t.add_row(size, _f(r["seconds"], ".2f"), _f(r["peak_mb"], ".1f"), _f(r["inputs_mb"], ".1f"),
+                      _f(r["extra_mb"], ".1f"), _f(r["pairwise_matrix_mb"], ".1f"))  # fmt: skip
+        return t
+    if name == "peaks":
+        t = _table(
+            f"peaks: {fig['maps']} x {fig['joints']} maps of {fig['size']}x{fig['size']}, find_peaks vs a "
+            f"skimage peak_local_max loop (target speed-up >= {PEAK_TARGET:g})",
+            ["setting", "find_peaks s", "skimage s", "speed-up", "same"],
+        )
+        for r in fig["rows"]:
+            same = {None: "n/a", True: "[green]yes[/green]", False: "[red]NO[/red]"}[r["same_peaks"]]
+            sk = _f(r["skimage_s"], ".3f") if r["skimage_s"] is not None else r["note"]
+            t.add_row(f"{r['config']}: {r['num_peaks']} peaks, min_distance {r['min_distance']}",
+                      _f(r["find_peaks_s"], ".3f"), sk, _vs(r["speedup"], r["target_speedup"], ".1f", True), same)  # fmt: skip
+        return t
+    if name == "egl":
+        t = _table(
+            f"EGL++ gradient norms: {fig['pool']} images x k={fig['k']}, {fig['parameters']:,} parameters "
+            f"(targets: speed-up >= {fig['target_speedup']:g}, relative difference < {fig['target_rel_diff']:g})",
+            ["path", "seconds", "speed-up", "max rel. diff"],
+        )
+        t.add_row("fast: torch.func vjp + vmap", _f(fig["fast_s"], ".3f"),
+                  _vs(fig["speedup"], fig["target_speedup"], ".1f", True),
+                  _vs(fig["rel_diff"], fig["target_rel_diff"], ".1e", False))  # fmt: skip
+        t.add_row("reference: k replicas, autograd each", _f(fig["slow_s"], ".3f"), "", "")
+        return t
+    raise ValueError(f"no table for section {name!r}")
+
+
+def contention_warning() -> str | None:
+    """A warning when other processes already load the CPUs and torch would use several threads: its threads then
+    wait for each other (on a shared 2-core machine throughput fell 20-fold), so the figures say little."""
+    import os
+
+    import torch
+
+    if not hasattr(os, "getloadavg") or torch.get_num_threads() < 2:
+        return None
+    load, cpus = os.getloadavg()[0], os.cpu_count() or 1
+    if load < cpus / 2:
+        return None
+    return (
+        f"other processes are using the CPUs (load average {load:.1f} on {cpus} cores) and torch uses "
+        f"{torch.get_num_threads()} threads: figures will be slow and noisy; consider --threads 1"
+    )
+
+
+@click.command()
+@click.option(
+    "--preset", default=None, help="Model and resolution: quick (default) or paper (256 px, 2-stack 256-ch)."
+)
+@click.option("--dataset", default=None, help="The dataset (default: synth-human).")
+@click.option(
+    "--device", default=None, help="auto | cpu | cuda | cuda:N (CUDA: bf16 autocast, channels_last)."
+)
+@click.option("--resolution", type=int, default=None, help="Input size in pixels (default: the preset's).")
+@click.option("--data-root", default=None, help="Folder holding the real datasets (or set ALPOSE_DATA_ROOT).")
+@click.option(
+    "--pool", type=int, default=512, show_default=True, help="Unlabelled images for inference/samplers."
+)
+@click.option("--slow-pool", type=int, default=32, show_default=True,
+              help="Pool of samplers that differentiate the model per image (EGL++; time linear in the pool).")  # fmt: skip
+@click.option(
+    "--labelled", type=int, default=None, help="Labelled images beside the pool (default: the preset's init)."
+)
+@click.option(
+    "--budget", type=int, default=None, help="Images each sampler selects (default: the preset's budget)."
+)
+@click.option(
+    "--samplers",
+    default=None,
+    help="Comma-separated sampler names or package.module:Class (default: every registered one).",
+)
+@click.option(
+    "--sampler-param", "sampler_params", multiple=True, help="SAMPLER.PARAM=VALUE, e.g. vl4pose.num_peaks=3."
+)
+@click.option(
+    "--only", default=None, help=f"Comma-separated sections to run: {', '.join(SECTIONS)} (default: all)."
+)
+@click.option(
+    "--repeats", type=int, default=3, show_default=True, help="Repeats per figure (the median is shown)."
+)
+@click.option("--max-seconds", type=float, default=10.0, show_default=True,
+              help="Stop repeating a measurement once it has taken this long.")  # fmt: skip
+@click.option(
+    "--train-steps", type=int, default=10, show_default=True, help="Optimiser steps per training repeat."
+)
+@click.option("--coreset-pool", default="10000,50000", show_default=True, help="Core-Set pool sizes.")
+@click.option(
+    "--coreset-labelled", default="1000,5000", show_default=True, help="Core-Set labelled-set sizes."
+)
+@click.option("--coreset-dim", type=int, default=256, show_default=True, help="Core-Set embedding dimension.")
+@click.option("--coreset-budget", type=int, default=1000, show_default=True, help="Core-Set images selected.")
+@click.option(
+    "--peak-maps", type=int, default=1000, show_default=True, help="Images of 16 heatmaps of 64x64."
+)
+@click.option(
+    "--egl-pool", type=int, default=4, show_default=True, help="Pool images of the EGL++ comparison."
+)
+@click.option("--threads", type=int, default=None, help="torch CPU threads (default: torch's own choice).")
+@click.option(
+    "--seed", type=int, default=0, show_default=True, help="Seed of the model, pool and synthetic data."
+)
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
+              help="Write every figure, with the machine description, to this JSON file.")  # fmt: skip
+def bench(preset, dataset, device, resolution, data_root, pool, slow_pool, labelled, budget, samplers, sampler_params, only,
+          repeats, max_seconds, train_steps, coreset_pool, coreset_labelled, coreset_dim, coreset_budget, peak_maps,
+          egl_pool, threads, seed, json_path) -> None:  # fmt: skip
+    """Measure speed on this machine, each figure a median over repeats.
+
+    Training img/s (real path vs a bare loop), inference img/s over a pool, each sampler's selection time relative
+    to one plain inference pass, Core-Set time and peak memory at pool 10k/50k x labelled 1k/5k, the shared peak
+    finder vs scikit-image, and EGL++'s fast gradient norms vs the reference method.
+    """
+    try:
+        sections = parse_sections(only)
+        if threads is not None:
+            if threads < 1:
+                raise UserError(f"--threads must be at least 1, got {threads}")
+            import torch
+
+            torch.set_num_threads(threads)
+        spec = build_spec(preset or "quick", None, dict(
+            datasets=dataset, device=device, resolution=resolution, data_root=data_root, preset=preset,
+            sampler_params=parse_sampler_params(sampler_params) or None,
+        ))  # fmt: skip
+        settings = BenchSettings(
+            spec=spec, sections=sections, pool=pool, slow_pool=slow_pool, labelled=labelled, budget=budget,
+            samplers=tuple(n.strip() for n in samplers.split(",") if n.strip()) if samplers else None,
+            repeats=repeats, max_seconds=max_seconds, train_steps=train_steps,
+            coreset_pools=parse_sizes(coreset_pool, "--coreset-pool"),
+            coreset_labelled=parse_sizes(coreset_labelled, "--coreset-labelled"),
+            coreset_dim=coreset_dim, coreset_budget=coreset_budget, peak_maps=peak_maps, egl_pool=egl_pool, seed=seed,
+        ).validate()  # fmt: skip
+        console = Console()
+        busy = contention_warning()
+        if busy:
+            console.print(f"[yellow]{busy}[/yellow]")
+        with console.status("benchmarking") as status:
+            report = run_bench(
+                settings,
+                progress=lambda msg: status.update(msg),
+                on_section=lambda name, fig: console.print(section_table(name, fig)),
+            )
+    except user_error_types() as exc:
+        raise UserError(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+    m = report.machine
+    console.print(
+        f"[dim]{m['device_name']} ({m['device']}), {m['cpu_count']} CPUs, {m['torch_threads']} torch threads, "
+        f"torch {m['torch']}; load average {m['load_average_start'][0]:.2f} -> {m['load_average_end'][0]:.2f}[/dim]"
+        if m.get("load_average_start") and m.get("load_average_end")
+        else f"[dim]{m['device_name']} ({m['device']}), torch {m['torch']}[/dim]"
+    )
+    if json_path:
+        console.print(f"figures written to {report.write_json(json_path)}")
+    if report.problems:
+        for problem in report.problems:
+            console.print(f"[red]{problem}[/red]")
+        raise click.ClickException("correctness check failed: " + report.problems[0])

@@ -1,0 +1,236 @@
+"""`alpose-bench bench`: every section gives finite figures under its documented keys, the JSON record parses,
+peaks equal scikit-image's, bad input is a one-line error. No timing assertions (speed targets are read off the
+benchmark's own printed figures)."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from alpose_bench.bench import (
+    SECTIONS,
+    BenchError,
+    BenchSettings,
+    coreset_child,
+    mismatched_maps,
+    parse_sections,
+    parse_sizes,
+    peaks_section,
+    run_bench,
+    skimage_peaks,
+    synthetic_heatmaps,
+)
+from alpose_bench.cli import cli
+from alpose_bench.config import build_spec
+from alpose_bench.peaks import find_peaks
+from alpose_bench.samplers.base import ScoringSampler
+from alpose_bench.samplers.random import RandomSampler
+
+TINY = dict(pool=8, labelled=8, budget=2, repeats=1, train_steps=1, coreset_pools=(300,), coreset_labelled=(40,),
+            coreset_dim=8, coreset_budget=5, peak_maps=2, egl_pool=2, max_seconds=1.0)  # fmt: skip
+
+
+def tiny_settings(dataset: str = "synth-human", **changes) -> BenchSettings:
+    spec = build_spec("smoke", None, {"datasets": dataset, "device": "cpu"})
+    return BenchSettings(spec=spec, **{**TINY, **changes})
+
+
+def positive(value) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+
+
+@dataclass
+class HeatmapOnly(ScoringSampler):
+    """A 2D-only sampler: must be reported as skipped on a 3D regression dataset."""
+
+    name = "heatmap-only"
+    description = "test sampler"
+    tasks = frozenset({"heatmap2d"})
+
+    def score_batch(self, batch, ctx):
+        return np.zeros(len(batch.positions))
+
+
+@dataclass
+class Broken(ScoringSampler):
+    """A sampler that raises: its row must say so while the other samplers are still measured."""
+
+    name = "broken"
+    description = "test sampler"
+
+    def score_batch(self, batch, ctx):
+        raise RuntimeError("scores unavailable")
+
+
+@dataclass
+class PerImageGradients(ScoringSampler):
+    """Stands for EGL++: declares it differentiates the model, so it is timed on the smaller slow pool."""
+
+    name = "per-image-gradients"
+    description = "test sampler"
+    needs = frozenset({"model"})
+
+    def score_batch(self, batch, ctx):
+        return batch.out.embedding.sum(dim=1).numpy()
+
+
+@pytest.fixture(scope="module")
+def report():
+    return run_bench(tiny_settings(samplers=(RandomSampler, Broken, PerImageGradients), slow_pool=3))
+
+
+def test_every_section_gives_finite_positive_figures(report):
+    assert list(report.sections) == list(SECTIONS)
+    tr = report.sections["training"]
+    for key in ("train_images_per_s", "bare_images_per_s", "ratio"):
+        assert positive(tr[key]), (key, tr)
+    assert tr["ratio"] == pytest.approx(tr["train_images_per_s"] / tr["bare_images_per_s"])
+    assert (
+        tr["target_ratio"] == 0.85 and tr["batch_size"] == 16 and tr["steps"] == 1
+    )  # train_steps x batch rows
+    inf = report.sections["inference"]
+    assert inf["pool"] == 8 and positive(inf["seconds"])
+    assert inf["images_per_s"] == pytest.approx(8 / inf["seconds"])
+    sm = report.sections["samplers"]
+    assert (sm["pool"], sm["labelled"], sm["budget"]) == (8, 8, 2)
+    rows = {r["sampler"]: r for r in sm["rows"]}
+    ok = rows["random"]
+    assert ok["status"] == "ok" and positive(ok["seconds"]) and positive(ok["images_per_s"])
+    assert ok["pool"] == 8 and ok["repeats"] == 1
+    assert ok["overhead_ratio"] == pytest.approx(ok["seconds"] / ok["inference_s"])  # the paired plain pass
+    assert ok["forward_passes_per_image"] == 0  # random never runs the model
+    slow = rows["per-image-gradients"]  # needs "model": timed on the first slow_pool images
+    assert slow["status"] == "ok" and slow["pool"] == 3 and slow["forward_passes_per_image"] == 1
+    assert rows["broken"]["status"] == "failed" and "scores unavailable" in rows["broken"]["reason"]
+    (cs,) = report.sections["coreset"]["rows"]
+    assert cs["status"] == "ok" and (cs["pool"], cs["labelled"]) == (300, 40) and positive(cs["seconds"])
+    assert cs["pairwise_matrix_mb"] == pytest.approx(300 * 40 * 4 / 2**20)
+    assert cs["peak_mb"] >= 0 and cs["extra_mb"] >= 0
+    for row in report.sections["peaks"]["rows"]:
+        assert row["same_peaks"] is True and row["maps"] == 32
+        assert positive(row["find_peaks_s"]) and positive(row["skimage_s"]) and positive(row["speedup"])
+    egl = report.sections["egl"]
+    assert egl["pool"] == 2 and egl["k"] == 8  # k = min(30, labelled)
+    for key in ("fast_s", "slow_s", "speedup"):
+        assert positive(egl[key]), key
+    assert 0 <= egl["rel_diff"] < 1e-4
+    assert report.problems == []
+
+
+def test_report_is_json_with_the_machine(report, tmp_path):
+    data = json.loads(report.write_json(tmp_path / "b.json").read_text())
+    for key in ("cpu_count", "torch", "torch_threads", "device", "device_name", "load_average_end"):
+        assert key in data["machine"], key
+    assert data["machine"]["device"] == "cpu"
+    assert data["settings"]["samplers"] == ["random", "broken", "per-image-gradients"]
+    assert data["sections"]["samplers"]["rows"][0]["sampler"] == "random"
+
+
+def test_samplers_that_cannot_run_on_the_task_are_skipped_with_the_reason():
+    settings = tiny_settings("synth-hand", sections=("samplers",), samplers=(HeatmapOnly, RandomSampler))
+    rows = {r["sampler"]: r for r in run_bench(settings).sections["samplers"]["rows"]}
+    assert rows["heatmap-only"]["status"] == "skipped"
+    assert "3D regression" in rows["heatmap-only"]["reason"]
+    assert rows["random"]["status"] == "ok"
+
+
+def test_training_alone_on_a_3d_dataset():
+    tr = run_bench(tiny_settings("synth-hand", sections=("training",))).sections["training"]
+    assert positive(tr["train_images_per_s"]) and positive(tr["bare_images_per_s"])
+
+
+def test_find_peaks_equals_skimage_on_synthetic_heatmaps():
+    pytest.importorskip("skimage")
+    section, problems = peaks_section(tiny_settings(peak_maps=3), torch.device("cpu"), lambda _m: None)
+    assert problems == []
+    assert [(r["config"], r["same_peaks"], r["mismatched_maps"]) for r in section["rows"]] == [
+        ("mpe", True, 0), ("vl4pose", True, 0)
+    ]  # fmt: skip
+    # and the comparison itself: the same peaks in (x, y) vs (row, col) match, a moved or missing one does not
+    hm = synthetic_heatmaps(2, 4, 32, seed=3)
+    peaks = find_peaks(hm, 3, 2)
+    sk_coords, sk_valid = skimage_peaks(hm.reshape(-1, 32, 32).numpy(), 3, 2)
+    fp_coords, fp_valid = peaks.coords.reshape(8, 3, 2).numpy(), peaks.valid.reshape(8, 3).numpy()
+    assert mismatched_maps(fp_coords, fp_valid, sk_coords, sk_valid).tolist() == []
+    moved = fp_coords.copy()
+    moved[5, 0, 0] += 1
+    assert mismatched_maps(moved, fp_valid, sk_coords, sk_valid).tolist() == [5]
+    missing = fp_valid.copy()
+    missing[2, 0] = False
+    assert mismatched_maps(fp_coords, missing, sk_coords, sk_valid).tolist() == [2]
+
+
+def test_mismatched_maps_by_hand():
+    fp = np.array([[[3.0, 5.0], [0.0, 0.0]]])  # one map: a peak at x=3, y=5 and an empty slot
+    sk = np.array([[[5, 3], [-1, -1]]])  # skimage: row 5, col 3
+    assert mismatched_maps(fp, np.array([[True, False]]), sk, np.array([[True, False]])).tolist() == []
+    assert mismatched_maps(
+        fp, np.array([[True, False]]), sk[..., ::-1], np.array([[True, False]])
+    ).tolist() == [0]
+
+
+def test_synthetic_heatmaps_are_seeded():
+    a, b = synthetic_heatmaps(2, 3, 16, seed=1), synthetic_heatmaps(2, 3, 16, seed=1)
+    assert a.shape == (2, 3, 16, 16) and torch.equal(a, b)
+    assert not torch.equal(a, synthetic_heatmaps(2, 3, 16, seed=2))
+    assert float(a.max()) > 1.0 and float(a.min()) >= 0.0  # blobs above the 0-0.5 noise
+
+
+def test_coreset_memory_grows_with_pool_plus_labelled_not_their_product():
+    row = coreset_child(
+        pool=20_000, labelled=5_000, dim=16, budget=10, repeats=1, device="cpu", seed=0, threads=1
+    )
+    assert row["pairwise_matrix_mb"] == pytest.approx(20_000 * 5_000 * 4 / 2**20)  # 381 MiB
+    assert row["extra_mb"] < row["pairwise_matrix_mb"] / 4
+    assert row["inputs_mb"] >= 0 and positive(row["seconds"])
+
+
+def test_parse_sections_and_sizes():
+    assert parse_sections(None) == SECTIONS
+    assert parse_sections("all") == SECTIONS
+    assert parse_sections("peaks, training") == ("training", "peaks")  # canonical order
+    with pytest.raises(BenchError, match="unknown --only section.*'trainig'"):
+        parse_sections("trainig")
+    assert parse_sizes("10000,50000", "--coreset-pool") == (10_000, 50_000)
+    with pytest.raises(BenchError, match="--coreset-pool"):
+        parse_sizes("10k", "--coreset-pool")
+    with pytest.raises(BenchError, match="--pool must be at least 1"):
+        tiny_settings(pool=0).validate()
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(cli, ["bench", *args], obj={})
+
+
+def test_cli_writes_json_that_parses(tmp_path):
+    out = tmp_path / "bench.json"
+    result = invoke("--only", "peaks,coreset", "--peak-maps", "1", "--coreset-pool", "200", "--coreset-labelled",
+                    "30", "--coreset-dim", "8", "--coreset-budget", "3", "--repeats", "1", "--json", str(out))  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "peaks: 1 x 16 maps" in result.output and "Core-Set k-center greedy" in result.output
+    data = json.loads(out.read_text())
+    assert list(data["sections"]) == ["coreset", "peaks"]
+    assert data["machine"]["cpu_count"] >= 1 and data["settings"]["coreset_pools"] == [200]
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["--only", "training,speed"], "unknown --only section(s) 'speed'"),
+        (["--pool", "0"], "--pool must be at least 1"),
+        (["--samplers", "vl4poze", "--only", "samplers"], "unknown sampler 'vl4poze'"),
+        (["--coreset-pool", "ten"], "--coreset-pool must be comma-separated"),
+    ],
+)
+def test_bad_input_is_a_one_line_error(args, fragment):
+    result = invoke(*args)
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.strip().splitlines() if line.strip()]
+    assert "Traceback" not in result.output and lines[-1].startswith("Error:"), result.output
+    assert fragment in lines[-1], result.output

@@ -297,7 +297,7 @@ def _grid(
 def _sampler_legend(fig: Figure, samplers: Sequence[str]) -> None:
     """One legend for the whole figure, outside every panel (colours are the same in all panels)."""
     handles = [Line2D([], [], **style.sampler_style(s)) for s in samplers]
-    fig.legend(handles=handles, loc="outside right upper", title="Sampler", frameon=False)
+    fig.legend(handles=handles, loc="outside right center", title="Sampler", frameon=False)
 
 
 def _draw_lines(ax: Axes, data: pd.DataFrame, samplers: Sequence[str]) -> None:
@@ -375,7 +375,7 @@ def plot_gain(rs: ResultSet) -> Figure:
         ax.set_ylabel(f"{style.METRIC_NAMES[metric]} − random ({unit})\n{better} 0: better than random")
         ax.set_xlabel("Labelled images")
         ax.set_title(rs.title(dataset))
-    fig.suptitle(f"{rs.name}: gain over random, paired by seed; {_band_note(data)}")
+    fig.suptitle(f"{rs.name}: gain over random, paired by seed\n{_band_note(data)}")
     _sampler_legend(fig, rs.samplers if style.BASELINE in rs.samplers else [style.BASELINE, *rs.samplers])
     return fig
 
@@ -545,7 +545,7 @@ def plot_modes(rs: ResultSet, dataset: str) -> Figure:
     top_first = groups[::-1]  # the legend reads top to bottom like the stacks
     handles = [Rectangle((0, 0), 1, 1, color=palette[g]) for g in top_first]
     fig.legend(
-        handles, [labels[g] for g in top_first], loc="outside right upper", title="Pose mode", frameon=False
+        handles, [labels[g] for g in top_first], loc="outside right center", title="Pose mode", frameon=False
     )
     fig.suptitle(f"{rs.title(dataset)}: pose modes picked per cycle (all seeds) vs the pool's prior")
     return fig

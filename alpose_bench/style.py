@@ -24,6 +24,7 @@ _BUILTIN: dict[str, tuple[str, str, str]] = {  # name -> (colour, marker, displa
     "aleatoric": ("#CC79A7", "v", "Aleatoric"),
     "mpe": ("#0072B2", "P", "Multi-Peak Entropy"),
     "vl4pose": ("#D55E00", "*", "VL4Pose"),
+    "learning_loss_pp": ("#000000", "<", "LearningLoss++"),
 }
 # Colours for samplers the benchmark does not ship (plugins); none of them is grey or a built-in colour.
 _EXTRA_COLOURS = ("#8C564B", "#1F3A93", "#BCBD22", "#17BECF", "#9467BD", "#7B1E3C", "#2CA02C", "#F0E442")

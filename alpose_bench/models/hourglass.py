@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from alpose_bench.models.outputs import ModelInfo, PoseOutput
+from alpose_bench.models.outputs import ModelInfo, PoseOutput, check_input_shape
 from alpose_bench.skeleton import Skeleton
 
 
@@ -170,15 +170,7 @@ class StackedHourglass(nn.Module):
         )
 
     def forward(self, x: Tensor) -> PoseOutput:
-        if (
-            x.ndim != 4
-            or x.shape[1] != self.in_channels
-            or x.shape[-2:] != (self.input_size, self.input_size)
-        ):
-            raise ValueError(
-                f"hourglass expects input (B, {self.in_channels}, {self.input_size}, {self.input_size}),"
-                f" got {tuple(x.shape)}"
-            )
+        check_input_shape(x, self.in_channels, self.input_size, "hourglass")
         x = self.stem(x)
         heatmaps: list[Tensor] = []
         for i in range(self.stacks):

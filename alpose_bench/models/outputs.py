@@ -60,3 +60,11 @@ class TrainBatch:
     keypoints: Tensor
     visible: Tensor
     heatmaps: Tensor | None
+
+
+def check_input_shape(x: Tensor, in_channels: int, input_size: int, model: str) -> None:
+    """Raise a clear ValueError unless x is (B, in_channels, input_size, input_size)."""
+    if x.ndim != 4 or x.shape[1] != in_channels or tuple(x.shape[-2:]) != (input_size, input_size):
+        raise ValueError(
+            f"{model} expects input (B, {in_channels}, {input_size}, {input_size}), got {tuple(x.shape)}"
+        )

@@ -13,7 +13,7 @@ import math
 
 from torch import Tensor, nn
 
-from alpose_bench.models.outputs import ModelInfo, PoseOutput
+from alpose_bench.models.outputs import ModelInfo, PoseOutput, check_input_shape
 from alpose_bench.skeleton import Skeleton
 
 
@@ -88,15 +88,7 @@ class KeypointRegressor(nn.Module):
         )
 
     def forward(self, x: Tensor) -> PoseOutput:
-        if (
-            x.ndim != 4
-            or x.shape[1] != self.in_channels
-            or x.shape[-2:] != (self.input_size, self.input_size)
-        ):
-            raise ValueError(
-                f"regressor expects input (B, {self.in_channels}, {self.input_size}, {self.input_size}),"
-                f" got {tuple(x.shape)}"
-            )
+        check_input_shape(x, self.in_channels, self.input_size, "regressor")
         features = []
         for stage in self.stages:
             x = stage(x)

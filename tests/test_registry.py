@@ -17,10 +17,10 @@ def broken_plugin(tmp_path, monkeypatch):
     dist = tmp_path / "broken_plugin-0.1.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-plugin\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text(
-        "[alpose_bench.samplers]\nbroken = broken_sampler_module:Broken\n"
+    (dist / "entry_points.txt").write_text("[alpose_bench.samplers]\nbroken = broken_sampler_module:Broken\n")
+    (tmp_path / "broken_sampler_module.py").write_text(
+        "raise RuntimeError('this plugin is broken on purpose')\n"
     )
-    (tmp_path / "broken_sampler_module.py").write_text("raise RuntimeError('this plugin is broken on purpose')\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     registry.refresh()
     yield
@@ -30,10 +30,21 @@ def broken_plugin(tmp_path, monkeypatch):
 
 def test_built_ins_are_registered_through_entry_points():
     samplers = registry.samplers()
-    expected = {"random", "vl4pose", "mpe", "learning_loss", "learning_loss_pp", "aleatoric", "coreset", "egl"}
+    expected = {
+        "random",
+        "vl4pose",
+        "mpe",
+        "learning_loss",
+        "learning_loss_pp",
+        "aleatoric",
+        "coreset",
+        "egl",
+    }
     assert expected <= set(samplers)
     assert all(samplers[n].distribution == "alpose-bench" for n in expected)
-    assert {"synth-human", "synth-hand", "mpii", "lsp", "lsp-lspet", "icvl", "coco"} <= set(registry.datasets())
+    assert {"synth-human", "synth-hand", "mpii", "lsp", "lsp-lspet", "icvl", "coco"} <= set(
+        registry.datasets()
+    )
 
 
 def test_unknown_name_lists_the_known_ones_and_suggests():

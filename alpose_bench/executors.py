@@ -32,14 +32,10 @@ def threads_for(jobs: int) -> int:
 
 def committed(out_dir: Path, task: Task) -> dict:
     """Committed cycles of a task: cycle -> selected dataset indices (empty for the final cycle)."""
-    import numpy as np
-
     if not (Path(out_dir) / Store.FILENAME).exists():
         return {}
     with Store(out_dir, readonly=True) as store:
-        selected = store.selected(task.dataset, task.sampler, task.seed)
-        cycles = store.completed_cycles(task.dataset, task.sampler, task.seed)
-    return {c: selected.get(c, np.zeros(0, dtype=np.int64)) for c in cycles}
+        return store.committed(task.dataset, task.sampler, task.seed)
 
 
 def execute_cycle0(

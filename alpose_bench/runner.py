@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -46,7 +46,6 @@ class Plan:
     out_dir: Path
     tasks: list[Task]
     done: dict[Task, dict]  # task -> committed cycles {cycle: selected indices}
-    failed_before: set[Task] = field(default_factory=set)
 
     @property
     def pending(self) -> list[Task]:
@@ -118,23 +117,10 @@ def plan(spec: ExperimentSpec, out_root: Path) -> Plan:
                 },
             )  # fmt: skip
         tasks = [Task(d, s, k) for d in spec.datasets for s in samplers for k in spec.seed_values()]
-        done = {t: store.selected(t.dataset, t.sampler, t.seed) for t in tasks}
-        # a committed final cycle has no selections: count committed cycles from the cycles table
-        for t in tasks:
-            cycles = store.completed_cycles(t.dataset, t.sampler, t.seed)
-            done[t] = {c: done[t].get(c, _empty()) for c in cycles}
-        failed = {
-            t for t in tasks if store.statuses().get((t.dataset, t.sampler, t.seed), ("",))[0] == "failed"
-        }
+        done = {t: store.committed(t.dataset, t.sampler, t.seed) for t in tasks}
     finally:
         store.close()
-    return Plan(spec=spec, out_dir=out_dir, tasks=tasks, done=done, failed_before=failed)
-
-
-def _empty():
-    import numpy as np
-
-    return np.zeros(0, dtype=np.int64)
+    return Plan(spec=spec, out_dir=out_dir, tasks=tasks, done=done)
 
 
 @contextlib.contextmanager

@@ -230,6 +230,13 @@ class Store:
             out.setdefault(int(cycle), []).append(int(idx))
         return {c: np.asarray(v, dtype=np.int64) for c, v in out.items()}
 
+    def committed(self, dataset: str, sampler: str, seed: int) -> dict[int, np.ndarray]:
+        """Every committed cycle of a task -> the indices it selected (empty for the final cycle, which selects
+        nothing): the resume point of a task."""
+        selected = self.selected(dataset, sampler, seed)
+        empty = np.zeros(0, dtype=np.int64)
+        return {c: selected.get(c, empty) for c in self.completed_cycles(dataset, sampler, seed)}
+
     def array(self, dataset: str, sampler: str, seed: int, cycle: int, name: str) -> np.ndarray | None:
         row = self.conn.execute(
             "SELECT data FROM arrays WHERE dataset = ? AND sampler = ? AND seed = ? AND cycle = ? AND name = ?",

@@ -20,6 +20,7 @@ from alpose_bench.augment import AugmentSettings, augment_2d, augment_3d
 from alpose_bench.data import PoseDataset, PoseSplit
 from alpose_bench.heatmaps import decode_keypoints, keypoints_to_heatmap_coords, pose_loss, render_heatmaps
 from alpose_bench.metrics import MetricResult, evaluate
+from alpose_bench.models import model_info
 from alpose_bench.models.outputs import TrainBatch
 from alpose_bench.pool import autocast_for
 from alpose_bench.preprocess import to_model_input
@@ -46,12 +47,6 @@ class TrainStats:
     steps: int
     images: int
     final_loss: float
-
-
-def _heatmap_size(model: nn.Module, dataset: PoseDataset) -> int | None:
-    from alpose_bench.models import model_info
-
-    return model_info(model).heatmap_size
 
 
 def make_batch(
@@ -91,7 +86,7 @@ def train(
     """Train `model` (and `heads`: name -> (aux module, sampler)) for `settings.epochs` epochs on train rows `rows`."""
     heads = heads or {}
     g = torch.Generator().manual_seed(seed)
-    heatmap_size = _heatmap_size(model, dataset)
+    heatmap_size = model_info(model).heatmap_size
     groups = [{"params": list(model.parameters())}]
     groups += [{"params": list(head.parameters())} for head, _ in heads.values()]
     opt = torch.optim.Adam(groups, lr=settings.lr, weight_decay=settings.weight_decay)

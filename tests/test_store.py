@@ -65,3 +65,15 @@ def test_reading_a_missing_folder_says_what_to_do(tmp_path):
         results.load(tmp_path / "nope")
     with pytest.raises(StoreError, match="run `alpose-bench run` first"):
         results.load(tmp_path)
+
+
+def test_committed_counts_the_final_cycle_that_selects_nothing(tmp_path):
+    with Store(tmp_path) as store:
+        store.commit_cycle(record(0))
+        final = record(1, selected=())
+        final.scores = final.groups = None
+        final.arrays = {}
+        store.commit_cycle(final)
+        committed = store.committed("synth-human", "random", 0)
+    assert list(committed) == [0, 1]
+    assert list(committed[0]) == [3, 1] and len(committed[1]) == 0

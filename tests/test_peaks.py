@@ -194,3 +194,20 @@ def test_argmax_fallback_fills_only_empty_joints() -> None:
     assert filled.coords[0, :, 0].tolist() == [[7.0, 0.0], [4.0, 5.0]]
     assert filled.values[0, :, 0].tolist() == [4.0, 2.0]
     assert not p.valid[0, 0].any()  # the input is not modified
+
+
+def test_sparse_maps_with_flat_minimum_regions_match_skimage() -> None:
+    """Small maps of zeros with a few bumps: blocks at the map's minimum are never peaks, even when few blocks
+    are left to rank (the case where the block fast path has no bound on the minimum and must defer)."""
+    few_blocks = np.zeros((5, 7), np.float32)
+    few_blocks[0, 4], few_blocks[3, 2], few_blocks[4, 1] = 2, 1, 1
+    assert_matches_skimage(few_blocks[None, None], 5, 3, border=False)
+    rng = np.random.default_rng(0)
+    for trial in range(600):
+        h, w = rng.integers(5, 13, 2)
+        m = np.zeros((1, 1, h, w), np.float32)
+        for _ in range(rng.integers(1, 4)):
+            m[0, 0, rng.integers(0, h), rng.integers(0, w)] = rng.integers(1, 4)
+        assert_matches_skimage(
+            m, int(rng.integers(1, 7)), int(rng.integers(1, 5)), [True, False, 1][trial % 3]
+        )

@@ -8,6 +8,7 @@ on Dask the workers send cycle records to the driver through a distributed Queue
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Callable
@@ -139,11 +140,41 @@ class JoblibExecutor:
         return results
 
 
-def _remote_task(spec: ExperimentSpec, task: Task, out_dir: str, threads: int, queue_name: str):
-    from distributed import Queue, get_client
+def _sent_name(queue_name: str, task: Task) -> str:
+    """The Dask Variable holding the last cycle of `task` that a worker has put on the driver's queue."""
+    return f"{queue_name}-sent-{task.dataset}-{task.sampler}-{task.seed}"
 
-    q = Queue(queue_name, client=get_client())
-    return execute_task(spec, task, out_dir, threads, sink=lambda record: q.put(record))
+
+def _wait_committed(out_dir: str, task: Task, cycle: int, timeout: float = 120.0) -> None:
+    """Wait (at most `timeout` s) until the driver has committed `cycle` of `task` to the database (-1: nothing)."""
+    deadline = time.monotonic() + timeout
+    while cycle >= 0 and cycle not in committed(Path(out_dir), task) and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+def _remote_task(spec: ExperimentSpec, task: Task, out_dir: str, threads: int, queue_name: str):
+    """One task on a Dask worker; its cycle records go to the driver through the queue `queue_name`.
+
+    When a worker dies the scheduler runs the task again (up to `distributed.scheduler.allowed-failures` times).
+    The rerun first waits until the driver has committed every record the dead attempt put on the queue, so it
+    resumes after the last cycle that attempt finished rather than after whatever the driver had drained so far.
+    """
+    from distributed import Queue, Variable, get_client
+
+    client = get_client()
+    q = Queue(queue_name, client=client)
+    sent = Variable(_sent_name(queue_name, task), client=client)
+    try:
+        last_sent = sent.get(timeout=30)  # set to -1 by the driver before it submits the task
+    except asyncio.TimeoutError:
+        last_sent = -1
+    _wait_committed(out_dir, task, last_sent)
+
+    def sink(record: CycleRecord) -> None:
+        q.put(record)
+        sent.set(record.cycle)  # after the put: a cycle counted here is on the driver's queue
+
+    return execute_task(spec, task, out_dir, threads, sink=sink)
 
 
 class DaskExecutor:
@@ -175,7 +206,7 @@ class DaskExecutor:
         return Client(cluster), cluster
 
     def run(self, spec, out_dir, cycle0, samplers, tasks, progress) -> dict[Task, str | None]:
-        from distributed import Queue
+        from distributed import Queue, Variable
 
         client, cluster = self._client()
         threads = threads_for(self.workers)
@@ -187,11 +218,14 @@ class DaskExecutor:
                 client.submit(execute_cycle0, spec, d, s, samplers, out, threads, pure=False)
                 for d, s in cycle0
             ]
-            for f in futures:
-                dataset, seed = f.result()
+            for dataset, seed in client.gather(futures):
                 if progress is not None:
                     progress.cycle0_done(dataset, seed)
+            del futures  # released: a worker that dies later must not make the scheduler recompute them
             q = Queue(f"alpose-{uuid.uuid4().hex}", client=client)
+            sent = {t: Variable(_sent_name(q.name, t), client=client) for t in tasks}
+            for v in sent.values():
+                v.set(-1)
             by_future = {
                 client.submit(_remote_task, spec, t, out, threads, q.name, pure=False, retries=2): t
                 for t in tasks
@@ -214,7 +248,7 @@ class DaskExecutor:
                 drain()
                 for f in [f for f in remaining if f.done()]:
                     remaining.discard(f)
-                    task = by_future[f]
+                    task = by_future.pop(f)  # released once read, as the cycle-0 futures
                     try:
                         _, error = f.result()
                     except Exception as exc:
@@ -228,6 +262,9 @@ class DaskExecutor:
                         progress.task_done(task, error)
                 time.sleep(0.1)
             drain()
+            for v in sent.values():
+                v.delete()
+            q.close()
         finally:
             store.close()
             client.close()

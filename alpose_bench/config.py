@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,6 +68,8 @@ class ExperimentSpec:
     device: str = "auto"
     eval_batch_size: int = 64
     sampler_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # dataset -> its options (DatasetConfig.options), e.g. {"synth-hand": {"cube_mm": 150}}
+    dataset_options: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -78,6 +82,8 @@ class ExperimentSpec:
         d = self.to_dict()
         for k in ("name", "device", "eval_batch_size"):
             d.pop(k)
+        if not d["dataset_options"]:  # experiments from before dataset options keep their fingerprint
+            d.pop("dataset_options")
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
     def seed_values(self) -> list[int]:
@@ -88,6 +94,9 @@ class ExperimentSpec:
 
 
 SPEC_FIELDS = {f.name: f for f in dataclasses.fields(ExperimentSpec)}
+MAX_SEEDS = 1000  # a guard against a mistyped --seeds (each seed is a full run of every sampler)
+# the dataset_options key of options for every dataset of the run (`--dataset-option KEY=VALUE`)
+ALL_DATASETS = "*"
 
 # Each preset is a set of overrides on the ExperimentSpec defaults. `paper` is refined per dataset below.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -136,14 +145,14 @@ DATASET_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
 
 
 def preset_values(preset: str) -> dict[str, Any]:
-    if preset not in PRESETS:
+    if not isinstance(preset, str) or preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}. Known presets: {', '.join(PRESETS)}.")
     return dict(PRESETS[preset])
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:
     """Read an experiment TOML file (keys of ExperimentSpec, optionally under [experiment], sampler parameters under
-    [sampler_params.NAME])."""
+    [sampler_params.NAME], dataset options under [dataset_options.NAME])."""
     path = Path(path)
     try:
         with path.open("rb") as f:
@@ -152,17 +161,27 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(
             f"config file {path} does not exist; pass the path of an existing .toml file"
         ) from None
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
     if "experiment" in data:
-        extra = {k: v for k, v in data.items() if k not in ("experiment", "sampler_params")}
+        if not isinstance(data["experiment"], dict):
+            raise ConfigError(f"config file {path}: 'experiment' must be a table ([experiment])")
+        tables = ("sampler_params", "dataset_options")
+        extra = {k: v for k, v in data.items() if k not in ("experiment", *tables)}
         if extra:
             raise ConfigError(
                 f"config file {path}: unexpected top-level keys {sorted(extra)} beside [experiment]"
             )
         merged = dict(data["experiment"])
-        if "sampler_params" in data:
-            merged["sampler_params"] = data["sampler_params"]
+        for table in tables:
+            if table in data:
+                if table in merged:
+                    raise ConfigError(
+                        f"config file {path}: {table} is set both in [experiment] and as [{table}]"
+                    )
+                merged[table] = data[table]
         data = merged
     return data
 
@@ -179,10 +198,18 @@ def _coerce(name: str, value: Any) -> Any:
             value = [v.strip() for v in value.split(",") if v.strip()]
         if not isinstance(value, (list, tuple)) or not value or not all(isinstance(v, str) for v in value):
             raise ConfigError(f"{name} must be a non-empty list of names, got {value!r}")
-        return tuple(value)
-    if name == "sampler_params":
+        return tuple(dict.fromkeys(value))  # a name given twice runs once
+    if name in ("sampler_params", "dataset_options"):
+        what = (
+            "sampler names to tables of parameters"
+            if name == "sampler_params"
+            else "dataset names to tables of options"
+        )
         if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
-            raise ConfigError("sampler_params must map sampler names to tables of parameters")
+            raise ConfigError(f"{name} must map {what}, e.g. [{name}.NAME]")
+        for owner, table in value.items():
+            for key, v in table.items():
+                _check_plain(f"{name}.{owner}.{key}", v)
         return {k: dict(v) for k, v in value.items()}
     if name in ("pool_size", "test_size", "data_root", "name") and value is None:
         return value
@@ -201,8 +228,22 @@ def _coerce(name: str, value: Any) -> Any:
     if isinstance(default, str) or name == "data_root":
         if not isinstance(value, str):
             raise ConfigError(f"{name} must be a string, got {value!r}")
+        if "\0" in value:
+            raise ConfigError(f"{name} must not contain a NUL character, got {value!r}")
         return value
     return value
+
+
+def _check_plain(where: str, value: Any) -> None:
+    """Sampler parameters and dataset options are stored as JSON: TOML dates and times cannot be one."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _check_plain(f"{where}.{k}", v)
+    elif isinstance(value, list):
+        for v in value:
+            _check_plain(where, v)
+    elif value is not None and not isinstance(value, (str, int, float, bool)):
+        raise ConfigError(f"{where} must be a number, string, true/false or a list of them, got {value!r}")
 
 
 def validate(spec: ExperimentSpec) -> ExperimentSpec:
@@ -215,6 +256,11 @@ def validate(spec: ExperimentSpec) -> ExperimentSpec:
     for name in ("cycles", "epochs", "weight_decay"):
         if getattr(spec, name) < 0:
             raise ConfigError(f"{name} must be zero or positive, got {getattr(spec, name)}")
+    for name in ("lr", "sigma", "amplitude", "weight_decay"):
+        if not math.isfinite(getattr(spec, name)):
+            raise ConfigError(f"{name} must be a finite number, got {getattr(spec, name)}")
+    if spec.seeds > MAX_SEEDS:
+        raise ConfigError(f"seeds must be at most {MAX_SEEDS}, got {spec.seeds}")
     for name in ("pool_size", "test_size"):
         v = getattr(spec, name)
         if v is not None and v <= 0:
@@ -234,10 +280,17 @@ def validate(spec: ExperimentSpec) -> ExperimentSpec:
             f"depth {spec.depth} does not fit {spec.resolution}-px input (it must be a multiple of {r} x 2^depth); "
             f"use depth <= {max(fits) if fits else 1}"
         )
-    if spec.device not in ("auto", "cpu", "cuda") and not spec.device.startswith("cuda:"):
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", spec.device):
         raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {spec.device!r}")
     if "all" in spec.samplers and len(spec.samplers) > 1:
         raise ConfigError("use either 'all' or a list of sampler names, not both")
+    if spec.name in (".", "..") or any(c in spec.name for c in "/\\\0"):
+        raise ConfigError(f"name must be a plain folder name (no '/', '\\' or '..'), got {spec.name!r}")
+    for dataset in spec.dataset_options:
+        if dataset not in spec.datasets:
+            raise ConfigError(
+                f"dataset options name dataset {dataset!r}, which is not in this run ({', '.join(spec.datasets)})"
+            )
     return spec
 
 
@@ -267,6 +320,13 @@ def build_spec(
             if k not in explicit:
                 values[k] = v
     coerced = {k: _coerce(k, v) for k, v in values.items()}
+    # dataset options merge per dataset and per key (preset < file < command line); "*" means every dataset
+    layers = [file_values.get("dataset_options"), (overrides or {}).get("dataset_options")]
+    coerced["dataset_options"] = {}
+    for layer in layers:
+        for target, options in (_coerce("dataset_options", layer) if layer is not None else {}).items():
+            for dataset in datasets if target == ALL_DATASETS else [target]:
+                coerced["dataset_options"].setdefault(dataset, {}).update(options)
     spec = ExperimentSpec(**coerced)
     if not spec.name:
         spec = spec.replace(name=f"{'+'.join(spec.datasets)}-{spec.preset}")
@@ -291,6 +351,20 @@ def parse_sampler_params(items: tuple[str, ...] | list[str]) -> dict[str, dict[s
     return out
 
 
+def parse_dataset_options(items: tuple[str, ...] | list[str]) -> dict[str, dict[str, Any]]:
+    """`--dataset-option` values: `KEY=VALUE` sets an option of every dataset of the run, `DATASET.KEY=VALUE` of
+    one; values are read as `data --option` reads them (`alpose_bench.data.parse_option_pairs`)."""
+    from alpose_bench.data import parse_option_pairs
+
+    out: dict[str, dict[str, Any]] = {}
+    for key, value in parse_option_pairs(items, "--dataset-option").items():
+        dataset, dot, option = key.rpartition(".")
+        if dot and not (dataset.strip() and option.strip()):
+            raise ConfigError(f"--dataset-option expects KEY=VALUE or DATASET.KEY=VALUE, got {key!r}")
+        out.setdefault(dataset.strip() if dot else ALL_DATASETS, {})[option.strip()] = value
+    return out
+
+
 def load_dataset_from_spec(spec: dict[str, Any] | ExperimentSpec, dataset_name: str):
     """Load one dataset of an experiment exactly as the run did (for plots and diagnostics)."""
     from alpose_bench.data import DatasetConfig
@@ -303,5 +377,6 @@ def load_dataset_from_spec(spec: dict[str, Any] | ExperimentSpec, dataset_name: 
         test_size=d.get("test_size"),
         seed=d.get("dataset_seed", 0),
         data_root=Path(d["data_root"]).expanduser() if d.get("data_root") else None,
+        options=dict((d.get("dataset_options") or {}).get(dataset_name, {})),
     )
     return get_dataset(dataset_name)().load(config)

@@ -7,10 +7,12 @@ training and pool inference never decode image files. Plugins are registered und
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
@@ -106,6 +108,22 @@ class DatasetConfig:
     data_root: Path | None = None
     cache_dir: Path | None = None
     options: dict = field(default_factory=dict)
+
+
+def parse_option_pairs(pairs: Iterable[str], flag: str = "--option") -> dict[str, Any]:
+    """`KEY=VALUE` strings -> {KEY: VALUE}; a value is read as JSON when it parses (numbers, true/false, null),
+    else kept as a string. The one parser of dataset options on the command line (`data --option`,
+    `run --dataset-option`); the plugin then checks the keys and types (`DatasetPlugin.load`)."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise DatasetError(f"{flag} expects KEY=VALUE, got {pair!r}")
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value
+    return out
 
 
 class DatasetPlugin(ABC):

@@ -450,7 +450,7 @@ def diagnose(
             loop.make_sampler(spec, item.strip())
     name = spec.datasets[0]
     device = loop.resolve_device(spec.device)
-    dataset = loop.load_dataset(name, loop.dataset_config(spec))
+    dataset = loop.load_dataset(name, loop.dataset_config(spec, name))
     chosen, skipped = resolve_samplers(spec, samplers, dataset)
     labelled = loop.initial_labelled(dataset, spec, seed)
     pool = np.setdiff1d(np.arange(len(dataset.train)), labelled)

@@ -9,8 +9,12 @@ so a run killed at any point resumes from its last committed cycle and ends with
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import errno
+import io
 import os
+import pickle
 import time
 import zlib
 from collections.abc import Callable
@@ -27,7 +31,7 @@ from alpose_bench.models import ModelSpec, build_model, model_info
 from alpose_bench.pool import SelectionContext
 from alpose_bench.registry import get_dataset, get_sampler
 from alpose_bench.samplers.base import Sampler, ScoringSampler, top_k
-from alpose_bench.store import CycleRecord
+from alpose_bench.store import CycleRecord, StoreError
 from alpose_bench.train import TrainSettings, evaluate_model, predict, train
 
 
@@ -57,10 +61,16 @@ def resolve_device(name: str) -> torch.device:
         raise ConfigError(
             f"--device {name} was asked for but no CUDA GPU is available; use --device cpu or auto"
         )
-    return torch.device(name)
+    device = torch.device(name)
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ConfigError(
+            f"--device {name}: this machine has {torch.cuda.device_count()} CUDA GPU(s), numbered from 0"
+        )
+    return device
 
 
-def dataset_config(spec: ExperimentSpec) -> DatasetConfig:
+def dataset_config(spec: ExperimentSpec, dataset: str | None = None) -> DatasetConfig:
+    """What `spec` asks of a dataset; with its name, the options the spec sets for it (`dataset_options`)."""
     root = spec.data_root or os.environ.get("ALPOSE_DATA_ROOT")
     return DatasetConfig(
         resolution=spec.resolution,
@@ -68,6 +78,7 @@ def dataset_config(spec: ExperimentSpec) -> DatasetConfig:
         test_size=spec.test_size,
         seed=spec.dataset_seed,
         data_root=Path(root).expanduser() if root else None,
+        options=dict(spec.dataset_options.get(dataset, {})) if dataset else {},
     )
 
 
@@ -96,7 +107,15 @@ def make_sampler(spec: ExperimentSpec, name: str) -> Sampler:
             f"sampler {name!r} has no parameter {', '.join(map(repr, unknown))}; "
             f"its parameters: {', '.join(sorted(known)) or 'none'}"
         )
-    return cls(**params)
+    try:
+        return cls(**params)
+    except ValueError as exc:  # the sampler's own check of its parameters (__post_init__)
+        raise ConfigError(f"sampler {name!r}: {exc}") from None
+    except TypeError as exc:  # e.g. a string where the sampler compares a number
+        given = ", ".join(f"{k}={v!r}" for k, v in params.items())
+        raise ConfigError(
+            f"sampler {name!r}: a parameter has the wrong type ({exc}); given: {given}"
+        ) from None
 
 
 def model_spec(spec: ExperimentSpec) -> ModelSpec:
@@ -167,14 +186,44 @@ def check_fits(dataset: PoseDataset, spec: ExperimentSpec) -> None:
 
 
 def _save_atomic(obj: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write a checkpoint through a temporary file and a rename, so `path` is never half-written.
+
+    The checkpoint is serialised in memory first: torch.save reports a full disk as an obscure RuntimeError, a plain
+    file write as OSError(ENOSPC). A full or read-only disk becomes a one-line StoreError and leaves no partial file.
+    """
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_bytes(buffer.getvalue())
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise StoreError(f"disk full while writing {path}; free space and rerun to resume") from None
+        raise StoreError(
+            f"cannot write checkpoint {path}: {exc.strerror or exc}; choose a writable folder with --out"
+        ) from None
 
 
-def _load(path: Path) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=True)
+def _load(path: Path, fix: str) -> dict:
+    """Load a checkpoint as plain tensors and containers only (weights_only=True: no code in it is ever run).
+
+    A file that is not such a checkpoint (tampered with, or damaged) is a one-line StoreError ending with `fix`."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        reason = "it holds Python objects other than weights, which are never unpickled"
+    except (RuntimeError, EOFError, ValueError) as exc:
+        detail = str(exc).strip().split(". ")[0].splitlines()
+        reason = f"damaged: {detail[0] if detail else type(exc).__name__}"
+    raise StoreError(f"checkpoint {path} cannot be loaded ({reason}); {fix}")
+
+
+RETRAIN_CYCLE0 = "delete it and rerun: cycle 0 is trained again"
+RESTART_TASK = "rerun under another --name (the cycles committed here stay in results.sqlite)"
 
 
 def cycle0_path(out_dir: Path, dataset: str, seed: int) -> Path:
@@ -196,12 +245,12 @@ def train_shared_cycle0(
     """Train cycle 0 once for (dataset, seed) with every sampler's auxiliary head; save model, heads and metric."""
     path = cycle0_path(out_dir, dataset_name, seed)
     if path.exists():
-        saved = _load(path)
+        saved = _load(path, RETRAIN_CYCLE0)
         if set(saved["heads"]) >= {s for s in samplers if s in saved["has_head"]} and set(
             saved["samplers"]
         ) >= set(samplers):
             return path
-    dataset = load_dataset(dataset_name, dataset_config(spec))
+    dataset = load_dataset(dataset_name, dataset_config(spec, dataset_name))
     model = new_model(spec, dataset, seed, device)
     heads: dict[str, tuple[nn.Module, Sampler]] = {}
     has_head = []
@@ -292,7 +341,7 @@ def run_task(
     """Run (or resume after the committed cycles in `done`: cycle -> selected indices) one task to the end.
 
     Each cycle's record goes to `sink`, which must commit it and then call `discard_old_checkpoints`."""
-    dataset = load_dataset(task.dataset, dataset_config(spec))
+    dataset = load_dataset(task.dataset, dataset_config(spec, task.dataset))
     sampler = make_sampler(spec, task.sampler)
     labelled = initial_labelled(dataset, spec, task.seed)
     for cycle in sorted(done):
@@ -302,7 +351,7 @@ def run_task(
     head = new_head(sampler, model, task.seed, device)
     for cycle in range(start_cycle, spec.cycles + 1):
         if cycle == 0:
-            saved = _load(cycle0_path(out_dir, task.dataset, task.seed))
+            saved = _load(cycle0_path(out_dir, task.dataset, task.seed), RETRAIN_CYCLE0)
             model.load_state_dict(saved["model"])
             if head is not None:
                 head.load_state_dict(saved["heads"][task.sampler])
@@ -310,7 +359,7 @@ def run_task(
             train_s, eval_s = saved["train_s"], saved["eval_s"]
         else:
             if spec.warm_start:
-                saved = _load(task_checkpoint(out_dir, task, cycle - 1))
+                saved = _load(task_checkpoint(out_dir, task, cycle - 1), RESTART_TASK)
                 model.load_state_dict(saved["model"])
                 if head is not None:
                     head.load_state_dict(saved["head"])

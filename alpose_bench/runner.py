@@ -90,7 +90,7 @@ def plan(spec: ExperimentSpec, out_root: Path) -> Plan:
     device = resolve_device(spec.device)
     datasets = {}
     for name in spec.datasets:
-        ds = load_dataset(name, dataset_config(spec))
+        ds = load_dataset(name, dataset_config(spec, name))
         check_fits(ds, spec)
         for s in samplers:
             reason = get_sampler(s).unsupported_reason(ds.task)

@@ -59,6 +59,7 @@ from alpose_bench.skeleton import ICVL, MPII
 GENERATOR_VERSION = 1
 CHUNK = 256  # samples per random stream
 DEFAULT_POOL, DEFAULT_TEST = 5000, 1000
+MAX_SPLIT = 1_000_000  # images per split (12 GB at 64 px RGB)
 SPLITS = ("train", "test", "ood")
 _FIELDS = ("images", "keypoints", "visible", "normalizer", "groups")
 
@@ -235,6 +236,9 @@ class _SyntheticDataset(DatasetPlugin):
             DEFAULT_TEST if config.test_size is None else config.test_size, f"{self.name}: test_size"
         )
         ood = _positive_int(config.options.get("ood_size", test), f"{self.name}: option ood_size", 0)
+        for what, size in (("pool_size", pool), ("test_size", test), ("option ood_size", ood)):
+            if size > MAX_SPLIT:  # a mistyped size would otherwise generate for hours, then run out of memory
+                raise DatasetError(f"{self.name}: {what} must be at most {MAX_SPLIT:,}, got {size:,}")
         seed = _positive_int(config.seed, f"{self.name}: seed", 0)
         return {"resolution": res, "pool_size": pool, "test_size": test, "ood_size": ood, "seed": seed}
 

@@ -58,11 +58,43 @@ def test_unknown_names_list_the_known_ones(tmp_path):
         (["--sampler-param", "random.k=3"], "has no parameter 'k'"),
         (["--jobs", "0"], "--jobs must be at least 1"),
         (["--config", "missing.toml"], "does not exist"),
+        # found by tests/test_fuzz_validation.py: tracebacks (sampler checks), a hang (huge pool), a write outside --out
+        (
+            ["--samplers", "mpe", "--sampler-param", "mpe.num_peaks=0"],
+            "sampler 'mpe': mpe needs num_peaks >= 1",
+        ),
+        (["--samplers", "mpe", "--sampler-param", "mpe.num_peaks=abc"], "a parameter has the wrong type"),
+        (["--pool-size", "1000000000000"], "pool_size must be at most 1,000,000"),
+        (["--name", "../elsewhere"], "name must be a plain folder name"),
+        (["--dataset-option", "bogus=1"], "known options: ['ood_size']"),
+        (["--dataset-option", "synth-hand.cube_mm=150"], "dataset 'synth-hand', which is not in this run"),
+        (["--dataset-option", "ood_size"], "--dataset-option expects KEY=VALUE"),
     ],
 )
 def test_bad_input_is_a_one_line_error(tmp_path, args, fragment):
     one_line_error(
         invoke("run", "--preset", "smoke", "--samplers", "random", "--out", str(tmp_path), *args), fragment
+    )
+
+
+def test_dataset_options_are_part_of_the_experiment(tmp_path):
+    args = ["run", "--preset", "smoke", "--samplers", "random", "--cycles", "0", "--out", str(tmp_path)]
+    result = invoke(*args, "--name", "o", "--dataset-option", "ood_size=3")
+    assert result.exit_code == 0, result.output
+    spec = results.load_experiment(tmp_path / "o")["spec"]
+    assert spec["dataset_options"] == {"synth-human": {"ood_size": 3}}
+    config = tmp_path / "exp.toml"
+    config.write_text("[dataset_options.synth-human]\nood_size = 5\n")
+    again = invoke(*args, "--name", "o", "--config", str(config), "--dataset-option", "ood_size=3")
+    assert "nothing to do" in again.output  # the command line beats the file: the same experiment
+    one_line_error(invoke(*args, "--name", "o", "--config", str(config)), "settings differ: dataset_options")
+
+
+def test_diagnose_takes_the_shared_dataset_options():
+    one_line_error(
+        invoke("diagnose", "--preset", "smoke", "--samplers", "random", "--dataset-option", "bogus=1"),
+        "unknown option(s) ['bogus']",
+        "known options",
     )
 
 

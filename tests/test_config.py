@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
-import pytest
+import datetime
 
-from alpose_bench.config import ConfigError, build_spec, parse_sampler_params, read_toml
+import pytest
+import torch
+
+from alpose_bench import loop
+from alpose_bench.config import (
+    ConfigError,
+    build_spec,
+    load_dataset_from_spec,
+    parse_dataset_options,
+    parse_sampler_params,
+    read_toml,
+)
 
 
 def test_presets_and_overrides_layer_in_order(tmp_path):
@@ -53,6 +64,21 @@ def test_paper_preset_uses_the_published_protocol():
         ({"stem_stride": 3}, "stem_stride must be 4"),
         ({"resolution": 50}, "resolution must be a multiple of 16"),
         ({"bogus": 1}, "unknown setting 'bogus'"),
+        # found by tests/test_fuzz_validation.py: each of these used to pass validation
+        ({"sigma": float("nan")}, "sigma must be a finite number"),
+        ({"lr": float("inf")}, "lr must be a finite number"),
+        ({"weight_decay": float("nan")}, "weight_decay must be a finite number"),
+        ({"seeds": 10**9}, "seeds must be at most 1000"),  # planning a billion tasks hung
+        ({"device": "cuda:x"}, "device must be auto, cpu, cuda or cuda:N"),  # a traceback from torch on a GPU
+        ({"name": "../elsewhere"}, "plain folder name"),  # results were written outside --out
+        ({"name": "/"}, "plain folder name"),  # ... or at the root of the file system
+        ({"name": ".."}, "plain folder name"),
+        ({"data_root": "a\0b"}, "must not contain a NUL"),
+        (
+            {"sampler_params": {"egl": {"k": datetime.date(2020, 1, 1)}}},
+            "sampler_params.egl.k must be a number",
+        ),
+        ({"dataset_options": {"synth-human": {"x": datetime.time(1, 2)}}}, "dataset_options.synth-human.x"),
     ],
 )
 def test_bad_values_are_one_line_errors(overrides, message):
@@ -79,12 +105,114 @@ def test_malformed_and_unknown_keys_in_toml(tmp_path):
         read_toml(tmp_path / "missing.toml")
 
 
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"\xff\xfe budget = 3", "is not valid TOML"),  # not UTF-8: was a UnicodeDecodeError traceback
+        (b"experiment = 3", "'experiment' must be a table"),  # was a TypeError traceback
+        (
+            b"[experiment]\nsampler_params = {}\n[sampler_params.egl]\nk = 1",
+            "sampler_params is set both in",  # the [experiment] one was silently dropped
+        ),
+    ],
+)
+def test_config_files_that_are_no_valid_experiment(tmp_path, content, message):
+    path = tmp_path / "c.toml"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError, match=message) as info:
+        build_spec("quick", path)
+    assert "\n" not in str(info.value)
+
+
+def test_a_preset_that_is_not_a_string_is_an_unknown_preset(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text("preset = [1]\n")  # was a TypeError (unhashable list) traceback
+    with pytest.raises(ConfigError, match="unknown preset"):
+        build_spec("quick", path)
+
+
+def test_a_config_path_that_is_a_folder_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        build_spec("quick", tmp_path)
+
+
+def test_a_name_given_twice_runs_once():
+    spec = build_spec("smoke", None, {"datasets": "synth-human,synth-human", "samplers": "random,mpe,random"})
+    assert spec.datasets == ("synth-human",) and spec.samplers == ("random", "mpe")
+
+
+def test_a_device_number_beyond_the_gpus_is_a_config_error(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert loop.resolve_device("cuda:0") == torch.device("cuda:0")
+    with pytest.raises(ConfigError, match="has 1 CUDA GPU"):  # was an AssertionError from torch later on
+        loop.resolve_device("cuda:3")
+
+
 def test_sampler_params_parse_toml_scalars():
     assert parse_sampler_params(["vl4pose.num_peaks=3", "egl.perplexity=20.5", "learning_loss.objective=kl"]) == {
         "vl4pose": {"num_peaks": 3}, "egl": {"perplexity": 20.5}, "learning_loss": {"objective": "kl"},
     }  # fmt: skip
     with pytest.raises(ConfigError, match="SAMPLER.PARAM=VALUE"):
         parse_sampler_params(["num_peaks=3"])
+
+
+def test_dataset_options_parse_like_data_option():
+    parsed = parse_dataset_options(
+        ["ood_size=5", "synth-hand.cube_mm=150.5", "coco.images=frames", "mpii.x=true"]
+    )
+    assert parsed == {
+        "*": {"ood_size": 5}, "synth-hand": {"cube_mm": 150.5}, "coco": {"images": "frames"}, "mpii": {"x": True},
+    }  # fmt: skip
+    with pytest.raises(Exception, match="--dataset-option expects KEY=VALUE"):
+        parse_dataset_options(["ood_size"])
+    with pytest.raises(ConfigError, match="DATASET.KEY=VALUE"):
+        parse_dataset_options([".ood_size=3"])
+
+
+def test_dataset_options_from_toml_and_command_line_merge_per_key(tmp_path):
+    cfg = tmp_path / "exp.toml"
+    cfg.write_text(
+        '[experiment]\ndatasets = ["synth-human", "synth-hand"]\n'
+        "[dataset_options.synth-hand]\ncube_mm = 100\nood_size = 10\n"
+    )
+    assert build_spec("smoke", cfg).dataset_options == {"synth-hand": {"cube_mm": 100, "ood_size": 10}}
+    cli = {
+        "*": {"ood_size": 7},
+        "synth-hand": {"cube_mm": 150},
+    }  # --dataset-option ood_size=7 synth-hand.cube_mm=150
+    spec = build_spec("smoke", cfg, {"dataset_options": cli})
+    assert spec.dataset_options == {
+        "synth-human": {"ood_size": 7},
+        "synth-hand": {"cube_mm": 150, "ood_size": 7},
+    }
+    assert loop.dataset_config(spec, "synth-hand").options == {"cube_mm": 150, "ood_size": 7}
+    assert loop.dataset_config(spec, "synth-human").options == {"ood_size": 7}
+
+
+def test_dataset_options_without_a_dataset_setting_go_to_the_default_dataset():
+    # found by the fuzz test: a KeyError traceback when neither the preset, file nor options named datasets
+    spec = build_spec("smoke", None, {"dataset_options": {"*": {"ood_size": 4}}})
+    assert spec.dataset_options == {"synth-human": {"ood_size": 4}}
+    assert len(load_dataset_from_spec(spec.to_dict(), "synth-human").ood) == 4  # plots load the run's dataset
+
+
+def test_dataset_options_for_a_dataset_not_in_the_run_are_refused():
+    with pytest.raises(ConfigError, match="dataset 'synth-hand', which is not in this run"):
+        build_spec("smoke", None, {"dataset_options": {"synth-hand": {"cube_mm": 150}}})
+    with pytest.raises(ConfigError, match="dataset_options must map dataset names to tables"):
+        build_spec("smoke", None, {"dataset_options": {"ood_size": 4}})
+
+
+def test_dataset_options_change_the_fingerprint():
+    a = build_spec("smoke")
+    b = build_spec("smoke", None, {"dataset_options": {"*": {"ood_size": 4}}})
+    assert a.fingerprint() != b.fingerprint()
+    assert (
+        b.fingerprint()
+        == build_spec("smoke", None, {"dataset_options": {"synth-human": {"ood_size": 4}}}).fingerprint()
+    )
+    assert b.fingerprint() != b.replace(dataset_options={"synth-human": {"ood_size": 5}}).fingerprint()
 
 
 def test_fingerprint_ignores_name_and_device_only():

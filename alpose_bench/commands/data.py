@@ -8,7 +8,6 @@ for the dataset's options (DatasetConfig.options), e.g. `--option all_joints=fal
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ from rich.progress import (
 from rich.table import Table
 
 from alpose_bench import registry
-from alpose_bench.data import DatasetConfig, DatasetError, DatasetPlugin
+from alpose_bench.data import DatasetConfig, DatasetError, DatasetPlugin, parse_option_pairs
 from alpose_bench.errors import UserError
 
 _STATUS_STYLE = {"ok": "green", "info": "cyan"}
@@ -39,24 +38,12 @@ def _plugin(name: str) -> DatasetPlugin:
         raise UserError(str(exc).splitlines()[0]) from None
 
 
-def _parse_options(pairs: tuple[str, ...]) -> dict[str, Any]:
-    """KEY=VALUE strings -> dict; values are JSON when they parse as JSON (numbers, true/false), else strings."""
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise UserError(f"--option expects KEY=VALUE, got {pair!r}")
-        try:
-            out[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key.strip()] = value
-    return out
-
-
 def _config(
     data_root: Path | None, cache_dir: Path | None, options: tuple[str, ...], **kwargs: Any
 ) -> DatasetConfig:
-    return DatasetConfig(data_root=data_root, cache_dir=cache_dir, options=_parse_options(options), **kwargs)
+    return DatasetConfig(
+        data_root=data_root, cache_dir=cache_dir, options=parse_option_pairs(options), **kwargs
+    )
 
 
 def _generic_check(plugin: DatasetPlugin, config: DatasetConfig):

@@ -6,7 +6,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from alpose_bench.config import build_spec, parse_sampler_params
+from alpose_bench.commands.options import spec_from_options, spec_options
 from alpose_bench.diagnose import DiagnoseReport
 from alpose_bench.diagnose import diagnose as run_diagnosis
 from alpose_bench.errors import UserError
@@ -65,9 +65,7 @@ def refinement_line(report: DiagnoseReport) -> str | None:
 
 
 @click.command()
-@click.option("--samplers", default=None, help="Comma-separated sampler names, or 'all' (default: all).")
-@click.option("--dataset", default=None, help="The dataset to diagnose on (default: synth-human).")
-@click.option("--preset", default=None, help="smoke | quick | paper (default: quick).")
+@spec_options(several_datasets=False)
 @click.option(
     "--seed", type=int, default=0, show_default=True, help="Seed of the initial labelled set and model."
 )
@@ -85,19 +83,9 @@ def refinement_line(report: DiagnoseReport) -> str | None:
 @click.option(
     "--epochs-first", type=int, default=None, help="Training epochs (those of a run's first cycle)."
 )
-@click.option("--resolution", type=int, default=None, help="Input size in pixels.")
-@click.option("--pool-size", type=int, default=None, help="Synthetic datasets: images in the training pool.")
 @click.option("--test-size", type=int, default=None, help="Synthetic datasets: images in the test split.")
-@click.option("--device", default=None, help="auto | cpu | cuda | cuda:N.")
-@click.option("--data-root", default=None, help="Folder holding the real datasets (or set ALPOSE_DATA_ROOT).")
-@click.option(
-    "--sampler-param", "sampler_params", multiple=True, help="SAMPLER.PARAM=VALUE, e.g. vl4pose.num_peaks=3."
-)
-@click.option(
-    "--config", "config_file", type=click.Path(dir_okay=False), default=None, help="TOML experiment file."
-)
-def diagnose(samplers, dataset, preset, seed, top_k_fraction, json_path, init, epochs_first, resolution, pool_size,
-             test_size, device, data_root, sampler_params, config_file) -> None:  # fmt: skip
+def diagnose(samplers, dataset, preset, resolution, pool_size, device, data_root, sampler_params, dataset_options,
+             config_file, seed, top_k_fraction, json_path, init, epochs_first, test_size) -> None:  # fmt: skip
     """Check that samplers do what they claim, on a model trained once on the initial labelled set.
 
     For each sampler: Spearman correlation of its scores with the model's real per-image error on the unlabelled
@@ -107,12 +95,11 @@ def diagnose(samplers, dataset, preset, seed, top_k_fraction, json_path, init, e
     """
     if dataset and "," in dataset:
         raise UserError(f"diagnose takes one dataset, got {dataset!r}; pass a single --dataset")
-    overrides = dict(
+    spec = spec_from_options(
+        preset, config_file, sampler_params, dataset_options,
         samplers=samplers, datasets=dataset, init=init, epochs_first=epochs_first, resolution=resolution,
-        pool_size=pool_size, test_size=test_size, device=device, data_root=data_root, preset=preset, seeds=1,
-        sampler_params=parse_sampler_params(sampler_params) or None,
+        pool_size=pool_size, test_size=test_size, device=device, data_root=data_root, seeds=1,
     )  # fmt: skip
-    spec = build_spec(preset or "quick", config_file, overrides)
     console = Console()
     with console.status("diagnosing") as status:
         report = run_diagnosis(

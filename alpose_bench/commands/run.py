@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from alpose_bench.config import build_spec, parse_sampler_params
+from alpose_bench.commands.options import spec_from_options, spec_options
 from alpose_bench.errors import UserError
 from alpose_bench.runner import experiment_lock, plan, run_plan
 
@@ -98,11 +98,7 @@ def summary_table(out_dir: Path) -> Table:
 
 
 @click.command()
-@click.option("--samplers", default=None, help="Comma-separated sampler names, or 'all' (default: all).")
-@click.option(
-    "--dataset", "datasets", default=None, help="Dataset name(s), comma-separated (default: synth-human)."
-)
-@click.option("--preset", default=None, help="smoke | quick | paper (default: quick).")
+@spec_options(several_datasets=True)
 @click.option("--seeds", type=int, default=None, help="Number of seeded repeats (seeds 0..N-1).")
 @click.option("--init", type=int, default=None, help="Initial labelled images.")
 @click.option("--budget", type=int, default=None, help="Images selected per cycle.")
@@ -111,21 +107,11 @@ def summary_table(out_dir: Path) -> Table:
 )
 @click.option("--epochs", type=int, default=None, help="Epochs per cycle after the first.")
 @click.option("--epochs-first", type=int, default=None, help="Epochs of the first cycle (from scratch).")
-@click.option("--resolution", type=int, default=None, help="Input size in pixels.")
-@click.option("--pool-size", type=int, default=None, help="Synthetic datasets: images in the training pool.")
 @click.option(
     "--from-scratch",
     is_flag=True,
     default=False,
     help="Retrain from scratch each cycle (default: warm start).",
-)
-@click.option("--device", default=None, help="auto | cpu | cuda | cuda:N.")
-@click.option("--data-root", default=None, help="Folder holding the real datasets (or set ALPOSE_DATA_ROOT).")
-@click.option(
-    "--sampler-param", "sampler_params", multiple=True, help="SAMPLER.PARAM=VALUE, e.g. vl4pose.num_peaks=3."
-)
-@click.option(
-    "--config", "config_file", type=click.Path(dir_okay=False), default=None, help="TOML experiment file."
 )
 @click.option("--name", default=None, help="Experiment name (folder under --out). Default: DATASET-PRESET.")
 @click.option(
@@ -152,19 +138,20 @@ def run(
     samplers,
     datasets,
     preset,
+    resolution,
+    pool_size,
+    device,
+    data_root,
+    sampler_params,
+    dataset_options,
+    config_file,
     seeds,
     init,
     budget,
     cycles,
     epochs,
     epochs_first,
-    resolution,
-    pool_size,
     from_scratch,
-    device,
-    data_root,
-    sampler_params,
-    config_file,
     name,
     out,
     jobs,
@@ -179,13 +166,12 @@ def run(
         raise UserError(f"--jobs must be at least 1, got {jobs}")
     if scheduler and executor != "dask":
         raise UserError("--scheduler needs --executor dask")
-    overrides = dict(
+    spec = spec_from_options(
+        preset, config_file, sampler_params, dataset_options,
         samplers=samplers, datasets=datasets, seeds=seeds, init=init, budget=budget, cycles=cycles, epochs=epochs,
         epochs_first=epochs_first, resolution=resolution, pool_size=pool_size, device=device, data_root=data_root,
-        name=name, preset=preset, warm_start=False if from_scratch else None,
-        sampler_params=parse_sampler_params(sampler_params) or None,
+        name=name, warm_start=False if from_scratch else None,
     )  # fmt: skip
-    spec = build_spec(preset or "quick", config_file, overrides)
     console = Console()
     console.print(
         f"[bold]{spec.name}[/bold]: preset {spec.preset}, datasets {', '.join(spec.datasets)}, "

@@ -126,9 +126,14 @@ class Store:
             with self.conn:  # commits on success, rolls back on any exception
                 yield self.conn
         except sqlite3.OperationalError as exc:
-            if "full" in str(exc).lower():
+            message = str(exc).lower()
+            if "full" in message:
                 raise StoreError(
                     f"disk full while writing {self.path}; free space and rerun to resume"
+                ) from None
+            if "readonly" in message or "unable to open" in message:  # a read-only folder, file or mount
+                raise StoreError(
+                    f"cannot write results to {self.directory}: {exc}; choose a writable folder with --out"
                 ) from None
             raise
 

@@ -321,8 +321,25 @@ def decode_crops(
     return out
 
 
+#: the bytes that close a complete file of each format (JPEG end-of-image marker, PNG IEND chunk)
+END_MARKERS = {"JPEG": b"\xff\xd9", "PNG": b"IEND"}
+
+
+def cut_short(path: str, image_format: str | None) -> bool:
+    """True when a JPEG or PNG lacks its closing marker in its last KiB: the file was truncated (a cheap check that
+    decodes nothing; a JPEG's compressed data never holds the end-of-image marker)."""
+    marker = END_MARKERS.get(image_format or "")
+    if marker is None:
+        return False
+    with open(path, "rb") as fh:
+        size = fh.seek(0, os.SEEK_END)
+        fh.seek(max(0, size - 1024))
+        return marker not in fh.read()
+
+
 def survey_images(paths: Iterable[str]) -> tuple[int, list[str], list[str]]:
-    """(found, missing, unreadable) over unique image paths; readability = a valid image header."""
+    """(found, missing, unreadable) over unique image paths; readability = a valid image header and, for JPEG and
+    PNG, the format's closing marker or else a full decode (a truncated file is unreadable)."""
     from PIL import Image, UnidentifiedImageError
 
     unique = sorted(set(paths))
@@ -334,7 +351,8 @@ def survey_images(paths: Iterable[str]) -> tuple[int, list[str], list[str]]:
             continue
         try:
             with Image.open(path) as image:
-                image.size  # noqa: B018 - reading the header is the check
+                if cut_short(path, image.format):
+                    image.load()  # no closing marker: decode to be sure (data may follow the marker)
         except (OSError, UnidentifiedImageError, SyntaxError):
             unreadable.append(path)
     return len(unique) - len(missing), missing, unreadable
@@ -700,7 +718,7 @@ class CachedDataset(DatasetPlugin):
                            f"(first: {listed}); obtain them from {self.hint}")  # fmt: skip
             if unreadable:
                 listed = ", ".join(rel(p) for p in unreadable[:MAX_LISTED])
-                report.bad("images", "unreadable", f"{len(unreadable)} files are not readable images "
+                report.bad("images", "unreadable", f"{len(unreadable)} files are not readable images or are truncated "
                            f"(first: {listed}); replace them with the originals from {self.hint}")  # fmt: skip
         return report
 

@@ -243,6 +243,8 @@ class DaskExecutor:
                         continue  # a rerun of a task whose worker died re-sends an identical cycle
                     store.commit_cycle(record)
                     discard_old_checkpoints(Path(out_dir), task, record.cycle, record.cycle == spec.cycles)
+                    if progress is not None:
+                        progress.cycle_done(task, record.cycle)
 
             while remaining:
                 drain()

@@ -38,11 +38,42 @@ def test_joblib_workers_give_the_sequential_rows(tmp_path, sequential):
     pd.testing.assert_frame_equal(picks, sequential[1])
 
 
+class CycleCounter:
+    """A progress display that counts what it is told (the run command's RichProgress has the same methods)."""
+
+    def __init__(self) -> None:
+        self.cycles: list[tuple[str, int]] = []
+        self.tasks_done = 0
+
+    def start(self, the_plan, need_cycle0) -> None:
+        pass
+
+    def cycle0_done(self, dataset, seed) -> None:
+        pass
+
+    def task_started(self, task) -> None:
+        pass
+
+    def cycle_done(self, task, cycle) -> None:
+        self.cycles.append((str(task), cycle))
+
+    def task_done(self, task, error) -> None:
+        self.tasks_done += 1
+
+    def finish(self, seconds) -> None:
+        pass
+
+
 def test_a_dask_local_cluster_gives_the_sequential_rows(tmp_path, sequential):
     pytest.importorskip("distributed")
-    rows, picks = run(tmp_path, jobs=2, executor="dask")
+    progress = CycleCounter()
+    rows, picks = run(tmp_path, jobs=2, executor="dask", progress=progress)
     pd.testing.assert_frame_equal(rows, sequential[0])
     pd.testing.assert_frame_equal(picks, sequential[1])
+    # the driver reports every cycle it commits, as the in-process executor does
+    committed = rows.drop_duplicates(["sampler", "seed", "cycle"])
+    assert len(progress.cycles) == len(committed) and len(set(progress.cycles)) == len(committed)
+    assert progress.tasks_done == 4
 
 
 KILL_ONCE_SAMPLER = '''

@@ -32,6 +32,8 @@ class RichProgress:
         total = len(the_plan.pending)
         self.overall = self.progress.add_task("tasks", total=total)
         self.shared = self.progress.add_task("shared cycle 0 (dataset x seed)", total=len(need_cycle0))
+        cycles_left = sum(the_plan.spec.cycles + 1 - len(the_plan.done.get(t, {})) for t in the_plan.pending)
+        self.all_cycles = self.progress.add_task("cycles committed", total=cycles_left)
 
     def cycle0_done(self, dataset, seed) -> None:
         self.progress.advance(self.shared)
@@ -45,6 +47,7 @@ class RichProgress:
         )
 
     def cycle_done(self, task, cycle) -> None:
+        self.progress.advance(self.all_cycles)
         if self.cycles is not None:
             self.progress.update(self.cycles, completed=cycle + 1)
 

@@ -163,3 +163,27 @@ def test_a_killed_run_resumes_to_the_rows_of_an_uninterrupted_one(tmp_path, sig)
     assert results.load_selections(tmp_path / "full")[sel].equals(
         results.load_selections(tmp_path / "cut")[sel]
     )
+
+
+def test_progress_counts_every_committed_cycle_whichever_executor_reports_them():
+    """In-process and Dask runs report each cycle; joblib workers only report a task's end: the bar ends full."""
+    import io
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from alpose_bench.commands.run import RichProgress
+
+    a, b, c = "synth-human/random/seed0", "synth-human/mpe/seed0", "synth-human/vl4pose/seed0"
+    the_plan = SimpleNamespace(spec=SimpleNamespace(cycles=2), pending=[a, b, c], done={b: {0: []}})
+    progress = RichProgress(Console(file=io.StringIO()))
+    progress.start(the_plan, [])
+    progress.task_started(a)
+    progress.cycle_done(a, 0)
+    progress.cycle_done(a, 1)
+    progress.task_done(a, None)  # reported two of its three cycles one by one
+    progress.task_done(b, None)  # resumed after cycle 0: two cycles, reported only at its end
+    progress.task_done(c, "TrainingDivergedError: pose loss became nan")  # failed: its cycles never committed
+    bar = progress.progress.tasks[progress.all_cycles]
+    progress.finish(0.0)
+    assert (bar.completed, bar.total) == (5, 8)

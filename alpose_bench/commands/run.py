@@ -32,8 +32,9 @@ class RichProgress:
         total = len(the_plan.pending)
         self.overall = self.progress.add_task("tasks", total=total)
         self.shared = self.progress.add_task("shared cycle 0 (dataset x seed)", total=len(need_cycle0))
-        cycles_left = sum(the_plan.spec.cycles + 1 - len(the_plan.done.get(t, {})) for t in the_plan.pending)
-        self.all_cycles = self.progress.add_task("cycles committed", total=cycles_left)
+        # cycles each task has left; executors whose workers commit themselves (joblib) report a task only at its end
+        self.left = {t: the_plan.spec.cycles + 1 - len(the_plan.done.get(t, {})) for t in the_plan.pending}
+        self.all_cycles = self.progress.add_task("cycles committed", total=sum(self.left.values()))
 
     def cycle0_done(self, dataset, seed) -> None:
         self.progress.advance(self.shared)
@@ -47,12 +48,15 @@ class RichProgress:
         )
 
     def cycle_done(self, task, cycle) -> None:
+        self.left[task] = self.left.get(task, 1) - 1
         self.progress.advance(self.all_cycles)
         if self.cycles is not None:
             self.progress.update(self.cycles, completed=cycle + 1)
 
     def task_done(self, task, error) -> None:
         self.progress.advance(self.overall)
+        if not error:  # the cycles of a finished task that were not reported one by one
+            self.progress.advance(self.all_cycles, max(0, self.left.pop(task, 0)))
         if error:
             self.console.print(f"[red]failed[/red] {task}: {error}")
 

@@ -6,12 +6,15 @@ import torch
 from torch import Tensor
 
 
-def to_model_input(images: Tensor, device: torch.device | str) -> Tensor:
-    """(B, H, W, C) uint8 -> (B, C, H, W) float in [0, 1] on `device`, in channels_last memory format.
+def model_layout(x: Tensor) -> Tensor:
+    """A (B, C, H, W) batch in the memory format the models run fastest in: channels_last.
 
-    channels_last is what the uint8 images already are (a permuted view, no copy), and convolutions run faster in it
-    on CUDA and on the CPU alike (oneDNN: about 2x for inference and 1.1-1.4x for training on a 2-core CPU).
-    """
-    device = torch.device(device)
-    x = images.to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255.0)
+    Convolutions run faster in it on CUDA and on the CPU alike (oneDNN on a 2-core CPU: about 1.4x for training and
+    2x for inference). A no-op for tensors already in it, such as permuted uint8 images."""
     return x.contiguous(memory_format=torch.channels_last)
+
+
+def to_model_input(images: Tensor, device: torch.device | str) -> Tensor:
+    """(B, H, W, C) uint8 -> (B, C, H, W) float in [0, 1] on `device`, in `model_layout`."""
+    device = torch.device(device)
+    return model_layout(images.to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255.0))

@@ -23,7 +23,7 @@ from alpose_bench.metrics import MetricResult, evaluate
 from alpose_bench.models import model_info
 from alpose_bench.models.outputs import TrainBatch
 from alpose_bench.pool import autocast_for
-from alpose_bench.preprocess import model_layout, to_model_input
+from alpose_bench.preprocess import to_model_input
 
 
 class TrainingDivergedError(RuntimeError):
@@ -65,13 +65,11 @@ def make_batch(
     if dataset.task == "heatmap2d":
         if settings.augment is not None and g is not None:
             x, kp, vis = augment_2d(x, kp, vis, dataset.skeleton, settings.augment, g)
-            x = model_layout(x)  # grid_sample returns contiguous NCHW
         hm_kp = keypoints_to_heatmap_coords(kp, dataset.resolution, heatmap_size)
         target = render_heatmaps(hm_kp, vis, heatmap_size, settings.sigma, settings.amplitude)
         return TrainBatch(images=x, keypoints=hm_kp, visible=vis, heatmaps=target)
     if settings.augment is not None and g is not None:
         x, kp, vis = augment_3d(x, kp, vis, dataset.cube_mm, settings.augment, g)
-        x = model_layout(x)
     return TrainBatch(images=x, keypoints=kp / dataset.cube_mm, visible=vis, heatmaps=None)
 
 

@@ -369,15 +369,22 @@ def training_section(s: _Setting, settings: BenchSettings) -> dict[str, Any]:
     def real() -> int:
         return train(s.model, s.dataset, rows, t_settings, device=s.device, seed=s.seed).images
 
-    real_times, images = timed(real, s.device, settings.repeats, settings.max_seconds)
-    bare_times, _ = timed(
-        lambda: _bare_steps(s, batch, steps), s.device, settings.repeats, settings.max_seconds
-    )
+    # real and bare alternate, and the ratio is the median of each pair's: a machine whose speed drifts (a shared
+    # or throttled VM) slows both sides of a pair alike instead of biasing one whole series
+    real_times, bare_times, ratios = [], [], []
+    for _ in range(settings.repeats):
+        (real_s,), images = timed(real, s.device, 1, math.inf)
+        (bare_s,), _ = timed(lambda: _bare_steps(s, batch, steps), s.device, 1, math.inf)
+        real_times.append(real_s)
+        bare_times.append(bare_s)
+        ratios.append((images / real_s) / (steps * bs / bare_s))
+        if sum(real_times) + sum(bare_times) >= 2 * settings.max_seconds:
+            break
     real_ips = images / _median(real_times)
     bare_ips = steps * bs / _median(bare_times)
     return {
         "batch_size": bs, "steps": steps, "augment": t_settings.augment is not None,
-        "train_images_per_s": real_ips, "bare_images_per_s": bare_ips, "ratio": real_ips / bare_ips,
+        "train_images_per_s": real_ips, "bare_images_per_s": bare_ips, "ratio": _median(ratios),
         "target_ratio": TRAIN_RATIO_TARGET, "train_s": real_times, "bare_s": bare_times,
     }  # fmt: skip
 

@@ -296,7 +296,7 @@ def _setting(settings: BenchSettings, needs_pool: bool) -> _Setting:
     train_n = settings.train_steps * spec.batch_size
     wanted = max(labelled_n + settings.pool, train_n) if needs_pool else train_n
     # only the training pool is used: generate (synthetic) or keep (real datasets) just the images needed
-    config = loop.dataset_config(spec.replace(pool_size=wanted, test_size=16))
+    config = loop.dataset_config(spec.replace(pool_size=wanted, test_size=16), spec.datasets[0])
     dataset = get_dataset(spec.datasets[0])().load(config)
     n = len(dataset.train)
     if needs_pool and labelled_n + settings.pool > n:

@@ -11,11 +11,14 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from alpose_bench.data import DatasetConfig
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -365,18 +368,26 @@ def parse_dataset_options(items: tuple[str, ...] | list[str]) -> dict[str, dict[
     return out
 
 
+def dataset_config(spec: ExperimentSpec, dataset: str | None = None) -> DatasetConfig:
+    """What `spec` asks of a dataset; with its name, the options the spec sets for it (`dataset_options`).
+
+    The data root is the spec's, else $ALPOSE_DATA_ROOT."""
+    root = spec.data_root or os.environ.get("ALPOSE_DATA_ROOT")
+    return DatasetConfig(
+        resolution=spec.resolution,
+        pool_size=spec.pool_size,
+        test_size=spec.test_size,
+        seed=spec.dataset_seed,
+        data_root=Path(root).expanduser() if root else None,
+        options=dict(spec.dataset_options.get(dataset, {})) if dataset else {},
+    )
+
+
 def load_dataset_from_spec(spec: dict[str, Any] | ExperimentSpec, dataset_name: str):
-    """Load one dataset of an experiment exactly as the run did (for plots and diagnostics)."""
-    from alpose_bench.data import DatasetConfig
+    """Load one dataset of an experiment exactly as the run did (for plots and diagnostics); `spec` may be the
+    dictionary an experiment stored (keys of older versions' specs are a subset of today's)."""
     from alpose_bench.registry import get_dataset
 
-    d = spec.to_dict() if isinstance(spec, ExperimentSpec) else spec
-    config = DatasetConfig(
-        resolution=d["resolution"],
-        pool_size=d.get("pool_size"),
-        test_size=d.get("test_size"),
-        seed=d.get("dataset_seed", 0),
-        data_root=Path(d["data_root"]).expanduser() if d.get("data_root") else None,
-        options=dict((d.get("dataset_options") or {}).get(dataset_name, {})),
-    )
-    return get_dataset(dataset_name)().load(config)
+    if not isinstance(spec, ExperimentSpec):
+        spec = ExperimentSpec(**{k: v for k, v in spec.items() if k in SPEC_FIELDS})
+    return get_dataset(dataset_name)().load(dataset_config(spec, dataset_name))

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from alpose_bench.config import ConfigError, ExperimentSpec
+from alpose_bench.config import ConfigError, ExperimentSpec, dataset_config
 from alpose_bench.data import DatasetConfig, PoseDataset
 from alpose_bench.models import ModelSpec, build_model, model_info
 from alpose_bench.pool import SelectionContext
@@ -67,19 +67,6 @@ def resolve_device(name: str) -> torch.device:
             f"--device {name}: this machine has {torch.cuda.device_count()} CUDA GPU(s), numbered from 0"
         )
     return device
-
-
-def dataset_config(spec: ExperimentSpec, dataset: str | None = None) -> DatasetConfig:
-    """What `spec` asks of a dataset; with its name, the options the spec sets for it (`dataset_options`)."""
-    root = spec.data_root or os.environ.get("ALPOSE_DATA_ROOT")
-    return DatasetConfig(
-        resolution=spec.resolution,
-        pool_size=spec.pool_size,
-        test_size=spec.test_size,
-        seed=spec.dataset_seed,
-        data_root=Path(root).expanduser() if root else None,
-        options=dict(spec.dataset_options.get(dataset, {})) if dataset else {},
-    )
 
 
 _LOADED: dict[tuple[str, str], PoseDataset] = {}
@@ -202,7 +189,7 @@ def _save_atomic(obj: dict, path: Path) -> None:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise StoreError(f"disk full while writing {path}; free space and rerun to resume") from None
+            raise StoreError.disk_full(path) from None
         raise StoreError(
             f"cannot write checkpoint {path}: {exc.strerror or exc}; choose a writable folder with --out"
         ) from None

@@ -51,6 +51,11 @@ CREATE TABLE IF NOT EXISTS arrays (
 class StoreError(RuntimeError):
     """The results folder cannot be used (another experiment, not writable, disk full); one-line message."""
 
+    @classmethod
+    def disk_full(cls, path: Path) -> StoreError:
+        """The error for a write to `path` that ran out of space (database or checkpoint alike)."""
+        return cls(f"disk full while writing {path}; free space and rerun to resume")
+
 
 @dataclass
 class CycleRecord:
@@ -128,9 +133,7 @@ class Store:
         except sqlite3.OperationalError as exc:
             message = str(exc).lower()
             if "full" in message:
-                raise StoreError(
-                    f"disk full while writing {self.path}; free space and rerun to resume"
-                ) from None
+                raise StoreError.disk_full(self.path) from None
             if "readonly" in message or "unable to open" in message:  # a read-only folder, file or mount
                 raise StoreError(
                     f"cannot write results to {self.directory}: {exc}; choose a writable folder with --out"

@@ -55,10 +55,10 @@ class RichProgress:
 
     def task_done(self, task, error) -> None:
         self.progress.advance(self.overall)
-        if not error:  # the cycles of a finished task that were not reported one by one
-            self.progress.advance(self.all_cycles, max(0, self.left.pop(task, 0)))
         if error:
             self.console.print(f"[red]failed[/red] {task}: {error}")
+        else:  # the cycles of a finished task that were not reported one by one
+            self.progress.advance(self.all_cycles, max(0, self.left.pop(task, 0)))
 
     def finish(self, seconds: float) -> None:
         self.progress.stop()

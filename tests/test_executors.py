@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from plugin_factory import write_sampler_plugin
 
 from alpose_bench import registry, results
 from alpose_bench.config import build_spec
@@ -110,14 +111,13 @@ class KillOnce(RandomSampler):
 @pytest.fixture
 def kill_once_plugin(tmp_path, monkeypatch):
     """The `kill-once` sampler, importable here and (through PYTHONPATH) in Dask worker processes started later."""
-    site = tmp_path / "site"
-    dist = site / "kill_once-0.1.dist-info"
-    dist.mkdir(parents=True)
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: kill-once\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text(
-        "[alpose_bench.samplers]\nkill-once = kill_once_sampler:KillOnce\n"
+    site = write_sampler_plugin(
+        tmp_path / "site",
+        "kill-once",
+        "kill-once = kill_once_sampler:KillOnce",
+        "kill_once_sampler",
+        KILL_ONCE_SAMPLER,
     )
-    (site / "kill_once_sampler.py").write_text(KILL_ONCE_SAMPLER)
     monkeypatch.syspath_prepend(str(site))
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")])))
     monkeypatch.setenv("OMP_NUM_THREADS", "1")

@@ -6,6 +6,7 @@ import sys
 
 import pytest
 from click.testing import CliRunner
+from plugin_factory import write_sampler_plugin
 
 from alpose_bench import registry
 from alpose_bench.cli import cli
@@ -14,12 +15,12 @@ from alpose_bench.cli import cli
 @pytest.fixture
 def broken_plugin(tmp_path, monkeypatch):
     """An installed distribution whose sampler entry point raises on import, beside one that works."""
-    dist = tmp_path / "broken_plugin-0.1.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-plugin\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text("[alpose_bench.samplers]\nbroken = broken_sampler_module:Broken\n")
-    (tmp_path / "broken_sampler_module.py").write_text(
-        "raise RuntimeError('this plugin is broken on purpose')\n"
+    write_sampler_plugin(
+        tmp_path,
+        "broken-plugin",
+        "broken = broken_sampler_module:Broken",
+        "broken_sampler_module",
+        "raise RuntimeError('this plugin is broken on purpose')\n",
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     registry.refresh()

@@ -28,6 +28,7 @@ import pandas as pd
 import pytest
 import torch
 from datasets_real_factory import real_lsp_subset, write_lsp_folder
+from plugin_factory import write_sampler_plugin
 from test_cli import invoke, one_line_error
 
 from alpose_bench import loop, registry, results
@@ -410,12 +411,13 @@ class Stalling(Sampler):
 @pytest.fixture(scope="module")
 def stalling_plugin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """The `stalling` sampler as an installed distribution (dist-info + module) on sys.path; also for PYTHONPATH."""
-    root = tmp_path_factory.mktemp("stalling-plugin")
-    dist = root / "stalling_sampler-0.1.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: stalling-sampler\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text("[alpose_bench.samplers]\nstalling = stalling_sampler:Stalling\n")
-    (root / "stalling_sampler.py").write_text(STALLING_SAMPLER)
+    root = write_sampler_plugin(
+        tmp_path_factory.mktemp("stalling-plugin"),
+        "stalling-sampler",
+        "stalling = stalling_sampler:Stalling",
+        "stalling_sampler",
+        STALLING_SAMPLER,
+    )
     with pytest.MonkeyPatch.context() as m:
         m.syspath_prepend(str(root))
         registry.refresh()

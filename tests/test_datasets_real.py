@@ -84,7 +84,10 @@ def test_lsp_lspet_check_counts_real_files(shared_data: Path, tmp_path: Path) ->
     assert rows["train people"].startswith("11,000") and rows["test people"].startswith("1,000")
     assert rows["lsp people"] == "2,000" and rows["lspet people"] == "10,000"
     assert rows["images expected"] == "12,000"
-    assert not report.usable and "12000 of 12000 images missing" in report.reason
+    # ../shared/data holds all 10,000 LSPET photographs but none of LSP's 2,000
+    assert rows["images found"] == "10,000"
+    assert not report.usable and "2000 of 12000 images missing" in report.reason
+    assert "lsp/images/im0001.jpg" in report.reason and "lspet/images" not in report.reason
     assert "sam.johnson.io" in report.reason
 
 

@@ -8,17 +8,18 @@ each overriding the last; every value is validated here so that a bad one fails 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import hashlib
 import json
-import math
 import os
 import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from alpose_bench.data import DatasetConfig
+from alpose_bench.validation import ParameterError, check_fields, param
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -30,90 +31,102 @@ class ConfigError(ValueError):
     """An invalid experiment specification; the message says which value and how to fix it (one line)."""
 
 
+MAX_SEEDS = 1000  # a guard against a mistyped --seeds (each seed is a full run of every sampler)
+DEFAULT_EVAL_BATCH_SIZE = 64
+
+
 @dataclass(frozen=True)
 class ExperimentSpec:
     """Everything that defines an experiment. `cycles` counts acquisition rounds: the model is trained cycles + 1
-    times, on init, init + budget, ..., init + cycles x budget labelled images."""
+    times, on init, init + budget, ..., init + cycles x budget labelled images.
+
+    The defaults are the `quick` preset (the CPU default); the other presets override some of them (`PRESETS`).
+    Each field's type and range is checked by `alpose_bench.validation` when a spec is built."""
 
     name: str = ""
     preset: str = "quick"
     datasets: tuple[str, ...] = ("synth-human",)
     samplers: tuple[str, ...] = ("all",)
-    seeds: int = 3
+    seeds: int = param(3, low=0, low_open=True)
     # data
-    resolution: int = 64
-    pool_size: int | None = None
-    test_size: int | None = None
-    dataset_seed: int = 0
+    resolution: int = param(64, low=0, low_open=True)
+    pool_size: int | None = param(1200, low=0, low_open=True)  # None: the dataset's own pool
+    test_size: int | None = param(400, low=0, low_open=True)  # None: the dataset's own test split
+    dataset_seed: int = param(0, low=0)
     data_root: str | None = None
     # protocol
-    init: int = 100
-    budget: int = 100
-    cycles: int = 4
+    init: int = param(100, low=0, low_open=True)
+    budget: int = param(100, low=0, low_open=True)
+    cycles: int = param(4, low=0)
     warm_start: bool = True
     # training
-    epochs_first: int = 30
-    epochs: int = 15
-    lr: float = 3e-4
-    batch_size: int = 16
-    weight_decay: float = 0.0
+    epochs_first: int = param(40, low=0, low_open=True)
+    epochs: int = param(3, low=0)
+    lr: float = param(1e-3, low=0, low_open=True)
+    batch_size: int = param(16, low=0, low_open=True)
+    weight_decay: float = param(0.0, low=0)
     augment: bool = True
     # model
-    stacks: int = 1
-    channels: int = 64
-    depth: int = 3
-    stem_stride: int = 4  # hourglass heatmaps are input / stem_stride pixels (4: the reference)
-    regressor_width: int = 16  # 3D regressor: channels of the first conv stage
-    regressor_fc: int = 256  # 3D regressor: width of its fully connected layers
-    sigma: float = 1.0  # target Gaussian width in heatmap pixels
-    amplitude: float = 30.0  # target peak height (reference hm_peak)
+    stacks: int = param(1, low=0, low_open=True)
+    channels: int = param(32, low=0, low_open=True)
+    depth: int = param(3, low=0, low_open=True)
+    stem_stride: Literal[2, 4] = 2  # hourglass heatmaps are input / stem_stride pixels (4: the reference)
+    regressor_width: int = param(16, low=0, low_open=True)  # 3D regressor: channels of the first conv stage
+    regressor_fc: int = param(256, low=0, low_open=True)  # 3D regressor: width of its fully connected layers
+    sigma: float = param(1.0, low=0, low_open=True)  # target Gaussian width in heatmap pixels
+    amplitude: float = param(30.0, low=0, low_open=True)  # target peak height (reference hm_peak)
     # execution
     device: str = "auto"
-    eval_batch_size: int = 64
+    eval_batch_size: int = param(DEFAULT_EVAL_BATCH_SIZE, low=0, low_open=True)
     sampler_params: dict[str, dict[str, Any]] = field(default_factory=dict)
     # dataset -> its options (DatasetConfig.options), e.g. {"synth-hand": {"cube_mm": 150}}
     dataset_options: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        """The spec as JSON-ready values (what the results database stores)."""
         d = dataclasses.asdict(self)
         d["datasets"] = list(self.datasets)
         d["samplers"] = list(self.samplers)
         return d
 
     def fingerprint(self) -> str:
-        """A hash of everything that changes results (not the name, device or batch size of inference)."""
+        """A hash of everything that changes results (not the name or the device).
+
+        Settings added after the first experiments were stored count only when they differ from their default, so
+        folders written before them keep their fingerprint: `dataset_options` when set, `eval_batch_size` (every
+        scoring sampler's scores change in the last digits with the inference batch) when not 64."""
         d = self.to_dict()
-        for k in ("name", "device", "eval_batch_size"):
+        for k in ("name", "device"):
             d.pop(k)
-        if not d["dataset_options"]:  # experiments from before dataset options keep their fingerprint
+        if d["eval_batch_size"] == DEFAULT_EVAL_BATCH_SIZE:
+            d.pop("eval_batch_size")
+        if not d["dataset_options"]:
             d.pop("dataset_options")
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
     def seed_values(self) -> list[int]:
+        """The seeds of the experiment: 0 .. seeds - 1."""
         return list(range(self.seeds))
 
     def replace(self, **changes: Any) -> ExperimentSpec:
+        """A copy with some fields changed."""
         return dataclasses.replace(self, **changes)
 
 
 SPEC_FIELDS = {f.name: f for f in dataclasses.fields(ExperimentSpec)}
-MAX_SEEDS = 1000  # a guard against a mistyped --seeds (each seed is a full run of every sampler)
 # the dataset_options key of options for every dataset of the run (`--dataset-option KEY=VALUE`)
 ALL_DATASETS = "*"
 
-# Each preset is a set of overrides on the ExperimentSpec defaults. `paper` is refined per dataset below.
+# Each preset is a set of overrides on the ExperimentSpec defaults, which are the quick preset's.
 PRESETS: dict[str, dict[str, Any]] = {
     "smoke": dict(
-        resolution=64, pool_size=120, test_size=40, init=16, budget=16, cycles=2, epochs_first=2, epochs=1,
-        stacks=1, channels=16, depth=2, batch_size=16, seeds=1, regressor_width=8, regressor_fc=64,
+        pool_size=120, test_size=40, init=16, budget=16, cycles=2, epochs_first=2, epochs=1, channels=16, depth=2,
+        stem_stride=4, lr=3e-4, seeds=1, regressor_width=8, regressor_fc=64,
     ),
-    "quick": dict(
-        resolution=64, pool_size=1200, test_size=400, init=100, budget=100, cycles=4, epochs_first=40,
-        epochs=3, stacks=1, channels=32, depth=3, stem_stride=2, lr=1e-3, batch_size=16, sigma=1.0, seeds=3,
-    ),
+    "quick": dict(),
     "paper": dict(
         resolution=256, pool_size=None, test_size=None, init=1000, budget=1000, cycles=5, epochs_first=150,
-        epochs=100, stacks=2, channels=256, depth=4, batch_size=16, lr=3e-4, sigma=1.75, amplitude=30.0, seeds=5,
+        epochs=100, stacks=2, channels=256, depth=4, stem_stride=4, lr=3e-4, sigma=1.75, amplitude=30.0, seeds=5,
         regressor_width=32, regressor_fc=1024,
     ),
 }  # fmt: skip
@@ -122,14 +135,6 @@ PRESET_DESCRIPTIONS = {
     "smoke": "Seconds: tiny model and pool, 2 cycles, 1 seed (tests and plumbing checks).",
     "quick": "The CPU default: 64 px, 1-stack 32-channel hourglass (32x32 heatmaps), 100 + 4 x 100, 3 seeds.",
     "paper": "The published protocol: 256 px, 2-stack 256-ch hourglass, 1,000 + 5 x 1,000, Adam 3e-4, 150/100 epochs.",
-}
-
-# Sampler parameters a preset sets unless the user sets them. The quick CPU preset caps the pool EGL++ scores (its
-# per-image cost is a forward pass plus k = 30 gradient computations); the paper preset scores the whole pool.
-PRESET_SAMPLER_PARAMS: dict[str, dict[str, dict[str, Any]]] = {
-    "smoke": {"egl": {"candidates": 16}},
-    "quick": {"egl": {"candidates": 50}},
-    "paper": {},
 }
 
 # Dataset-specific settings of a preset, applied unless set explicitly. `paper`: the ICVL schedule of the VL4Pose
@@ -190,12 +195,11 @@ def read_toml(path: str | Path) -> dict[str, Any]:
 
 
 def _coerce(name: str, value: Any) -> Any:
-    """Check the type of one value against the ExperimentSpec field it sets."""
+    """Check one value against the ExperimentSpec field it sets (`alpose_bench.validation`), normalised."""
     if name not in SPEC_FIELDS:
-        close = [k for k in SPEC_FIELDS if k.startswith(name[:3])]
+        close = difflib.get_close_matches(name, list(SPEC_FIELDS), n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise ConfigError(f"unknown setting {name!r}{hint}; known settings: {', '.join(SPEC_FIELDS)}")
-    default = SPEC_FIELDS[name].default
     if name in ("datasets", "samplers"):
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
@@ -214,27 +218,10 @@ def _coerce(name: str, value: Any) -> Any:
             for key, v in table.items():
                 _check_plain(f"{name}.{owner}.{key}", v)
         return {k: dict(v) for k, v in value.items()}
-    if name in ("pool_size", "test_size", "data_root", "name") and value is None:
-        return value
-    if isinstance(default, bool):
-        if not isinstance(value, bool):
-            raise ConfigError(f"{name} must be true or false, got {value!r}")
-        return value
-    if isinstance(default, int) or name in ("pool_size", "test_size"):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{name} must be a whole number, got {value!r}")
-        return value
-    if isinstance(default, float):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{name} must be a number, got {value!r}")
-        return float(value)
-    if isinstance(default, str) or name == "data_root":
-        if not isinstance(value, str):
-            raise ConfigError(f"{name} must be a string, got {value!r}")
-        if "\0" in value:
-            raise ConfigError(f"{name} must not contain a NUL character, got {value!r}")
-        return value
-    return value
+    try:
+        return check_fields(ExperimentSpec, {name: value}, "")[name]
+    except ParameterError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _check_plain(where: str, value: Any) -> None:
@@ -250,32 +237,16 @@ def _check_plain(where: str, value: Any) -> None:
 
 
 def validate(spec: ExperimentSpec) -> ExperimentSpec:
-    """Reject values no experiment can run with (checks that need the registry/dataset are done by the planner)."""
-    positive = ("seeds", "resolution", "init", "budget", "batch_size", "channels", "stacks", "depth",
-                "eval_batch_size", "epochs_first", "regressor_width", "regressor_fc")  # fmt: skip
-    for name in positive:
-        if getattr(spec, name) <= 0:
-            raise ConfigError(f"{name} must be positive, got {getattr(spec, name)}")
-    for name in ("cycles", "epochs", "weight_decay"):
-        if getattr(spec, name) < 0:
-            raise ConfigError(f"{name} must be zero or positive, got {getattr(spec, name)}")
-    for name in ("lr", "sigma", "amplitude", "weight_decay"):
-        if not math.isfinite(getattr(spec, name)):
-            raise ConfigError(f"{name} must be a finite number, got {getattr(spec, name)}")
+    """Reject values no experiment can run with: every field against its type and range, then the checks across
+    fields (the checks that need the registry or a dataset are the planner's)."""
+    for name, value in spec.to_dict().items():
+        _coerce(name, value)
     if spec.seeds > MAX_SEEDS:
         raise ConfigError(f"seeds must be at most {MAX_SEEDS}, got {spec.seeds}")
-    for name in ("pool_size", "test_size"):
-        v = getattr(spec, name)
-        if v is not None and v <= 0:
-            raise ConfigError(f"{name} must be positive, got {v}")
-    if not spec.lr > 0:
-        raise ConfigError(f"lr must be positive, got {spec.lr}")
-    if spec.sigma <= 0 or spec.amplitude <= 0:
-        raise ConfigError("sigma and amplitude must be positive")
     if spec.resolution % 16 != 0 or spec.resolution < 32:
         raise ConfigError(f"resolution must be a multiple of 16 and at least 32, got {spec.resolution}")
-    if spec.stem_stride not in (2, 4):
-        raise ConfigError(f"stem_stride must be 4 (the reference) or 2, got {spec.stem_stride}")
+    if spec.channels < 8 or spec.channels % 4:
+        raise ConfigError(f"channels must be a multiple of 4 and at least 8, got {spec.channels}")
     r = spec.stem_stride
     if spec.resolution % (r * 2**spec.depth) != 0:
         fits = [d for d in range(1, 8) if spec.resolution % (r * 2**d) == 0]

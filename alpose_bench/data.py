@@ -7,9 +7,10 @@ training and pool inference never decode image files. Plugins are registered und
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -17,6 +18,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 
 from alpose_bench.skeleton import Skeleton
+from alpose_bench.validation import ParameterError, check_fields
 
 Task = Literal["heatmap2d", "regression3d"]
 MetricName = Literal["pckh", "pck", "mpjpe"]
@@ -126,8 +128,52 @@ def parse_option_pairs(pairs: Iterable[str], flag: str = "--option") -> dict[str
     return out
 
 
+ProgressFn = Callable[[int, int], None]  # (done, total)
+
+
+@dataclass
+class CheckReport:
+    """What `alpose-bench data check` prints: rows (item, status, detail); usable when nothing is wrong."""
+
+    dataset: str
+    rows: list[tuple[str, str, str]] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def usable(self) -> bool:
+        """True when nothing is wrong."""
+        return not self.problems
+
+    @property
+    def reason(self) -> str:
+        """The first problem (one line), or "" when usable."""
+        return self.problems[0] if self.problems else ""
+
+    def ok(self, item: str, detail: str = "") -> None:
+        """Something present and well-formed."""
+        self.rows.append((item, "ok", detail))
+
+    def info(self, item: str, detail: str) -> None:
+        """A figure about the data (counts, sizes)."""
+        self.rows.append((item, "info", detail))
+
+    def bad(self, item: str, status: str, detail: str) -> None:
+        """Something missing or malformed: the dataset is not usable."""
+        self.rows.append((item, status, detail))
+        self.problems.append(detail if detail else f"{item}: {status}")
+
+
+@dataclass(frozen=True)
+class NoOptions:
+    """The options of a dataset that has none."""
+
+
 class DatasetPlugin(ABC):
-    """Base class of a dataset plugin. Subclasses set the class variables and implement `load`."""
+    """Base class of a dataset plugin. Subclasses set the class variables and implement `load`.
+
+    `options_class` is a dataclass whose fields are the dataset's options (defaults, types and ranges checked by
+    `alpose_bench.validation`, as sampler parameters are); `check` and `prepare` back `alpose-bench data check` and
+    `data prepare` (the defaults load the dataset)."""
 
     name: ClassVar[str]
     description: ClassVar[str]
@@ -135,10 +181,43 @@ class DatasetPlugin(ABC):
     skeleton: ClassVar[Skeleton]
     metric: ClassVar[MetricName]
     needs_data_root: ClassVar[bool] = False
+    options_class: ClassVar[type] = NoOptions
 
     @abstractmethod
     def load(self, config: DatasetConfig) -> PoseDataset:
         """Return the dataset, preprocessing into `config.cache_dir` on first use. Raise DatasetError on bad input."""
+
+    def options(self, config: DatasetConfig) -> dict[str, Any]:
+        """`config.options` checked against `options_class` and completed with its defaults (DatasetError)."""
+        try:
+            given = check_fields(
+                self.options_class, config.options or {}, f"dataset {self.name!r}", what="option"
+            )
+        except ParameterError as exc:
+            raise DatasetError(str(exc)) from None
+        return dataclasses.asdict(self.options_class(**given))
+
+    def prepare(
+        self, config: DatasetConfig, progress: ProgressFn | None = None, force: bool = False
+    ) -> PoseDataset:
+        """Build whatever `load` will read (a cache) and return the dataset; `force` rebuilds it."""
+        return self.load(config)
+
+    def check(self, config: DatasetConfig) -> CheckReport:
+        """Is the dataset usable? The default loads it and reports the split sizes."""
+        report = CheckReport(self.name)
+        try:
+            dataset = self.load(config)
+        except DatasetError as exc:
+            report.bad("dataset", "unusable", str(exc).splitlines()[0])
+            return report
+        report.ok("loaded", f"{dataset.name} ({dataset.task}, metric {dataset.metric})")
+        for split_name in ("train", "test"):
+            split = getattr(dataset, split_name)
+            report.info(
+                f"{split_name} people", f"{len(split):,} ({int(split.visible.sum()):,} annotated joints)"
+            )
+        return report
 
 
 def default_cache_dir() -> Path:

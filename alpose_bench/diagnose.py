@@ -18,7 +18,6 @@ read detached features, so one training serves them all). Then, for each sampler
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import json
 import math
 import time
@@ -32,18 +31,17 @@ from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 from torch import nn
 
-from alpose_bench import loop
+from alpose_bench import build, seeds
 from alpose_bench.config import ConfigError, ExperimentSpec
 from alpose_bench.data import DatasetError, PoseDataset, PoseSplit
 from alpose_bench.heatmaps import heatmap_coords_to_input
-from alpose_bench.metrics import evaluate, per_image_error
+from alpose_bench.loop import SamplerContractError, run_selection
+from alpose_bench.metrics import evaluate, metric_info, per_image_error
 from alpose_bench.models import model_info
 from alpose_bench.pool import SelectionContext
 from alpose_bench.samplers.base import Sampler, ScoringSampler, top_k
-from alpose_bench.train import evaluate_model, predict, train
+from alpose_bench.train import predict, train_and_evaluate
 
-#: unit of the per-image error for each dataset metric
-ERROR_UNITS = {"pckh": "head-box diagonals", "pck": "torso sizes", "mpjpe": "mm"}
 #: peaks per joint used to measure VL4Pose's refinement when the user's setting is a single peak
 REFINEMENT_PEAKS = 5
 
@@ -219,7 +217,7 @@ def resolve_samplers(
         raise ConfigError("no sampler to diagnose; pass --samplers NAME[,NAME...] (see `alpose-bench list`)")
     out: list[Sampler] = []
     for item in wanted:
-        sampler = loop.make_sampler(spec, item) if isinstance(item, str) else item
+        sampler = build.make_sampler(spec, item) if isinstance(item, str) else item
         if not isinstance(sampler, Sampler):
             raise ConfigError(f"{item!r} is not a sampler; pass sampler names or Sampler instances")
         reason = type(sampler).unsupported_reason(dataset.task)
@@ -261,27 +259,20 @@ class _Setting:
             pool=self.pool if pool is None else pool,
             device=self.device,
             batch_size=self.spec.eval_batch_size,
-            seed=loop.derive_seed("diagnose", self.seed, sampler.name),
+            seed=seeds.derive_seed("diagnose", self.seed, sampler.name),
             cycle=0,
         )
 
 
 def scores_of(sampler: Sampler, ctx: SelectionContext) -> np.ndarray | None:
-    """The sampler's scores of the whole pool (higher = annotate first), or None when it has none.
-
-    Score-and-rank samplers (`ScoringSampler.score(ctx)`) and samplers that rank by a score but select by
-    themselves with a `score(ctx, positions)` method (EGL++) have scores; Core-Set and random do not.
-    """
-    if isinstance(sampler, ScoringSampler):
-        scores = sampler.score(ctx)
-    else:
-        method = getattr(sampler, "score", None)
-        if not callable(method) or list(inspect.signature(method).parameters)[:2] != ["ctx", "positions"]:
-            return None
-        scores = method(ctx, np.arange(len(ctx.pool)))
+    """The sampler's scores of the whole pool (`Sampler.score`; higher = annotate first), or None when it selects
+    without per-image scores (Core-Set, random)."""
+    scores = sampler.score(ctx)
+    if scores is None:
+        return None
     scores = np.asarray(scores, dtype=np.float64)
     if scores.shape != (len(ctx.pool),):
-        raise loop.SamplerContractError(
+        raise SamplerContractError(
             f"sampler {sampler.name!r} returned scores of shape {scores.shape} for a pool of {len(ctx.pool)}"
         )
     return scores
@@ -310,7 +301,7 @@ def _diagnose_one(
     t0 = time.perf_counter()
     scores = scores_of(sampler, ctx)
     if scores is None:  # selects without scores: only its picks can be judged
-        picks = loop._validate_selection(sampler.select(ctx, k), n, k, sampler.name)
+        picks = run_selection(sampler, ctx, k).positions
         seconds = time.perf_counter() - t0
         note = "selects without scores: precision@k of its picks only"
         return SamplerDiagnosis(sampler.name, "select", None, None, precision_at_k(picks, errors, k), None,
@@ -319,9 +310,7 @@ def _diagnose_one(
     rho, p = spearman(scores, errors)
     if isinstance(sampler, ScoringSampler) and type(sampler).select is not ScoringSampler.select:
         # it picks by more than its score: judge what it picks
-        picks = loop._validate_selection(
-            sampler.select(setting.context(sampler, head), k), n, k, sampler.name
-        )
+        picks = run_selection(sampler, setting.context(sampler, head), k).positions
     else:
         picks = top_k(scores, k)
     auroc = None
@@ -447,12 +436,12 @@ def diagnose(
     named = named.split(",") if isinstance(named, str) else named
     for item in named:  # unknown names and bad parameters fail before the dataset is loaded
         if isinstance(item, str) and item.strip() != "all":
-            loop.make_sampler(spec, item.strip())
+            build.make_sampler(spec, item.strip())
     name = spec.datasets[0]
-    device = loop.resolve_device(spec.device)
-    dataset = loop.load_dataset(name, loop.dataset_config(spec, name))
+    device = build.resolve_device(spec.device)
+    dataset = build.dataset_of(spec, name)
     chosen, skipped = resolve_samplers(spec, samplers, dataset)
-    labelled = loop.initial_labelled(dataset, spec, seed)
+    labelled = build.initial_labelled(dataset, spec.init, seed)
     pool = np.setdiff1d(np.arange(len(dataset.train)), labelled)
     if len(pool) < 3:
         raise ConfigError(
@@ -462,27 +451,20 @@ def diagnose(
     k = max(1, int(round(top_k_fraction * len(pool))))
 
     # one training of the pose model with every sampler's head: the run's cycle 0 for this seed
-    model = loop.new_model(spec, dataset, seed, device)
-    heads = {s.name: loop.new_head(s, model, seed, device) for s in chosen}
+    proto = build.protocol(spec)
+    model = build.new_model(proto.model, dataset, seed, device)
+    heads = {s.name: build.new_head(s, model, seed, device) for s in chosen}
     trained = {s.name: (heads[s.name], s) for s in chosen if heads[s.name] is not None}
     say(
         f"training on {len(labelled)} labelled images for {spec.epochs_first} epochs ({len(trained)} aux heads)"
     )
-    t0 = time.perf_counter()
-    settings = loop.train_settings(spec, spec.epochs_first)
-    train(
-        model,
-        dataset,
-        labelled,
-        settings,
-        device=device,
-        seed=loop.derive_seed("train", seed, 0),
-        heads=trained,
-    )
-    train_seconds = time.perf_counter() - t0
-
     batch = spec.eval_batch_size
-    test_metric = evaluate_model(model, dataset, device=device, batch_size=batch).mean
+    cycle = train_and_evaluate(
+        model, dataset, labelled, proto.first, device=device, seed=seeds.train_seed(seed, 0), heads=trained,
+        eval_batch_size=batch,
+    )  # fmt: skip
+    train_seconds = cycle.train.wall_s
+    test_metric = cycle.result.mean
     split = dataset.train.subset(pool)
     vis = split.visible.astype(bool)
     pred = predict(model, split, device=device, batch_size=batch, cube_mm=dataset.cube_mm)
@@ -516,7 +498,7 @@ def diagnose(
         test_metric=float(test_metric),
         pool_metric=float(pool_metric),
         mean_pool_error=float(errors[finite].mean()) if finite.any() else float("nan"),
-        error_unit=ERROR_UNITS.get(dataset.metric, "normaliser units"),
+        error_unit=metric_info(dataset.metric).error_unit,
         ood_size=len(dataset.ood) if has_ood else None,
         train_seconds=train_seconds,
         rows=rows,

@@ -13,9 +13,9 @@ class UserError(click.ClickException):
 
 def user_error_types() -> tuple[type[BaseException], ...]:
     """Exception types raised by the library for bad input (turned into UserError by the CLI)."""
+    from alpose_bench.analysis import ResultsError
     from alpose_bench.config import ConfigError
     from alpose_bench.data import DatasetError
-    from alpose_bench.plot import ResultsError
     from alpose_bench.registry import PluginLoadError, UnknownNameError
     from alpose_bench.runner import ExperimentLockedError
     from alpose_bench.store import StoreError

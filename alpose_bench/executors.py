@@ -1,34 +1,35 @@
 """Where tasks run: in this process, in joblib worker processes, or on a Dask distributed cluster.
 
-Every executor runs the shared cycle-0 trainings first (one per dataset x seed), then the tasks. A task reads its
-resume point from the results database itself, so a task that is rerun — after an interrupt, a failure, or a dead
-Dask worker — continues from its last committed cycle. Locally each worker commits its own cycles (SQLite WAL);
-on Dask the workers send cycle records to the driver through a distributed Queue and the driver alone writes.
+Every executor runs the shared cycle-0 trainings first (one per dataset x seed), then the tasks (`Executor.run`).
+A task reads its resume point from the results database itself, so a task that is rerun — after an interrupt, a
+failure, or a dead Dask worker — continues from its last committed cycle. Locally each worker commits its own cycles
+(SQLite WAL); on Dask the workers send cycle records to the driver through a distributed Queue and the driver alone
+writes. Workers receive the spec and build their task's objects themselves (`alpose_bench.build`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
-from collections.abc import Callable
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
 
+from alpose_bench import checkpoints
+from alpose_bench.build import Task, cycle0_setup, task_setup
 from alpose_bench.config import ConfigError, ExperimentSpec
-from alpose_bench.loop import Task, discard_old_checkpoints, resolve_device, run_task, train_shared_cycle0
+from alpose_bench.loop import run_task, train_shared_cycle0
+from alpose_bench.progress import Progress
 from alpose_bench.store import CycleRecord, Store
 
-
-def threads_for(jobs: int) -> int:
-    """Torch threads per task: one, whatever `jobs` is.
-
-    The CPU path parallelises across tasks (one worker per core by default). Keeping each task on one thread also
-    keeps results identical between --jobs 1 and --jobs N: float reductions split over a different number of
-    threads round differently, which would change metrics and, through them, selections.
-    """
-    return 1
+#: torch threads per task: one, whatever --jobs is. The CPU path parallelises across tasks (one worker per core by
+#: default); one thread per task also keeps results identical between --jobs 1 and --jobs N, since float reductions
+#: split over a different number of threads round differently, which would change metrics and then selections.
+THREADS_PER_TASK = 1
 
 
 def committed(out_dir: Path, task: Task) -> dict:
@@ -40,10 +41,11 @@ def committed(out_dir: Path, task: Task) -> dict:
 
 
 def execute_cycle0(
-    spec: ExperimentSpec, dataset: str, seed: int, samplers: list[str], out_dir: str, threads: int
+    spec: ExperimentSpec, dataset: str, seed: int, samplers: list[str], out_dir: str
 ) -> tuple[str, int]:
-    torch.set_num_threads(threads)
-    train_shared_cycle0(spec, dataset, seed, samplers, Path(out_dir), resolve_device(spec.device))
+    """Train the shared cycle 0 of (dataset, seed) in this process."""
+    torch.set_num_threads(THREADS_PER_TASK)
+    train_shared_cycle0(cycle0_setup(spec, dataset, seed, samplers), Path(out_dir))
     return dataset, seed
 
 
@@ -61,12 +63,11 @@ def execute_task(
     spec: ExperimentSpec,
     task: Task,
     out_dir: str,
-    threads: int,
     sink: Callable[[CycleRecord], None] | None = None,
     on_cycle: Callable[[int], None] | None = None,
 ) -> tuple[Task, str | None]:
     """Run one task in this process from its last committed cycle. Without a `sink` the cycles are committed here."""
-    torch.set_num_threads(threads)
+    torch.set_num_threads(THREADS_PER_TASK)
     out = Path(out_dir)
     store = None
     if sink is None:
@@ -75,10 +76,12 @@ def execute_task(
 
         def sink(record: CycleRecord) -> None:
             store.commit_cycle(record)
-            discard_old_checkpoints(out, task, record.cycle, record.cycle == spec.cycles)
+            checkpoints.discard_after_commit(
+                out, task.dataset, task.sampler, task.seed, record.cycle, record.cycle == spec.cycles
+            )
 
     try:
-        run_task(spec, task, out, committed(out, task), sink, resolve_device(spec.device), on_cycle)
+        run_task(task_setup(spec, task), out, committed(out, task), sink, on_cycle)
     except BaseException as exc:
         message = _failure(exc)
         if store is not None:
@@ -96,47 +99,86 @@ def execute_task(
     return task, None
 
 
-class SequentialExecutor:
+class Executor(ABC):
+    """Runs an experiment's shared cycle-0 trainings, then its tasks, reporting to a `Progress`."""
+
+    def run(
+        self,
+        spec: ExperimentSpec,
+        out_dir: Path,
+        cycle0: list[tuple[str, int]],
+        samplers: list[str],
+        tasks: list[Task],
+        progress: Progress | None = None,
+    ) -> dict[Task, str | None]:
+        """Train every (dataset, seed) of `cycle0`, then run `tasks`; task -> error message (None: finished)."""
+        progress = progress or Progress()
+        with self.session():
+            for dataset, seed in self.run_cycle0(spec, str(out_dir), cycle0, samplers):
+                progress.cycle0_done(dataset, seed)
+            return self.run_tasks(spec, str(out_dir), tasks, progress)
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[None]:
+        """Resources held for the whole run (worker pool, cluster client)."""
+        yield
+
+    @abstractmethod
+    def run_cycle0(
+        self, spec: ExperimentSpec, out_dir: str, cycle0: list[tuple[str, int]], samplers: list[str]
+    ) -> Iterator[tuple[str, int]]:
+        """Train the shared cycle-0 models, yielding each (dataset, seed) when it is done."""
+
+    @abstractmethod
+    def run_tasks(
+        self, spec: ExperimentSpec, out_dir: str, tasks: list[Task], progress: Progress
+    ) -> dict[Task, str | None]:
+        """Run the tasks to the end."""
+
+
+class SequentialExecutor(Executor):
     """Everything in this process, one task after another."""
 
-    def run(self, spec, out_dir, cycle0, samplers, tasks, progress) -> dict[Task, str | None]:
-        threads = threads_for(1)
+    def run_cycle0(self, spec, out_dir, cycle0, samplers):
         for dataset, seed in cycle0:
-            execute_cycle0(spec, dataset, seed, samplers, str(out_dir), threads)
-            if progress is not None:
-                progress.cycle0_done(dataset, seed)
+            yield execute_cycle0(spec, dataset, seed, samplers, out_dir)
+
+    def run_tasks(self, spec, out_dir, tasks, progress):
         results = {}
         for task in tasks:
-            if progress is not None:
-                progress.task_started(task)
-            on_cycle = (lambda c, t=task: progress.cycle_done(t, c)) if progress is not None else None
-            _, results[task] = execute_task(spec, task, str(out_dir), threads, on_cycle=on_cycle)
-            if progress is not None:
-                progress.task_done(task, results[task])
+            progress.task_started(task)
+            _, results[task] = execute_task(
+                spec, task, out_dir, on_cycle=lambda c, t=task: progress.cycle_done(t, c)
+            )
+            progress.task_done(task, results[task])
         return results
 
 
-class JoblibExecutor:
-    """Tasks in `jobs` worker processes on this machine (joblib/loky), torch threads split between them."""
+class JoblibExecutor(Executor):
+    """Tasks in `jobs` worker processes on this machine (joblib/loky), one torch thread each."""
 
     def __init__(self, jobs: int) -> None:
         self.jobs = jobs
 
-    def run(self, spec, out_dir, cycle0, samplers, tasks, progress) -> dict[Task, str | None]:
-        from joblib import Parallel, delayed
+    @contextlib.contextmanager
+    def session(self):
+        from joblib import Parallel
 
-        threads = threads_for(self.jobs)
+        with Parallel(n_jobs=self.jobs, return_as="generator_unordered") as self._parallel:
+            yield
+
+    def run_cycle0(self, spec, out_dir, cycle0, samplers):
+        from joblib import delayed
+
+        yield from self._parallel(delayed(execute_cycle0)(spec, d, s, samplers, out_dir) for d, s in cycle0)
+
+    def run_tasks(self, spec, out_dir, tasks, progress):
+        from joblib import delayed
+
         results = {}
-        with Parallel(n_jobs=self.jobs, return_as="generator_unordered") as parallel:
-            for dataset, seed in parallel(
-                delayed(execute_cycle0)(spec, d, s, samplers, str(out_dir), threads) for d, s in cycle0
-            ):
-                if progress is not None:
-                    progress.cycle0_done(dataset, seed)
-            for task, error in parallel(delayed(execute_task)(spec, t, str(out_dir), threads) for t in tasks):
-                results[task] = error
-                if progress is not None:
-                    progress.task_done(task, error)
+        for task, error in self._parallel(delayed(execute_task)(spec, t, out_dir) for t in tasks):
+            results[task] = error
+            progress.task_done(task, error)
         return results
 
 
@@ -152,7 +194,7 @@ def _wait_committed(out_dir: str, task: Task, cycle: int, timeout: float = 120.0
         time.sleep(0.1)
 
 
-def _remote_task(spec: ExperimentSpec, task: Task, out_dir: str, threads: int, queue_name: str):
+def _remote_task(spec: ExperimentSpec, task: Task, out_dir: str, queue_name: str):
     """One task on a Dask worker; its cycle records go to the driver through the queue `queue_name`.
 
     When a worker dies the scheduler runs the task again (up to `distributed.scheduler.allowed-failures` times).
@@ -174,10 +216,10 @@ def _remote_task(spec: ExperimentSpec, task: Task, out_dir: str, threads: int, q
         q.put(record)
         sent.set(record.cycle)  # after the put: a cycle counted here is on the driver's queue
 
-    return execute_task(spec, task, out_dir, threads, sink=sink)
+    return execute_task(spec, task, out_dir, sink=sink)
 
 
-class DaskExecutor:
+class DaskExecutor(Executor):
     """Tasks on a Dask distributed cluster (`scheduler` address), or on a LocalCluster of `workers` processes.
 
     The results folder must be on a file system the workers share with the driver (checkpoints and the read-only
@@ -201,34 +243,44 @@ class DaskExecutor:
             except OSError as exc:
                 raise ConfigError(f"cannot reach the Dask scheduler at {self.scheduler}: {exc}") from None
         cluster = LocalCluster(
-            n_workers=self.workers, threads_per_worker=1, processes=True, dashboard_address=None
+            n_workers=self.workers,
+            threads_per_worker=THREADS_PER_TASK,
+            processes=True,
+            dashboard_address=None,
         )
         return Client(cluster), cluster
 
-    def run(self, spec, out_dir, cycle0, samplers, tasks, progress) -> dict[Task, str | None]:
+    @contextlib.contextmanager
+    def session(self):
+        self._client_, cluster = self._client()
+        try:
+            yield
+        finally:
+            self._client_.close()
+            if cluster is not None:
+                cluster.close()
+
+    def run_cycle0(self, spec, out_dir, cycle0, samplers):
+        client = self._client_
+        futures = [
+            client.submit(execute_cycle0, spec, d, s, samplers, out_dir, pure=False) for d, s in cycle0
+        ]
+        results = client.gather(futures)
+        del futures  # released: a worker that dies later must not make the scheduler recompute them
+        yield from results
+
+    def run_tasks(self, spec, out_dir, tasks, progress):
         from distributed import Queue, Variable
 
-        client, cluster = self._client()
-        threads = threads_for(self.workers)
-        out = str(out_dir)
+        client = self._client_
         results: dict[Task, str | None] = {}
-        store = Store(Path(out_dir))
-        try:
-            futures = [
-                client.submit(execute_cycle0, spec, d, s, samplers, out, threads, pure=False)
-                for d, s in cycle0
-            ]
-            for dataset, seed in client.gather(futures):
-                if progress is not None:
-                    progress.cycle0_done(dataset, seed)
-            del futures  # released: a worker that dies later must not make the scheduler recompute them
+        with Store(Path(out_dir)) as store:
             q = Queue(f"alpose-{uuid.uuid4().hex}", client=client)
             sent = {t: Variable(_sent_name(q.name, t), client=client) for t in tasks}
             for v in sent.values():
                 v.set(-1)
             by_future = {
-                client.submit(_remote_task, spec, t, out, threads, q.name, pure=False, retries=2): t
-                for t in tasks
+                client.submit(_remote_task, spec, t, out_dir, q.name, pure=False, retries=2): t for t in tasks
             }
             for t in tasks:
                 store.set_status(t.dataset, t.sampler, t.seed, "running")
@@ -242,9 +294,11 @@ class DaskExecutor:
                     if record.cycle in store.completed_cycles(task.dataset, task.sampler, task.seed):
                         continue  # a rerun of a task whose worker died re-sends an identical cycle
                     store.commit_cycle(record)
-                    discard_old_checkpoints(Path(out_dir), task, record.cycle, record.cycle == spec.cycles)
-                    if progress is not None:
-                        progress.cycle_done(task, record.cycle)
+                    checkpoints.discard_after_commit(
+                        Path(out_dir), task.dataset, task.sampler, task.seed, record.cycle,
+                        record.cycle == spec.cycles,
+                    )  # fmt: skip
+                    progress.cycle_done(task, record.cycle)
 
             while remaining:
                 drain()
@@ -260,16 +314,10 @@ class DaskExecutor:
                     store.set_status(
                         task.dataset, task.sampler, task.seed, "failed" if error else "done", error
                     )
-                    if progress is not None:
-                        progress.task_done(task, error)
+                    progress.task_done(task, error)
                 time.sleep(0.1)
             drain()
             for v in sent.values():
                 v.delete()
             q.close()
-        finally:
-            store.close()
-            client.close()
-            if cluster is not None:
-                cluster.close()
         return results

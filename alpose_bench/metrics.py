@@ -23,6 +23,54 @@ from alpose_bench.skeleton import Skeleton
 HEAD_SIZE_FACTOR = 0.6  # official MPII: head size = 0.6 x head-box diagonal (SC_BIAS)
 
 
+@dataclass(frozen=True)
+class MetricInfo:
+    """Everything the benchmark knows about one metric: what every table, figure and command reads.
+
+    name        the key datasets declare ("pckh", "pck", "mpjpe")
+    label       its name in tables and figures, with its threshold ("PCKh@0.5")
+    unit        unit of its values ("%" or "mm")
+    higher_is_better
+    threshold   default threshold of a PCK-style metric (None for errors)
+    error_unit  unit of `per_image_error` with the dataset's normaliser (what `diagnose` ranks images by)
+    """
+
+    name: str
+    label: str
+    unit: str
+    higher_is_better: bool
+    threshold: float | None
+    error_unit: str
+
+    @property
+    def axis_label(self) -> str:
+        """e.g. "PCKh@0.5 (%)", "MPJPE (mm, lower is better)"."""
+        return (
+            f"{self.label} ({self.unit})"
+            if self.higher_is_better
+            else f"{self.label} ({self.unit}, lower is better)"
+        )
+
+    @property
+    def difference_unit(self) -> str:
+        """Unit of a difference between two values ("points" for percentages)."""
+        return "points" if self.unit == "%" else self.unit
+
+
+METRICS: dict[str, MetricInfo] = {
+    "pckh": MetricInfo("pckh", "PCKh@0.5", "%", True, 0.5, "head-box diagonals"),
+    "pck": MetricInfo("pck", "PCK@0.2", "%", True, 0.2, "torso sizes"),
+    "mpjpe": MetricInfo("mpjpe", "MPJPE", "mm", False, None, "mm"),
+}
+
+
+def metric_info(name: str) -> MetricInfo:
+    """The MetricInfo of a metric name; ValueError listing the known ones."""
+    if name not in METRICS:
+        raise ValueError(f"unknown metric {name!r}; known metrics: {', '.join(METRICS)}")
+    return METRICS[name]
+
+
 @dataclass(frozen=True, eq=False)
 class MetricResult:
     """A metric over a set of images.
@@ -220,16 +268,16 @@ def evaluate(
     pred and gt are in the dataset's keypoint units (image pixels for 2D, mm for 3D); `threshold` overrides
     the default PCK(h) threshold.
     """
+    info = metric_info(name)
     joints = skeleton.mean_joints()
     if np.ndim(gt) != 3 or np.shape(gt)[1] != skeleton.num_joints:
         raise ValueError(
             f"gt must be (N, {skeleton.num_joints}, D) for skeleton {skeleton.name!r},"
             f" got shape {np.shape(gt)}"
         )
+    threshold = info.threshold if threshold is None else threshold
     if name == "pckh":
-        return pckh(pred, gt, visible, normalizer, 0.5 if threshold is None else threshold, joints)
+        return pckh(pred, gt, visible, normalizer, threshold, joints)
     if name == "pck":
-        return pck(pred, gt, visible, normalizer, 0.2 if threshold is None else threshold, joints)
-    if name == "mpjpe":
-        return mpjpe(pred, gt, visible, joints)
-    raise ValueError(f"unknown metric {name!r}; expected 'pckh', 'pck' or 'mpjpe'")
+        return pck(pred, gt, visible, normalizer, threshold, joints)
+    return mpjpe(pred, gt, visible, joints)

@@ -18,100 +18,23 @@ import html
 import io
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from alpose_bench import style
-from alpose_bench.metrics import aubc
-from alpose_bench.plot import ResultSet, curve_data, final_budget, overview_figures, timing_data
+from alpose_bench.analysis import (
+    MIN_TEST_SEEDS,
+    TEST_NAME,
+    ResultSet,
+    curve_data,
+    sampler_summary,
+    timing_data,
+)
 
 FORMATS = ("md", "html", "csv")
-MIN_TEST_SEEDS = 6  # smallest n whose exact two-sided Wilcoxon p can fall below 0.05 (2 / 2^6 = 0.031)
-TEST_NAME = "Wilcoxon signed-rank, two-sided, paired by seed, on per-seed AUBC"
-
-
-# -- numbers -----------------------------------------------------------------------------------------------------
-
-
-def aubc_per_seed(df: pd.DataFrame) -> pd.DataFrame:
-    """AUBC of every (dataset, metric, sampler, seed) curve over the dataset's common budgets (those up to the final
-    budget every sampler reached). A seed missing one of those budgets has no AUBC rather than a shorter one."""
-    last = final_budget(df).rename("final")
-    d = df.merge(last, left_on="dataset", right_index=True)
-    d = d[d["n_labelled"] <= d["final"]]
-    budgets = d.groupby("dataset")["n_labelled"].nunique().rename("n_budgets")
-    keys = ["dataset", "metric", "sampler", "seed"]
-    counts = d.groupby(keys)["n_labelled"].nunique().rename("n").reset_index().merge(budgets, on="dataset")
-    complete = counts.loc[counts["n"] == counts["n_budgets"], keys]
-    d = d.merge(complete, on=keys)
-    rows = [
-        (*key, aubc(g["n_labelled"].to_numpy(), g["value"].to_numpy()))
-        for key, g in d.groupby(keys, sort=True)
-    ]
-    return pd.DataFrame(rows, columns=[*keys, "aubc"])
-
-
-@dataclass(frozen=True)
-class PairedTest:
-    """Outcome of one paired test: p (NaN when it cannot be computed meaningfully) and what to print."""
-
-    p_value: float
-    n_pairs: int
-    text: str
-
-
-def paired_test(values: np.ndarray, baseline: np.ndarray, min_pairs: int = MIN_TEST_SEEDS) -> PairedTest:
-    """Two-sided Wilcoxon signed-rank test of `values` against `baseline` (paired arrays, one entry per seed).
-
-    Pairs with zero difference carry no sign and are dropped (Wilcoxon's convention); fewer than `min_pairs` left -> no
-    p-value, since the exact test could not reach 0.05 whatever the data.
-    """
-    diff = np.asarray(values, dtype=float) - np.asarray(baseline, dtype=float)
-    nonzero = int(np.count_nonzero(diff))
-    if len(diff) == 0:
-        return PairedTest(np.nan, 0, "n/a (no seeds in common with random)")
-    if nonzero == 0:
-        return PairedTest(1.0, 0, "1 (identical to random on every seed)")
-    if nonzero < min_pairs:
-        return PairedTest(np.nan, nonzero, f"n/a (needs >= {min_pairs} seeds, has {nonzero})")
-    p = float(stats.wilcoxon(diff[diff != 0], alternative="two-sided").pvalue)
-    return PairedTest(p, nonzero, f"{p:.3g}")
-
-
-def sampler_summary(df: pd.DataFrame, baseline: str = style.BASELINE) -> pd.DataFrame:
-    """One row per (dataset, sampler): metric, n_seeds, aubc_mean, aubc_std, rank (1 = best AUBC; lower is better for
-    MPJPE), p_value and test (the text to print) from the paired test against `baseline`."""
-    per_seed = aubc_per_seed(df)
-    out = (
-        per_seed.groupby(["dataset", "metric", "sampler"])["aubc"]
-        .agg(aubc_mean="mean", aubc_std="std", n_seeds="count")
-        .reset_index()
-    )
-    higher = out["metric"].map(style.higher_is_better)
-    signed = out["aubc_mean"].where(higher, -out["aubc_mean"])
-    out["rank"] = signed.groupby(out["dataset"]).rank(ascending=False, method="min").astype(int)
-    tests: list[PairedTest | None] = []
-    for dataset, sampler in zip(out["dataset"], out["sampler"]):
-        if sampler == baseline:
-            tests.append(None)
-            continue
-        here = per_seed[per_seed["dataset"] == dataset]
-        paired = here[here["sampler"] == sampler].merge(
-            here[here["sampler"] == baseline], on="seed", suffixes=("", "_base")
-        )
-        tests.append(
-            paired_test(paired["aubc"].to_numpy(), paired["aubc_base"].to_numpy())
-            if (here["sampler"] == baseline).any()
-            else PairedTest(np.nan, 0, f"n/a (no {baseline} runs)")
-        )
-    out["p_value"] = [np.nan if t is None else t.p_value for t in tests]
-    out["test"] = ["baseline" if t is None else t.text for t in tests]
-    return out
 
 
 # -- formatting --------------------------------------------------------------------------------------------------
@@ -215,7 +138,12 @@ def build_document(rs: ResultSet, figures: bool = False) -> list[Block]:
     blocks.append(("p", f"Preset {rs.preset or '?'}; datasets {', '.join(rs.datasets)}; samplers "
                         f"{', '.join(style.sampler_label(s) for s in rs.samplers)}."))  # fmt: skip
     blocks.append(("p", NOTES))
-    figs = overview_figures(rs) if figures else {}
+    if figures:
+        from alpose_bench.plot import overview_figures  # matplotlib only for the HTML report
+
+        figs = overview_figures(rs)
+    else:
+        figs = {}
     if "curves" in figs:
         blocks.append(("figure", ("Metric vs labelled images", figs.pop("curves"))))
     for dataset in rs.datasets:

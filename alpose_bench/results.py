@@ -13,8 +13,9 @@ from alpose_bench.store import Store, StoreError
 
 CYCLE_COLUMNS = [
     "dataset", "sampler", "seed", "cycle", "n_labelled", "metric", "value", "train_s", "eval_s", "select_s",
-    "select_images", "select_ms_per_image", "n_selected",
+    "select_images", "select_ms_per_image", "n_selected", "train_cpu_s", "eval_cpu_s", "select_cpu_s",
 ]  # fmt: skip
+CPU_COLUMNS = ("train_cpu_s", "eval_cpu_s", "select_cpu_s")  # NULL in databases written before they existed
 
 
 def _store(path: str | Path) -> Store:
@@ -29,14 +30,18 @@ def _store(path: str | Path) -> Store:
 
 
 def load(path: str | Path) -> pd.DataFrame:
-    """One row per (dataset, sampler, seed, cycle) with the metric (% or mm) and timings in seconds."""
+    """One row per (dataset, sampler, seed, cycle) with the metric (% or mm) and timings in seconds: wall seconds
+    (`train_s`, `eval_s`, `select_s`) and CPU seconds of the task's process (`*_cpu_s`, NaN where not recorded)."""
     with _store(path) as store:
+        have = set(store.columns("cycles"))
+        cpu = ", ".join(c if c in have else f"NULL AS {c}" for c in CPU_COLUMNS)
         df = pd.read_sql_query(
             "SELECT dataset, sampler, seed, cycle, n_labelled, metric, value, train_s, eval_s, select_s, "
-            "select_images, n_selected FROM cycles ORDER BY dataset, sampler, seed, cycle",
+            f"select_images, n_selected, {cpu} FROM cycles ORDER BY dataset, sampler, seed, cycle",
             store.conn,
         )
-    df["select_s"] = df["select_s"].astype(float)
+    for column in ("select_s", *CPU_COLUMNS):
+        df[column] = df[column].astype(float)
     df["select_ms_per_image"] = 1000.0 * df["select_s"] / df["select_images"].where(df["select_images"] > 0)
     return df[CYCLE_COLUMNS]
 

@@ -23,15 +23,10 @@ from pathlib import Path
 
 import torch
 
+from alpose_bench import checkpoints
+from alpose_bench.build import Task, check_fits, dataset_of, make_sampler, resolve_device
 from alpose_bench.config import ConfigError, ExperimentSpec
-from alpose_bench.loop import (
-    Task,
-    check_fits,
-    dataset_config,
-    load_dataset,
-    make_sampler,
-    resolve_device,
-)
+from alpose_bench.progress import Progress
 from alpose_bench.registry import get_sampler, working_samplers
 from alpose_bench.store import Store
 
@@ -88,34 +83,35 @@ def plan(spec: ExperimentSpec, out_root: Path) -> Plan:
     if not samplers:
         raise ConfigError("no working sampler is installed; see `alpose-bench list`")
     device = resolve_device(spec.device)
-    datasets = {}
-    for name in spec.datasets:
-        ds = load_dataset(name, dataset_config(spec, name))
-        check_fits(ds, spec)
-        for s in samplers:
-            reason = get_sampler(s).unsupported_reason(ds.task)
-            if reason:
-                raise ConfigError(f"{reason}; drop {s!r} from --samplers for {name!r}")
-            make_sampler(spec, s)  # validates sampler parameters
-        datasets[name] = ds
     for s in spec.sampler_params:
         if s not in samplers:
             raise ConfigError(
                 f"--sampler-param names sampler {s!r}, which is not in this run ({', '.join(samplers)})"
             )
+    for s in samplers:
+        make_sampler(spec, s)  # checks every parameter of every sampler before any data is loaded
+    datasets = {}
+    for name in spec.datasets:
+        ds = dataset_of(spec, name)
+        check_fits(ds, spec)
+        for s in samplers:
+            reason = get_sampler(s).unsupported_reason(ds.task)
+            if reason:
+                raise ConfigError(f"{reason}; drop {s!r} from --samplers for {name!r}")
+        datasets[name] = ds
     out_dir = out_root / spec.name
     store = Store(out_dir)
     try:
         store.claim(spec.to_dict(), spec.fingerprint(), provenance(device))
         for name, ds in datasets.items():
-            store.set_dataset_info(
-                name,
-                {
-                    "metric": ds.metric, "task": ds.task, "joints": list(ds.skeleton.joints),
-                    "links": [list(link) for link in ds.skeleton.links], "group_names": list(ds.group_names),
-                    "group_prior": list(ds.group_prior), "pool": len(ds.train), "test": len(ds.test),
-                },
-            )  # fmt: skip
+            info = {
+                "metric": ds.metric, "task": ds.task, "joints": list(ds.skeleton.joints),
+                "links": [list(link) for link in ds.skeleton.links], "group_names": list(ds.group_names),
+                "group_prior": list(ds.group_prior), "pool": len(ds.train), "test": len(ds.test),
+                "version": ds.info.get("version"),
+            }  # fmt: skip
+            _check_same_data(store, name, info)
+            store.set_dataset_info(name, info)
         tasks = [Task(d, s, k) for d in spec.datasets for s in samplers for k in spec.seed_values()]
         done = {t: store.committed(t.dataset, t.sampler, t.seed) for t in tasks}
     finally:
@@ -150,18 +146,41 @@ def experiment_lock(out_dir: Path) -> Iterator[None]:
 # -- execution ----------------------------------------------------------------------------------------------------
 
 
+def _check_same_data(store: Store, name: str, info: dict) -> None:
+    """Refuse to resume an experiment on data that changed since it started (a new generator version, a different
+    pool): its remaining cycles would train on other images than its first ones."""
+    old = store.dataset_info().get(name)
+    if old is None or not store.completed_any(name):
+        return
+    # datasets recorded before versions were stored came from version 1 of their generator
+    then = {**old, "version": old.get("version", 1)}
+    for key in ("version", "pool", "test", "joints"):
+        if info.get(key) is not None and key in then and then[key] != info[key]:
+            raise ConfigError(
+                f"dataset {name!r} is not the data this experiment started on ({key}: {then[key]!r} then, "
+                f"{info[key]!r} now); run it under another --name"
+            )
+
+
 def run_plan(
-    the_plan: Plan, jobs: int = 1, progress=None, executor: str = "local", scheduler: str | None = None
+    the_plan: Plan,
+    jobs: int = 1,
+    progress: Progress | None = None,
+    executor: str = "local",
+    scheduler: str | None = None,
 ) -> dict[Task, str | None]:
-    """Run every pending task with the chosen executor; returns task -> error message (None when it finished)."""
+    """Run every pending task with the chosen executor; returns task -> error message (None when it finished).
+
+    Afterwards the shared cycle-0 checkpoints no pending task needs any more are removed."""
     from alpose_bench import executors
 
+    progress = progress or Progress()
     pending = the_plan.pending
     samplers = list(dict.fromkeys(t.sampler for t in the_plan.tasks))
     need_cycle0 = sorted({(t.dataset, t.seed) for t in pending if len(the_plan.done.get(t, {})) == 0})
     started = time.perf_counter()
-    if progress is not None:
-        progress.start(the_plan, need_cycle0)
+    progress.start(the_plan, need_cycle0)
+    runner: executors.Executor
     if executor == "dask":
         runner = executors.DaskExecutor(scheduler=scheduler, workers=jobs)
     elif jobs > 1:
@@ -171,5 +190,18 @@ def run_plan(
     try:
         return runner.run(the_plan.spec, the_plan.out_dir, need_cycle0, samplers, pending, progress)
     finally:
-        if progress is not None:
-            progress.finish(time.perf_counter() - started)
+        _discard_shared_checkpoints(the_plan)
+        progress.finish(time.perf_counter() - started)
+
+
+def _discard_shared_checkpoints(the_plan: Plan) -> None:
+    """Remove the shared cycle-0 checkpoints of the (dataset, seed) pairs whose every task has committed cycle 0."""
+    if not (the_plan.out_dir / Store.FILENAME).exists():
+        return
+    with Store(the_plan.out_dir, readonly=True) as store:
+        needed = {
+            (t.dataset, t.seed)
+            for t in the_plan.tasks
+            if 0 not in store.completed_cycles(t.dataset, t.sampler, t.seed)
+        }
+    checkpoints.discard_unneeded_shared(the_plan.out_dir, needed)

@@ -6,12 +6,18 @@ metric, per-joint metric, timings), `selections` (the images picked at each cycl
 per-cycle arrays such as the predicted keypoints of the selected images). A cycle's row and its selections are written
 in one transaction, so the database never holds half a cycle; rerunning an experiment resumes after the last committed
 cycle of each task.
+
+Every command that opens a database checks it first (`check_database`): a file that is unreadable, not SQLite,
+damaged, not this project's, or written by a newer version is a one-line StoreError, and the file is left untouched.
+Schema version 2 added the CPU seconds of each phase; version-1 databases gain those columns (NULL for old rows)
+the first time a run writes to them.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import os
 import sqlite3
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -33,6 +39,7 @@ CREATE TABLE IF NOT EXISTS cycles (
     n_labelled INTEGER NOT NULL, metric TEXT NOT NULL, value REAL NOT NULL, per_joint TEXT NOT NULL,
     train_s REAL NOT NULL, eval_s REAL NOT NULL, select_s REAL, select_images INTEGER NOT NULL,
     n_selected INTEGER NOT NULL, created TEXT NOT NULL DEFAULT (datetime('now')),
+    train_cpu_s REAL, eval_cpu_s REAL, select_cpu_s REAL,
     PRIMARY KEY (dataset, sampler, seed, cycle)
 );
 CREATE TABLE IF NOT EXISTS selections (
@@ -46,6 +53,16 @@ CREATE TABLE IF NOT EXISTS arrays (
     PRIMARY KEY (dataset, sampler, seed, cycle, name)
 );
 """
+
+
+SCHEMA_VERSION = 2
+#: columns added after version 1: (table, column, type)
+ADDED_COLUMNS = (
+    ("cycles", "train_cpu_s", "REAL"),
+    ("cycles", "eval_cpu_s", "REAL"),
+    ("cycles", "select_cpu_s", "REAL"),
+)
+REQUIRED_TABLES = ("experiment", "runs", "cycles", "selections")
 
 
 class StoreError(RuntimeError):
@@ -77,6 +94,15 @@ class CycleRecord:
     scores: np.ndarray | None = None
     groups: np.ndarray | None = None
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    # CPU seconds of this process in each phase (`alpose_bench.timing`); None where not measured
+    train_cpu_s: float | None = None
+    eval_cpu_s: float | None = None
+    select_cpu_s: float | None = None
+
+
+def _real(x: float | None) -> float | None:
+    """A value for a REAL column: NULL for None, NaN and infinities (a score a sampler did not compute)."""
+    return None if x is None or not np.isfinite(x) else float(x)
 
 
 def _npy(a: np.ndarray) -> bytes:
@@ -89,6 +115,60 @@ def _from_npy(b: bytes) -> np.ndarray:
     return np.load(io.BytesIO(b), allow_pickle=False)
 
 
+def _damaged(path: Path, problem: str) -> StoreError:
+    return StoreError(
+        f"results database {path} {problem}; it was left as it is: move it away (or restore a backup) and rerun, "
+        "or use another --name"
+    )
+
+
+def check_database(path: Path) -> int:
+    """Check an existing results database without changing it; returns its schema version.
+
+    Raises a one-line StoreError when the file cannot be read, is not SQLite, is damaged, lacks this project's
+    tables, or comes from a newer version of alpose-bench."""
+    # The file is read only through SQLite: opening and closing another descriptor on it would drop the POSIX locks
+    # of this process's own connections to it (a known way to corrupt an SQLite database), so no header is read here.
+    if not os.access(path, os.R_OK):
+        raise StoreError(f"cannot read results database {path}: permission denied; check its permissions")
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=60)
+        try:
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            missing = [t for t in REQUIRED_TABLES if t not in tables]
+            if missing:
+                raise _damaged(
+                    path, f"is not an alpose-bench results database (no table {', '.join(missing)})"
+                )
+            row = conn.execute("SELECT value FROM experiment WHERE key = 'schema'").fetchone()
+            conn.execute("SELECT count(*) FROM cycles").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        problem = "is not an SQLite database" if "not a database" in str(exc) else f"is damaged ({exc})"
+        raise _damaged(path, problem) from None
+    version = 1 if row is None else int(json.loads(row[0]))
+    if version > SCHEMA_VERSION:
+        raise StoreError(
+            f"results database {path} has schema version {version}, newer than this alpose-bench reads "
+            f"({SCHEMA_VERSION}); upgrade alpose-bench"
+        )
+    return version
+
+
+def _reading_connection(path: Path) -> sqlite3.Connection:
+    """A connection that cannot change the results: read-write with `query_only` where the folder allows it (so
+    that, as the last connection to close, it folds the write-ahead log back into the file and removes it), else
+    a read-only one (a folder the user cannot write)."""
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=rw", uri=True, timeout=60)
+        conn.execute("PRAGMA query_only = ON")
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        return conn
+    except sqlite3.OperationalError:
+        return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=60)
+
+
 class Store:
     """A handle on `<experiment dir>/results.sqlite`."""
 
@@ -97,12 +177,17 @@ class Store:
     def __init__(self, directory: str | Path, *, readonly: bool = False) -> None:
         self.directory = Path(directory)
         self.path = self.directory / self.FILENAME
+        exists = (
+            self.path.exists() and os.path.getsize(self.path) > 0
+        )  # SQLite treats an empty file as a new database
+        if exists:
+            check_database(self.path)
         if readonly:
-            if not self.path.exists():
+            if not exists:
                 raise StoreError(
                     f"no results in {self.directory} (expected {self.path}); run `alpose-bench run` first"
                 )
-            self.conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=60)
+            self.conn = _reading_connection(self.path)
         else:
             try:
                 self.directory.mkdir(parents=True, exist_ok=True)
@@ -110,11 +195,26 @@ class Store:
                 self.conn.execute("PRAGMA journal_mode=WAL")
                 self.conn.execute("PRAGMA synchronous=NORMAL")
                 self.conn.executescript(SCHEMA)
+                self._migrate()
                 self.conn.commit()
             except (OSError, sqlite3.OperationalError) as exc:
                 raise StoreError(
                     f"cannot write results to {self.directory}: {exc}; choose a writable folder with --out"
                 ) from None
+
+    def _migrate(self) -> None:
+        """Bring a version-1 database to the current schema (new nullable columns) and record the version."""
+        for table, column, kind in ADDED_COLUMNS:
+            if column not in self.columns(table):
+                self.conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+        self.conn.execute(
+            "INSERT OR REPLACE INTO experiment (key, value) VALUES ('schema', ?)",
+            (json.dumps(SCHEMA_VERSION),),
+        )
+
+    def columns(self, table: str) -> list[str]:
+        """Column names of one table."""
+        return [r[1] for r in self.conn.execute(f"PRAGMA table_info({table})")]
 
     def close(self) -> None:
         self.conn.close()
@@ -201,9 +301,11 @@ class Store:
         with self._tx() as c:
             c.execute(
                 "INSERT INTO cycles (dataset, sampler, seed, cycle, n_labelled, metric, value, per_joint, train_s, "
-                "eval_s, select_s, select_images, n_selected) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "eval_s, select_s, select_images, n_selected, train_cpu_s, eval_cpu_s, select_cpu_s) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (*key, r.n_labelled, r.metric, float(r.value), json.dumps(r.per_joint), r.train_s, r.eval_s,
-                 r.select_s, r.select_images, len(r.selected)),
+                 r.select_s, r.select_images, len(r.selected), _real(r.train_cpu_s), _real(r.eval_cpu_s),
+                 _real(r.select_cpu_s)),
             )  # fmt: skip
             groups = r.groups if r.groups is not None else np.full(len(r.selected), -1)
             scores = r.scores if r.scores is not None else np.full(len(r.selected), np.nan)
@@ -211,7 +313,7 @@ class Store:
                 "INSERT INTO selections (dataset, sampler, seed, cycle, rank, idx, score, grp) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [
-                    (*key, rank, int(i), None if np.isnan(s) else float(s), int(g))
+                    (*key, rank, int(i), _real(s), int(g))
                     for rank, (i, s, g) in enumerate(zip(r.selected, scores, groups))
                 ],
             )
@@ -219,6 +321,13 @@ class Store:
                 "INSERT INTO arrays (dataset, sampler, seed, cycle, name, data) VALUES (?, ?, ?, ?, ?, ?)",
                 [(*key, name, _npy(a)) for name, a in r.arrays.items()],
             )
+
+    def completed_any(self, dataset: str) -> bool:
+        """True when some task on `dataset` has committed a cycle."""
+        return (
+            self.conn.execute("SELECT 1 FROM cycles WHERE dataset = ? LIMIT 1", (dataset,)).fetchone()
+            is not None
+        )
 
     def completed_cycles(self, dataset: str, sampler: str, seed: int) -> list[int]:
         rows = self.conn.execute(

@@ -4,39 +4,36 @@ A sampler keeps the same colour, marker and name in every figure the benchmark d
 VL4Pose is vermilion in the curves finds it vermilion in the timing chart too. Random, the baseline, is always grey
 and dashed. Built-in samplers get fixed Okabe-Ito colours (distinguishable with the common colour-vision
 deficiencies); a third-party sampler gets a colour chosen by a stable hash of its name, so it too never changes
-between figures or runs.
+between figures or runs. Display names come from the samplers themselves (`Sampler.label`), metric labels from
+`alpose_bench.metrics.METRICS`.
 """
 
 from __future__ import annotations
 
 import zlib
 from collections.abc import Iterable
+from functools import cache
+
+from alpose_bench.metrics import metric_info
 
 BASELINE = "random"
 RANDOM_GREY = "#6f6f6f"
 
 # Okabe-Ito palette; order follows the papers' tables (baseline, prior work, then the VL4Pose family).
-_BUILTIN: dict[str, tuple[str, str, str]] = {  # name -> (colour, marker, display name)
-    "random": (RANDOM_GREY, "o", "Random"),
-    "coreset": ("#E69F00", "s", "Core-Set"),
-    "learning_loss": ("#56B4E9", "^", "Learning Loss"),
-    "egl": ("#009E73", "D", "EGL++"),
-    "aleatoric": ("#CC79A7", "v", "Aleatoric"),
-    "mpe": ("#0072B2", "P", "Multi-Peak Entropy"),
-    "vl4pose": ("#D55E00", "*", "VL4Pose"),
-    "learning_loss_pp": ("#000000", "<", "LearningLoss++"),
+_BUILTIN: dict[str, tuple[str, str]] = {  # name -> (colour, marker)
+    "random": (RANDOM_GREY, "o"),
+    "coreset": ("#E69F00", "s"),
+    "learning_loss": ("#56B4E9", "^"),
+    "egl": ("#009E73", "D"),
+    "aleatoric": ("#CC79A7", "v"),
+    "mpe": ("#0072B2", "P"),
+    "vl4pose": ("#D55E00", "*"),
+    "learning_loss_pp": ("#000000", "<"),
 }
 # Colours for samplers the benchmark does not ship (plugins); none of them is grey or a built-in colour.
 _EXTRA_COLOURS = ("#8C564B", "#1F3A93", "#BCBD22", "#17BECF", "#9467BD", "#7B1E3C", "#2CA02C", "#F0E442")
 _EXTRA_MARKERS = ("X", "h", "p", "<", ">", "d", "8", "H")
 
-METRIC_LABELS: dict[str, str] = {
-    "pckh": "PCKh@0.5 (%)",
-    "pck": "PCK@0.2 (%)",
-    "mpjpe": "MPJPE (mm)",
-}
-METRIC_NAMES: dict[str, str] = {"pckh": "PCKh@0.5", "pck": "PCK@0.2", "mpjpe": "MPJPE"}
-METRIC_UNITS: dict[str, str] = {"pckh": "%", "pck": "%", "mpjpe": "mm"}
 
 REALTIME_IMAGES_PER_S = 30.0  # the real-time bar the VL4Pose paper measures selection against
 
@@ -67,9 +64,15 @@ def sampler_linestyle(name: str) -> str:
     return "--" if name == BASELINE else "-"
 
 
+@cache
 def sampler_label(name: str) -> str:
-    """The name readers know from the papers (e.g. "Multi-Peak Entropy" for ``mpe``); plugins keep their own."""
-    return _BUILTIN[name][2] if name in _BUILTIN else name
+    """The name readers know from the papers (`Sampler.label`, e.g. "Multi-Peak Entropy" for ``mpe``); the
+    registered name for a sampler that sets none or is not installed here."""
+    from alpose_bench.registry import samplers
+
+    plugin = samplers().get(name)
+    display = getattr(plugin.obj, "display_name", None) if plugin is not None else None
+    return display() if callable(display) else name
 
 
 def sampler_style(name: str) -> dict[str, object]:
@@ -90,18 +93,13 @@ def sampler_order(names: Iterable[str]) -> list[str]:
 
 
 def metric_label(metric: str) -> str:
-    """Axis label with units, e.g. "PCKh@0.5 (%)"; MPJPE says that lower is better."""
-    if metric not in METRIC_LABELS:
-        raise ValueError(f"unknown metric {metric!r}; known metrics: {', '.join(METRIC_LABELS)}")
-    label = METRIC_LABELS[metric]
-    return f"{label[:-1]}, lower is better)" if metric == "mpjpe" else label
+    """Axis label with units, e.g. "PCKh@0.5 (%)"; MPJPE says that lower is better (`metrics.METRICS`)."""
+    return metric_info(metric).axis_label
 
 
 def higher_is_better(metric: str) -> bool:
     """True for PCKh/PCK (accuracy in %), False for MPJPE (error in mm)."""
-    if metric not in METRIC_LABELS:
-        raise ValueError(f"unknown metric {metric!r}; known metrics: {', '.join(METRIC_LABELS)}")
-    return metric != "mpjpe"
+    return metric_info(metric).higher_is_better
 
 
 RC_PARAMS: dict[str, object] = {

@@ -24,7 +24,7 @@ from alpose_bench.models import ModelSpec, build_model, model_info
 from alpose_bench.models.outputs import ModelInfo, TrainBatch
 from alpose_bench.pool import SelectionContext
 from alpose_bench.preprocess import to_model_input
-from alpose_bench.samplers.base import KNOWN_NEEDS, Sampler
+from alpose_bench.samplers.base import KNOWN_NEEDS, Sampler, Selection
 from alpose_bench.skeleton import ICVL, MPII
 
 TASKS: tuple[Task, ...] = ("heatmap2d", "regression3d")
@@ -162,8 +162,13 @@ def train_batch(dataset: PoseDataset, info: ModelInfo, n: int = 4) -> TrainBatch
         size = int(info.heatmap_size)
         hm_kp = keypoints_to_heatmap_coords(keypoints, dataset.resolution, size)
         heatmaps = render_heatmaps(hm_kp, visible, size, default_sigma(size))
-        return TrainBatch(images=images, keypoints=hm_kp, visible=visible, heatmaps=heatmaps)
-    return TrainBatch(images=images, keypoints=keypoints / dataset.cube_mm, visible=visible, heatmaps=None)
+        return TrainBatch(
+            images=images, keypoints=hm_kp, visible=visible, heatmaps=heatmaps, skeleton=dataset.skeleton
+        )
+    return TrainBatch(
+        images=images, keypoints=keypoints / dataset.cube_mm, visible=visible, heatmaps=None,
+        skeleton=dataset.skeleton,
+    )  # fmt: skip
 
 
 # -- the checks ----------------------------------------------------------------------------------------------
@@ -185,12 +190,15 @@ class _RecordingContext(SelectionContext):
 
 
 def _context(
-    cls: type[Sampler], params: dict, task: Task, seed: int = 0, n_labelled: int = 8
+    cls: type[Sampler], params: dict, task: Task, seed: int = 0, n_labelled: int = 8, batch_size: int = 16
 ) -> tuple[Sampler, SelectionContext]:
-    sampler = cls(**params)
+    from alpose_bench.samplers.factory import create_sampler
+
+    sampler = create_sampler(cls, params)  # the parameters are checked as a run checks them
     ctx = _build_context(_RecordingContext, task, 40, n_labelled, seed, sampler, 32)
     assert isinstance(ctx, _RecordingContext)
     ctx.declared, ctx.sampler_name = frozenset(cls.needs), cls.name
+    ctx.batch_size = batch_size
     return sampler, ctx
 
 
@@ -199,8 +207,17 @@ def _fail(check: str, message: str) -> AssertionError:
 
 
 def _validate_selection(check: str, chosen: object, ctx: SelectionContext, expected: int) -> np.ndarray:
+    if isinstance(chosen, Selection):
+        if chosen.scores is not None:
+            scores = np.asarray(chosen.scores)
+            if scores.shape != np.shape(chosen.positions) or not np.issubdtype(scores.dtype, np.floating):
+                raise _fail(
+                    check,
+                    f"Selection.scores must be floats, one per position; got {scores.dtype} {scores.shape}",
+                )
+        chosen = chosen.positions
     if not isinstance(chosen, np.ndarray):
-        raise _fail(check, f"select must return a numpy array, got {type(chosen).__name__}")
+        raise _fail(check, f"select must return a numpy array or a Selection, got {type(chosen).__name__}")
     if chosen.ndim != 1 or not np.issubdtype(chosen.dtype, np.integer):
         raise _fail(
             check, f"select must return a 1-D integer array, got {chosen.dtype} with shape {chosen.shape}"
@@ -314,6 +331,96 @@ def _check_unsupported(cls: type[Sampler], params: dict) -> None:
             raise _fail("check_unsupported", f"{task!r} is not in tasks; unsupported_reason must say why")
 
 
+def _check_scores(cls: type[Sampler], params: dict, task: Task) -> None:
+    """`score` gives None or one float per pool position; the scores a Selection carries are those of its picks."""
+    sampler, ctx = _context(cls, params, task)
+    scores = sampler.score(ctx)
+    if scores is None:
+        return
+    if not isinstance(scores, np.ndarray) or scores.shape != (len(ctx.pool),):
+        raise _fail(
+            "check_scores", f"score must return a ({len(ctx.pool)},) array or None, got {_describe(scores)}"
+        )
+    if not np.issubdtype(scores.dtype, np.floating):
+        raise _fail("check_scores", f"scores must be floating point, got {scores.dtype}")
+    chosen = sampler.select(ctx, 5)
+    if isinstance(chosen, Selection) and chosen.scores is not None:
+        picked = np.asarray(chosen.scores, dtype=np.float64)
+        expected = scores[np.asarray(chosen.positions)]
+        finite = np.isfinite(picked)
+        if not np.allclose(picked[finite], expected[finite], rtol=1e-4, atol=1e-6 * _scale(scores)):
+            raise _fail("check_scores", "the scores of a Selection must be the sampler's scores of its picks")
+
+
+def _describe(value: object) -> str:
+    return f"{type(value).__name__} {getattr(value, 'shape', '')}".strip()
+
+
+def _scale(scores: np.ndarray) -> float:
+    finite = np.abs(scores[np.isfinite(scores)])
+    return float(finite.max()) if finite.size else 1.0
+
+
+def _check_batch_size(cls: type[Sampler], params: dict, task: Task) -> None:
+    """The inference batch size changes scores only by rounding (relative 1e-4 at most) and picks not at all for
+    samplers without scores: results must not depend on how the pool is batched."""
+    runs = []
+    for batch_size in (16, 1, 7):
+        sampler, ctx = _context(cls, params, task, seed=5, batch_size=batch_size)
+        scores = sampler.score(ctx)
+        runs.append((scores, _validate_selection("check_batch_size", sampler.select(ctx, 6), ctx, 6)))
+    (first, picks), others = runs[0], runs[1:]
+    for (scores, other_picks), batch_size in zip(others, (1, 7)):
+        if first is None:
+            if not np.array_equal(picks, other_picks):
+                raise _fail(
+                    "check_batch_size",
+                    f"inference batch 16 and {batch_size} pick differently: {picks.tolist()} vs {other_picks.tolist()}",
+                )
+            continue
+        assert scores is not None
+        ok = np.isfinite(first) & np.isfinite(scores)
+        if not (np.isfinite(first) == np.isfinite(scores)).all() or not np.allclose(
+            first[ok], scores[ok], rtol=1e-4, atol=1e-6 * _scale(first)
+        ):
+            worst = float(np.max(np.abs(first[ok] - scores[ok]) / np.maximum(np.abs(first[ok]), 1e-30)))
+            raise _fail(
+                "check_batch_size",
+                f"scores change with the inference batch size (16 vs {batch_size}: max relative difference "
+                f"{worst:.2g}); score each image independently of the others in its batch",
+            )
+
+
+def _snapshot(value: object) -> object:
+    """A comparable copy of a sampler's state: tensors and arrays by their bytes, containers recursively."""
+    if isinstance(value, torch.Tensor):
+        return ("tensor", tuple(value.shape), str(value.dtype), value.detach().cpu().numpy().tobytes())
+    if isinstance(value, np.ndarray):
+        return ("array", value.shape, str(value.dtype), value.tobytes())
+    if isinstance(value, dict):
+        return {k: _snapshot(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_snapshot(v) for v in value)
+    return repr(value)
+
+
+def _check_state(cls: type[Sampler], params: dict, task: Task) -> None:
+    """`auxiliary` and `select` leave the sampler's own attributes as they were: one sampler object serves every
+    cycle (and the shared cycle-0 training), so state kept between calls would make cycles depend on each other."""
+    from alpose_bench.models import model_info
+
+    sampler, ctx = _context(cls, params, task)
+    before = _snapshot(vars(sampler))
+    sampler.auxiliary(model_info(ctx.model))
+    if _snapshot(vars(sampler)) != before:
+        raise _fail(
+            "check_state", "auxiliary() changed the sampler's attributes; keep state in the head it returns"
+        )
+    sampler.select(ctx, 5)
+    if _snapshot(vars(sampler)) != before:
+        raise _fail("check_state", "select() changed the sampler's attributes; keep per-call state local")
+
+
 def _check_auxiliary(cls: type[Sampler], params: dict, task: Task) -> None:
 
     sampler, ctx = _context(cls, params, task)
@@ -360,6 +467,9 @@ def sampler_checks(cls: type[Sampler], **params) -> list[tuple[str, Callable[[],
         ("check_budget_zero", _check_budget_zero),
         ("check_deterministic", _check_deterministic),
         ("check_empty_labelled", _check_empty_labelled),
+        ("check_scores", _check_scores),
+        ("check_batch_size", _check_batch_size),
+        ("check_state", _check_state),
         ("check_auxiliary", _check_auxiliary),
     )
     tasks = [t for t in TASKS if t in getattr(cls, "tasks", ())]
@@ -372,12 +482,14 @@ def sampler_checks(cls: type[Sampler], **params) -> list[tuple[str, Callable[[],
 def check_sampler(sampler_cls: type[Sampler], **params) -> None:
     """Run every contract check on a sampler class; raise AssertionError naming the first check that fails.
 
-    `params` are passed to the constructor (hyper-parameters). Checks: class attributes and dataclass fields
-    with defaults; `budget` unique in-range positions into ctx.pool; a budget >= the pool returns all of it;
-    budget 0 returns nothing; the same seed gives the same picks; the labelled set is never reselected; select
-    leaves the context and the model untouched; only declared `needs` are collected; an empty labelled set
-    works or raises ValueError; `unsupported_reason` explains unsupported tasks; an auxiliary head's loss is
-    finite and trains the head only. Runs in seconds on a CPU.
+    `params` are the hyper-parameters, checked and passed as a run passes them (`create_sampler`). Checks: class
+    attributes and dataclass fields with defaults; `budget` unique in-range positions into ctx.pool; a budget >=
+    the pool returns all of it; budget 0 returns nothing; the same seed gives the same picks; the labelled set is
+    never reselected; select leaves the context and the model untouched; only declared `needs` are collected; an
+    empty labelled set works or raises ValueError; `score` gives None or one float per pool image, and the scores
+    of a Selection are those of its picks; scores (or, without scores, picks) do not depend on the inference
+    batch size; `auxiliary` and `select` leave the sampler's attributes unchanged; `unsupported_reason` explains
+    unsupported tasks; an auxiliary head's loss is finite and trains the head only. Runs in seconds on a CPU.
     """
     _check_class(sampler_cls)  # the per-task checks rely on the class attributes
     for name, check in sampler_checks(sampler_cls, **params):

@@ -24,6 +24,7 @@ from alpose_bench.models import model_info
 from alpose_bench.models.outputs import TrainBatch
 from alpose_bench.pool import autocast_for
 from alpose_bench.preprocess import to_model_input
+from alpose_bench.timing import Timing, timed
 
 
 class TrainingDivergedError(RuntimeError):
@@ -67,10 +68,12 @@ def make_batch(
             x, kp, vis = augment_2d(x, kp, vis, dataset.skeleton, settings.augment, g)
         hm_kp = keypoints_to_heatmap_coords(kp, dataset.resolution, heatmap_size)
         target = render_heatmaps(hm_kp, vis, heatmap_size, settings.sigma, settings.amplitude)
-        return TrainBatch(images=x, keypoints=hm_kp, visible=vis, heatmaps=target)
+        return TrainBatch(images=x, keypoints=hm_kp, visible=vis, heatmaps=target, skeleton=dataset.skeleton)
     if settings.augment is not None and g is not None:
         x, kp, vis = augment_3d(x, kp, vis, dataset.cube_mm, settings.augment, g)
-    return TrainBatch(images=x, keypoints=kp / dataset.cube_mm, visible=vis, heatmaps=None)
+    return TrainBatch(
+        images=x, keypoints=kp / dataset.cube_mm, visible=vis, heatmaps=None, skeleton=dataset.skeleton
+    )
 
 
 def train(
@@ -155,3 +158,32 @@ def evaluate_model(
     if not math.isfinite(result.mean):
         raise TrainingDivergedError(f"the {dataset.metric} of the trained model is {result.mean}")
     return result
+
+
+@dataclass
+class CycleResult:
+    """One cycle's training and evaluation: the test metric, per joint, and the time each phase took."""
+
+    result: MetricResult
+    train: Timing
+    evaluate: Timing
+    stats: TrainStats
+
+
+def train_and_evaluate(
+    model: nn.Module,
+    dataset: PoseDataset,
+    rows: np.ndarray,
+    settings: TrainSettings,
+    *,
+    device: torch.device,
+    seed: int,
+    heads: dict[str, tuple[nn.Module, object]] | None = None,
+    eval_batch_size: int = 64,
+) -> CycleResult:
+    """Train on train rows `rows` (with `heads`), then evaluate on the test split: the recipe of every cycle."""
+    with timed() as train_time:
+        stats = train(model, dataset, rows, settings, device=device, seed=seed, heads=heads)
+    with timed() as eval_time:
+        result = evaluate_model(model, dataset, device=device, batch_size=eval_batch_size)
+    return CycleResult(result=result, train=train_time, evaluate=eval_time, stats=stats)

@@ -20,24 +20,19 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import breadth_first_order, connected_components, shortest_path
 
 from alpose_bench.data import DatasetError, PoseDataset, PoseSplit
-from alpose_bench.datasets.common import (
-    CachedDataset,
-    Sources,
-    SourceSplit,
-    choice_option,
-    fill_estimates,
-    pair_distance,
-)
+from alpose_bench.datasets.base import CachedDataset, Sources, SourceSplit
+from alpose_bench.datasets.geometry import fill_estimates, pair_distance
 from alpose_bench.skeleton import Skeleton
+from alpose_bench.validation import param
 
 COCO_HINT = (
     "https://cocodataset.org/#download (person_keypoints_*.json) or your own COCO-format keypoint JSON"
@@ -225,6 +220,23 @@ def people(
     }
 
 
+@dataclass(frozen=True)
+class COCOOptions:
+    """Options of the `coco` dataset."""
+
+    annotations: str = ""  # the keypoint JSON, relative to the data root (default: the one JSON found)
+    images: str = "images"  # the images folder, relative to the data root
+    test_annotations: str = (
+        ""  # a second JSON as the test split (default: a seeded test_fraction of the images)
+    )
+    test_fraction: float = param(0.2, low=0, high=1, low_open=True, high_open=True)
+    category: str = ""  # the category to read (default: the only one with keypoints)
+    crop_scale: float = param(1.25, low=0, low_open=True)  # crop side / longer side of the person's box
+    min_keypoints: int = param(1, low=0)  # people with fewer labelled keypoints are left out
+    normalizer: Literal["bbox", "torso"] = "bbox"  # PCK normaliser: longer box side, or the torso
+    workers: int = param(0, low=0)  # decoding threads (0: up to 8); changes speed only
+
+
 class COCODataset(CachedDataset):
     """Any COCO-format keypoint dataset: single-person crops from the boxes, skeleton from the JSON, PCK."""
 
@@ -235,17 +247,7 @@ class COCODataset(CachedDataset):
     metric = "pck"
     hint = COCO_HINT
     expected = "a COCO keypoint JSON (option annotations) and its images folder (option images)"
-    option_defaults = {
-        "annotations": "",
-        "images": "images",
-        "test_annotations": "",
-        "test_fraction": 0.2,
-        "category": "",
-        "crop_scale": 1.25,
-        "min_keypoints": 1,
-        "normalizer": "bbox",
-        "workers": 0,
-    }
+    options_class = COCOOptions
 
     def _annotations(self, root: Path, options: dict[str, Any]) -> Path:
         if options["annotations"]:
@@ -264,9 +266,6 @@ class COCODataset(CachedDataset):
         return files + ([root / options["test_annotations"]] if options["test_annotations"] else [])
 
     def parse(self, root: Path, options: dict[str, Any]) -> Sources:
-        choice_option(self.name, "normalizer", options["normalizer"], ("bbox", "torso"))
-        if not 0.0 < options["test_fraction"] < 1.0 and not options["test_annotations"]:
-            raise DatasetError(f"dataset {self.name!r}: option test_fraction must be in (0, 1)")
         files = self.annotation_files(root, options)
         cat, anns, images = read_coco(files[0], self.name, options["category"])
         skeleton = skeleton_from_coco(cat, name=f"coco-{cat.get('name', 'keypoints')}")

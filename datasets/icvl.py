@@ -20,24 +20,17 @@ Training/labels.txt, test = the test sequences."""
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
-from alpose_bench.data import DatasetConfig, DatasetError, PoseDataset, PoseSplit
-from alpose_bench.datasets.common import (
-    CachedDataset,
-    ProgressFn,
-    Sources,
-    SourceSplit,
-    choice_option,
-    crop_window,
-    dataset_dir,
-    map_images,
-)
+from alpose_bench.data import DatasetConfig, DatasetError, PoseDataset, PoseSplit, ProgressFn
+from alpose_bench.datasets.base import CachedDataset, Sources, SourceSplit
+from alpose_bench.datasets.files import crop_window, dataset_dir, map_images
 from alpose_bench.skeleton import ICVL
+from alpose_bench.validation import param
 
 ICVL_HINT = (
     "the ICVL Hand Posture Dataset (Tang et al., CVPR 2014), distributed by Imperial College's ICVL lab"
@@ -163,6 +156,16 @@ def read_depth(path: str) -> np.ndarray:
     return depth.astype(np.float32)
 
 
+@dataclass(frozen=True)
+class ICVLOptions:
+    """Options of the `icvl` dataset."""
+
+    cube_mm: float = param(125.0, low=0, low_open=True)  # half-size of the crop cube around the hand
+    center: Literal["com", "joints"] = "com"  # crop centre: refined centre of mass, or the joints' centroid
+    test_sequences: str = "1,2"  # the test sequences to read, comma-separated
+    workers: int = param(0, low=0)  # decoding threads (0: up to 8); changes speed only
+
+
 class ICVLDataset(CachedDataset):
     """ICVL hands: depth crops around the hand, 16 joints in mm relative to the crop centre, MPJPE."""
 
@@ -173,7 +176,7 @@ class ICVLDataset(CachedDataset):
     metric = "mpjpe"
     hint = ICVL_HINT
     expected = "icvl/Training/{labels.txt, Depth/} and icvl/Testing/{test_seq_1.txt, test_seq_2.txt, Depth/}"
-    option_defaults = {"cube_mm": 125.0, "center": "com", "test_sequences": "1,2", "workers": 0}
+    options_class = ICVLOptions
 
     def _dir(self, root: Path) -> Path:
         return dataset_dir(root, "icvl", "Training")
@@ -188,11 +191,6 @@ class ICVLDataset(CachedDataset):
         return [self._dir(root) / "Training" / "labels.txt", *self._test_files(root, options)]
 
     def parse(self, root: Path, options: dict[str, Any]) -> Sources:
-        choice_option(self.name, "center", options["center"], ("com", "joints"))
-        if options["cube_mm"] <= 0:
-            raise DatasetError(
-                f"dataset {self.name!r}: option cube_mm must be positive, got {options['cube_mm']}"
-            )
         base = self._dir(root)
         splits, counts = {}, {}
         groups = {"train": [base / "Training" / "labels.txt"], "test": self._test_files(root, options)}

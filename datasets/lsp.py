@@ -20,25 +20,18 @@ kept. LSPET people without both torso diagonals (1,705) get a torso size estimat
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
 from alpose_bench.data import DatasetError
-from alpose_bench.datasets.common import (
-    CachedDataset,
-    Sources,
-    SourceSplit,
-    dataset_dir,
-    fill_estimates,
-    joint_boxes,
-    load_mat,
-    pair_distance,
-    reject_nonfinite,
-    tight_box_size,
-)
+from alpose_bench.datasets.base import CachedDataset, Sources, SourceSplit
+from alpose_bench.datasets.files import dataset_dir, load_mat, reject_nonfinite
+from alpose_bench.datasets.geometry import fill_estimates, joint_boxes, pair_distance, tight_box_size
 from alpose_bench.skeleton import LSP
+from alpose_bench.validation import param
 
 LSP_HINT = "http://sam.johnson.io/research/lsp.html (lsp_dataset.zip)"
 LSPET_HINT = "http://sam.johnson.io/research/lspet.html (lspet_dataset.zip)"
@@ -157,6 +150,15 @@ def lsp_sources(
                    info={"protocol": protocol, "counts": counts, "root": str(root)})  # fmt: skip
 
 
+@dataclass(frozen=True)
+class LSPOptions:
+    """Options of the LSP datasets."""
+
+    crop_scale: float = param(1.75, low=0, low_open=True)  # crop side / longer edge of the tight joint box
+    include_occluded: bool = True  # occluded (but annotated) joints count in the metric and the loss
+    workers: int = param(0, low=0)  # decoding threads (0: up to 8); changes speed only
+
+
 class LSPDataset(CachedDataset):
     """Leeds Sports Pose: 1,000 training and 1,000 test people, PCK@0.2 (torso)."""
 
@@ -167,7 +169,7 @@ class LSPDataset(CachedDataset):
     metric = "pck"
     hint = LSP_HINT
     expected = "lsp/joints.mat and lsp/images/"
-    option_defaults = {"crop_scale": 1.75, "include_occluded": True, "workers": 0}
+    options_class = LSPOptions
     with_lspet = False
 
     def annotation_files(self, root: Path, options: dict[str, Any]) -> list[Path]:

@@ -21,24 +21,18 @@ from __future__ import annotations
 
 import importlib.resources
 import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from alpose_bench.data import DatasetError
-from alpose_bench.datasets.common import (
-    CachedDataset,
-    Sources,
-    SourceSplit,
-    choice_option,
-    dataset_dir,
-    fill_estimates,
-    joint_boxes,
-    load_mat,
-    pair_distance,
-)
+from alpose_bench.datasets.base import CachedDataset, Sources, SourceSplit
+from alpose_bench.datasets.files import dataset_dir, load_mat
+from alpose_bench.datasets.geometry import fill_estimates, joint_boxes, pair_distance
 from alpose_bench.skeleton import MPII
+from alpose_bench.validation import param
 
 MPII_HINT = (
     "http://human-pose.mpi-inf.mpg.de/ (mpii_human_pose_v1.tar.gz images, "
@@ -249,6 +243,24 @@ def read_mpii_json(files: list[Path], name: str) -> tuple[dict[str, np.ndarray],
 # -- the plugin ----------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class MPIIOptions:
+    """Options of the `mpii` dataset."""
+
+    annotations: Literal["auto", "mat", "json"] = (
+        "auto"  # which annotation format to read (auto: what is there)
+    )
+    all_joints: bool = True  # keep only people with all 16 joints annotated (the reference code's filter)
+    crop: Literal["person", "joints"] = (
+        "person"  # person centre/scale window, or the tight joint box x crop_scale
+    )
+    crop_scale: float = param(1.75, low=0, low_open=True)
+    head_lambda: float = param(
+        1.0, low=0, high=1, low_open=True
+    )  # 0.8: head top 20 % towards the neck (reference)
+    workers: int = param(0, low=0)  # decoding threads (0: up to 8); changes speed only
+
+
 class MPIIDataset(CachedDataset):
     """MPII Human Pose, single-person crops: Newell's validation split as test, the rest as the pool."""
 
@@ -259,20 +271,13 @@ class MPIIDataset(CachedDataset):
     metric = "pckh"
     hint = MPII_HINT
     expected = f"mpii/{MAT_NAME} (or mpii/annot/{{train,valid}}.json) and mpii/images/"
-    option_defaults = {
-        "annotations": "auto",  # auto | mat | json
-        "all_joints": True,
-        "crop": "person",  # person (centre/scale) | joints (tight box x crop_scale)
-        "crop_scale": 1.75,
-        "head_lambda": 1.0,
-        "workers": 0,
-    }
+    options_class = MPIIOptions
 
     def _dir(self, root: Path) -> Path:
         return dataset_dir(root, "mpii", MAT_NAME) if not (root / "annot").is_dir() else root
 
     def annotation_files(self, root: Path, options: dict[str, Any]) -> list[Path]:
-        kind = choice_option(self.name, "annotations", options["annotations"], ("auto", "mat", "json"))
+        kind = options["annotations"]
         base = self._dir(root)
         mat = base / MAT_NAME
         json_files = [base / "annot" / "train.json", base / "annot" / "valid.json"]
@@ -283,7 +288,6 @@ class MPIIDataset(CachedDataset):
         return json_files + ([gt] if gt.exists() else [])
 
     def parse(self, root: Path, options: dict[str, Any]) -> Sources:
-        choice_option(self.name, "crop", options["crop"], ("person", "joints"))
         files = self.annotation_files(root, options)
         if files[0].suffix == ".mat":
             people, counts = read_mpii_mat(files[0], self.name)

@@ -290,34 +290,57 @@ def _upsample_matrix(grid: int, resolution: int) -> np.ndarray:
     return m
 
 
-def _smooth_field(rng: np.random.Generator, n: int, grid: int, resolution: int, channels: int) -> np.ndarray:
-    """Random field (n, res, res, channels) in [0, 1]: a grid of uniform values, bilinearly upsampled."""
-    m = _upsample_matrix(grid, resolution).astype(np.float32)
-    coarse = rng.random((n, grid, grid, channels), dtype=np.float32)
-    return np.einsum("hi,nijc,wj->nhwc", m, coarse, m, optimize=True)
+def _texture_grid(resolution: int) -> int:
+    return max(4, resolution // 4)
 
 
-def backgrounds(
+def background_params(
     rng: np.random.Generator, n: int, resolution: int, style: RenderStyle = DEFAULT_STYLE
-) -> np.ndarray:
-    """Procedural backgrounds (n, res, res, 3) float32 in [0, 1]: colour fields, texture and optional stripes."""
-    c1 = _pick(rng, style.backgrounds, n, 0.08).astype(np.float32)
-    c2 = _pick(rng, style.backgrounds, n, 0.08).astype(np.float32)
-    mix = _smooth_field(rng, n, 3, resolution, 1)
-    gain = _smooth_field(rng, n, 8, resolution, 1)
+) -> dict[str, np.ndarray]:
+    """Everything random about `n` backgrounds (colours, coarse grids of the smooth fields, stripes), drawn at once so
+    that `paint_backgrounds` gives each image the same pixels however the batch is split."""
+    params = {
+        "c1": _pick(rng, style.backgrounds, n, 0.08).astype(np.float32),
+        "c2": _pick(rng, style.backgrounds, n, 0.08).astype(np.float32),
+        "mix": rng.random((n, 3, 3, 1), dtype=np.float32),
+        "gain": rng.random((n, 8, 8, 1), dtype=np.float32),
+        "texture": rng.random((n, _texture_grid(resolution), _texture_grid(resolution), 1), dtype=np.float32),
+    }
+    if style.background == "stripes":
+        params["c3"] = _pick(rng, style.backgrounds, n, 0.08).astype(np.float32)
+        params["theta"] = rng.uniform(0, np.pi, n)
+        params["freq"] = rng.uniform(2.5, 7.0, n) * 2 * np.pi / resolution
+        params["phase"] = rng.uniform(0, 2 * np.pi, n)
+    return params
+
+
+def _upsampled(coarse: np.ndarray, resolution: int) -> np.ndarray:
+    """Bilinear upsampling of (n, g, g, c) grids to (n, res, res, c).
+
+    Two matrix products per image (numpy's matmul runs one BLAS call per image with the same shapes), so an image's
+    pixels do not depend on how many images are upsampled together, as they would through one batched einsum."""
+    m = _upsample_matrix(coarse.shape[1], resolution).astype(np.float32)
+    planes = np.ascontiguousarray(coarse.transpose(0, 3, 1, 2))  # (n, c, g, g)
+    return np.ascontiguousarray((m @ planes @ m.T).transpose(0, 2, 3, 1))
+
+
+def paint_backgrounds(params: dict[str, np.ndarray], rows: slice, resolution: int) -> np.ndarray:
+    """The backgrounds `rows` of `background_params`: (m, res, res, 3) float32 in [0, 1], colour fields, texture and
+    optional stripes."""
+    c1, c2 = params["c1"][rows], params["c2"][rows]
+    mix = _upsampled(params["mix"][rows], resolution)
+    gain = _upsampled(params["gain"][rows], resolution)
     gain *= 0.3
     gain += 0.85
-    texture = _smooth_field(rng, n, max(4, resolution // 4), resolution, 1)
+    texture = _upsampled(params["texture"][rows], resolution)
     texture -= 0.5
     texture *= 0.06
     img = c2[:, None, None, :] + (c1 - c2)[:, None, None, :] * mix
     img *= gain
     img += texture
-    if style.background == "stripes":
-        c3 = _pick(rng, style.backgrounds, n, 0.08).astype(np.float32)
-        theta = rng.uniform(0, np.pi, n)
-        freq = rng.uniform(2.5, 7.0, n) * 2 * np.pi / resolution
-        phase = rng.uniform(0, 2 * np.pi, n)
+    if "c3" in params:
+        c3, theta = params["c3"][rows], params["theta"][rows]
+        freq, phase = params["freq"][rows], params["phase"][rows]
         grid = np.arange(resolution, dtype=np.float32)
         arg = (
             (freq * np.cos(theta))[:, None, None] * grid[None, None, :]
@@ -648,13 +671,16 @@ def render_people(
     contrast = rng.uniform(0.8, 1.15, n).astype(np.float32)
     brightness = rng.normal(0.0, 0.04, n).astype(np.float32)
     noise_std = (style.noise * rng.uniform(0.5, 1.5, n)).astype(np.float32)  # in uint8 levels
+    scene = background_params(rng, n, resolution, style)
+    noise_seeds = rng.integers(0, 2**63, n)  # one noise stream per image
 
+    # everything random is drawn above: how the images are split into sub-batches changes no pixel
     out = np.empty((n, resolution, resolution, 3), dtype=np.uint8)
     step = max(1, _PIXEL_BUDGET // (resolution * resolution))
     for s in range(0, n, step):
         sl = slice(s, min(n, s + step))
         m = sl.stop - sl.start
-        canvas = Canvas(m, resolution, backgrounds(rng, m, resolution, style))
+        canvas = Canvas(m, resolution, paint_backgrounds(scene, sl, resolution))
         for k in range(_PROPS):
             canvas.rects(
                 prop_centre[sl, k], prop_half[sl, k], prop_angle[sl, k], np.full(m, 1e8 - k), prop_colour[sl, k],
@@ -687,7 +713,12 @@ def render_people(
         img -= 0.5
         img *= 255.0 * contrast[sl, None, None, None]
         img += 127.5 + 255.0 * brightness[sl, None, None, None]
-        noise = rng.standard_normal(img.shape, dtype=np.float32)
+        noise = np.stack(
+            [
+                np.random.default_rng(seed).standard_normal(img.shape[1:], dtype=np.float32)
+                for seed in noise_seeds[sl]
+            ]
+        )
         noise *= noise_std[sl, None, None, None]
         img += noise
         out[sl] = np.clip(np.rint(img, out=img), 0, 255, out=img).astype(np.uint8)

@@ -18,14 +18,17 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from alpose_bench.data import DatasetConfig, PoseSplit
-from alpose_bench.datasets.common import ProgressFn, Sources, crop_split, to_crop
+from alpose_bench.data import DatasetConfig, PoseSplit, ProgressFn
+from alpose_bench.datasets.base import Sources, crop_split
+from alpose_bench.datasets.geometry import to_crop
 from alpose_bench.datasets.lsp import LSP_HINT, LSPET_HINT, LSPDataset
 from alpose_bench.skeleton import LSP
+from alpose_bench.validation import param
 
 CHUNK = 500  # poses rendered per call (each chunk has its own seeded generator, so progress can be reported)
 
@@ -55,6 +58,14 @@ def render_split(
     return out
 
 
+@dataclass(frozen=True)
+class RenderedOptions:
+    """Options of the rendered LSP datasets."""
+
+    crop_scale: float = param(1.75, low=0, low_open=True)  # frame side / longer edge of the tight joint box
+    include_occluded: bool = True  # occluded (but annotated) joints count in the metric and the loss
+
+
 class LSPRenderedDataset(LSPDataset):
     """LSP's real poses drawn as synthetic figures: needs only lsp/joints.mat."""
 
@@ -62,15 +73,18 @@ class LSPRenderedDataset(LSPDataset):
     description = "LSP's real annotated poses drawn as synthetic figures (needs only joints.mat), PCK@0.2."
     hint = LSP_HINT
     expected = "lsp/joints.mat"
-    option_defaults = {"crop_scale": 1.75, "include_occluded": True}
+    options_class = RenderedOptions
     needs_data_root = False
     shared_fallback = True
     uses_images = False
     runtime_options = ()
 
     def extra_key(self) -> dict[str, Any]:
+        return {"renderer": self.data_version()}
+
+    def data_version(self) -> str:
         source = inspect.getsource(_renderer())
-        return {"renderer": hashlib.sha256(source.encode()).hexdigest()[:16]}
+        return hashlib.sha256(source.encode()).hexdigest()[:16]
 
     def materialise(
         self, sources: Sources, config: DatasetConfig, options: dict[str, Any], progress: ProgressFn | None

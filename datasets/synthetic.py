@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import time
 import warnings
 import zipfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 
+from alpose_bench.atomic import write_atomic
 from alpose_bench.data import (
     DatasetConfig,
     DatasetError,
@@ -55,8 +55,11 @@ from alpose_bench.datasets.render import (
     render_people,
 )
 from alpose_bench.skeleton import ICVL, MPII
+from alpose_bench.validation import param
 
-GENERATOR_VERSION = 1
+# 2: render_people draws every background and noise value before it splits a batch (version 1 drew them per
+# memory-sized sub-batch, so the pixels depended on that size)
+GENERATOR_VERSION = 2
 CHUNK = 256  # samples per random stream
 DEFAULT_POOL, DEFAULT_TEST = 5000, 1000
 MAX_SPLIT = 1_000_000  # images per split (12 GB at 64 px RGB)
@@ -185,24 +188,15 @@ def _read_cache(
 
 
 def _write_cache(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Write atomically (temporary file in the same folder, then os.replace); warn instead of failing."""
-    tmp = None
+    """Write the cache atomically (`alpose_bench.atomic`); warn instead of failing (the data is in memory)."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-        tmp = None
+        write_atomic(path, lambda fh: np.savez(fh, **arrays))
     except OSError as err:
         warnings.warn(
             f"could not write dataset cache {path} ({err}); continuing without it",
             RuntimeWarning,
             stacklevel=3,
         )
-    finally:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _positive_int(value: object, what: str, minimum: int = 1) -> int:
@@ -211,21 +205,31 @@ def _positive_int(value: object, what: str, minimum: int = 1) -> int:
     return int(value)
 
 
+@dataclass(frozen=True)
+class SynthHumanOptions:
+    """Options of `synth-human`."""
+
+    ood_size: int | None = param(None, low=0, high=MAX_SPLIT)  # images of the ood split (None: the test size)
+
+
+@dataclass(frozen=True)
+class SynthHandOptions(SynthHumanOptions):
+    """Options of `synth-hand`."""
+
+    cube_mm: float = param(120.0, low=80, high=500)  # half-size of the crop cube, mm
+
+
 class _SyntheticDataset(DatasetPlugin):
     """Shared loading, validation and caching of the synthetic datasets."""
 
     min_resolution: ClassVar[int] = 32
-    options: ClassVar[tuple[str, ...]] = ("ood_size",)
+    options_class: ClassVar[type] = SynthHumanOptions
     group_names: ClassVar[tuple[str, ...]]
     group_prior: ClassVar[tuple[float, ...]]
 
     def _params(self, config: DatasetConfig) -> dict:
         """Validated generation parameters (what the cache key covers)."""
-        unknown = sorted(set(config.options) - set(self.options))
-        if unknown:
-            raise DatasetError(
-                f"{self.name}: unknown option(s) {unknown}; known options: {list(self.options)}"
-            )
+        options = self.options(config)
         res = _positive_int(config.resolution, f"{self.name}: resolution", self.min_resolution)
         if res > 1024:
             raise DatasetError(f"{self.name}: resolution must be at most 1024 px, got {res}")
@@ -235,7 +239,7 @@ class _SyntheticDataset(DatasetPlugin):
         test = _positive_int(
             DEFAULT_TEST if config.test_size is None else config.test_size, f"{self.name}: test_size"
         )
-        ood = _positive_int(config.options.get("ood_size", test), f"{self.name}: option ood_size", 0)
+        ood = test if options["ood_size"] is None else options["ood_size"]
         for what, size in (("pool_size", pool), ("test_size", test), ("option ood_size", ood)):
             if size > MAX_SPLIT:  # a mistyped size would otherwise generate for hours, then run out of memory
                 raise DatasetError(f"{self.name}: {what} must be at most {MAX_SPLIT:,}, got {size:,}")
@@ -284,6 +288,7 @@ class _SyntheticDataset(DatasetPlugin):
             group_names=self.group_names,
             group_prior=self.group_prior,
             info={
+                "version": GENERATOR_VERSION,
                 "generator_version": GENERATOR_VERSION,
                 "cache_path": str(path),
                 "from_cache": from_cache,
@@ -341,20 +346,14 @@ class SynthHand(_SyntheticDataset):
     skeleton = ICVL
     metric = "mpjpe"
     min_resolution = 16
-    options = ("ood_size", "cube_mm")
+    options_class = SynthHandOptions
     group_names = GESTURE_NAMES
     group_prior = GESTURE_PRIOR
-    default_cube_mm: ClassVar[float] = 120.0
     background: ClassVar[int] = BACKGROUND
 
     def _params(self, config: DatasetConfig) -> dict:
         params = super()._params(config)
-        cube = config.options.get("cube_mm", self.default_cube_mm)
-        if isinstance(cube, bool) or not isinstance(cube, (int, float)) or not 80.0 <= cube <= 500.0:
-            raise DatasetError(
-                f"synth-hand: option cube_mm must be a number of mm in [80, 500], got {cube!r}"
-            )
-        params["cube_mm"] = float(cube)
+        params["cube_mm"] = float(self.options(config)["cube_mm"])
         return params
 
     def _channels(self) -> int:

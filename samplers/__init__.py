@@ -1,5 +1,41 @@
-"""Built-in active-learning samplers (installed as ``alpose_bench.samplers``); registered through entry points."""
+"""Active-learning samplers (installed as ``alpose_bench.samplers``), and the one import surface for writing one.
 
-from alpose_bench.samplers.base import Sampler, ScoringSampler
+A plugin needs nothing else::
 
-__all__ = ["Sampler", "ScoringSampler"]
+    from alpose_bench.samplers import ScoringSampler, ForwardBatch, SelectionContext, param
+
+Built-in samplers are registered through entry points like any plugin; `create_sampler` builds one by name.
+"""
+
+from alpose_bench.models.outputs import ModelInfo, PoseOutput, TrainBatch
+from alpose_bench.pool import ForwardBatch, SelectionContext
+from alpose_bench.samplers.base import (
+    KNOWN_NEEDS,
+    Sampler,
+    ScoringSampler,
+    Selection,
+    as_selection,
+    select_top,
+    top_k,
+)
+from alpose_bench.samplers.factory import create_sampler, sampler_class, sampler_params
+from alpose_bench.validation import param
+
+__all__ = [
+    "KNOWN_NEEDS",
+    "ForwardBatch",
+    "ModelInfo",
+    "PoseOutput",
+    "Sampler",
+    "ScoringSampler",
+    "Selection",
+    "SelectionContext",
+    "TrainBatch",
+    "as_selection",
+    "create_sampler",
+    "param",
+    "sampler_class",
+    "sampler_params",
+    "select_top",
+    "top_k",
+]

@@ -58,9 +58,11 @@ class Aleatoric(ScoringSampler):
     """Annotate the images whose joints the auxiliary head expects to be localised least reliably."""
 
     name = "aleatoric"
+    label = "Aleatoric"
     description = "Aleatoric uncertainty: highest mean per-joint log-variance predicted by an auxiliary head."
     needs = frozenset({"aux"})
     tasks = frozenset({"heatmap2d", "regression3d"})
+    overhead_target = 1.1
 
     def auxiliary(self, info: ModelInfo) -> nn.Module:
         return AuxNet(info, out_dim=info.skeleton.num_joints)

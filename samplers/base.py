@@ -1,30 +1,58 @@
 """The sampler contract.
 
-A sampler is a dataclass whose fields are its hyper-parameters (reference values as defaults). It declares which
-pool outputs it reads (`needs`) and which tasks it supports, may ask for an auxiliary head trained alongside the pose
-model on detached features, and picks `budget` indices from the unlabelled pool.
+A sampler is a dataclass whose fields are its hyper-parameters (reference values as defaults, ranges declared with
+`alpose_bench.validation.param`). Its class variables are everything the benchmark knows about it, in one place:
+which pool outputs it reads (`needs`), which tasks it supports, its display `label`, its selection-overhead target
+(`overhead_target`, checked by `alpose-bench bench`), the parameters a preset sets (`preset_params`) and whether it
+is a `reference` that reads the pool's labels (an oracle, never ranked among the samplers).
 
-Most samplers are score-and-rank: subclass `ScoringSampler` and implement `score_batch`, which sees one batch of the
-single forward pass over the pool; higher scores are more informative and ties are broken by the lower pool index.
+`select` returns `min(budget, len(ctx.pool))` distinct positions into `ctx.pool`, either as an integer array or as
+a `Selection` that also carries the score of each pick; the loop records whatever comes back. `score(ctx,
+positions)` gives per-image scores where a sampler has them (higher = annotate first) and None where it selects
+without one (random, Core-Set). Most samplers are score-and-rank: subclass `ScoringSampler` and implement
+`score_batch`, which sees one batch of the single forward pass over the pool; ties go to the lower pool position.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, ClassVar
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 from torch import Tensor, nn
 
 from alpose_bench.data import Task
 from alpose_bench.models.outputs import ModelInfo, PoseOutput, TrainBatch
+from alpose_bench.validation import check_instance
 
 if TYPE_CHECKING:
     from alpose_bench.pool import ForwardBatch, SelectionContext
 
-#: the pool outputs a sampler may declare in `needs`
-KNOWN_NEEDS = frozenset({"heatmaps", "keypoints", "embedding", "aux", "model"})
+#: the pool outputs a sampler may declare in `needs` ("labels": the pool's ground truth, references only)
+KNOWN_NEEDS = frozenset({"heatmaps", "keypoints", "embedding", "aux", "model", "labels"})
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What `select` may return: positions into `ctx.pool` in pick order and, optionally, the score of each pick."""
+
+    positions: np.ndarray
+    scores: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.scores is not None and np.shape(self.scores) != np.shape(self.positions):
+            raise ValueError(
+                f"Selection.scores has shape {np.shape(self.scores)}, positions {np.shape(self.positions)}; "
+                "give one score per selected position"
+            )
+
+
+def as_selection(result: np.ndarray | Selection) -> Selection:
+    """A `select` result as a Selection (an array becomes a Selection without scores)."""
+    return result if isinstance(result, Selection) else Selection(np.asarray(result))
 
 
 class Sampler(ABC):
@@ -32,10 +60,27 @@ class Sampler(ABC):
 
     name: ClassVar[str]
     description: ClassVar[str]
+    #: the name readers know from the papers (figures and tables); defaults to `name`
+    label: ClassVar[str] = ""
     needs: ClassVar[frozenset[str]] = frozenset()
     tasks: ClassVar[frozenset[Task]] = frozenset({"heatmap2d", "regression3d"})
     # True when the sampler can pick from an empty labelled set (Core-Set and EGL++ need labelled images)
     works_without_labelled: ClassVar[bool] = True
+    #: selection time / one plain inference pass over the same pool that `alpose-bench bench` holds it to (None: none)
+    overhead_target: ClassVar[float | None] = None
+    #: preset name -> parameters that preset sets unless the user sets them (e.g. EGL++'s candidate cap on the CPU)
+    preset_params: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
+    #: True for reference samplers that read the pool's labels (oracles): shown apart, never ranked
+    reference: ClassVar[bool] = False
+
+    def __post_init__(self) -> None:
+        """Check every hyper-parameter against its annotation and range (also on direct construction)."""
+        check_instance(self, type(self).name)
+
+    @classmethod
+    def display_name(cls) -> str:
+        """`label`, or `name` when the sampler sets none."""
+        return cls.label or cls.name
 
     def auxiliary(self, info: ModelInfo) -> nn.Module | None:
         """The head to train alongside the pose model on `PoseOutput.features` (detached), or None."""
@@ -46,8 +91,13 @@ class Sampler(ABC):
         raise NotImplementedError(f"{type(self).__name__} has no auxiliary head")
 
     @abstractmethod
-    def select(self, ctx: SelectionContext, budget: int) -> np.ndarray:
-        """Return `min(budget, len(ctx.pool))` distinct positions into `ctx.pool` (not dataset indices)."""
+    def select(self, ctx: SelectionContext, budget: int) -> np.ndarray | Selection:
+        """`min(budget, len(ctx.pool))` distinct positions into `ctx.pool` (not dataset indices), or a Selection."""
+
+    def score(self, ctx: SelectionContext, positions: np.ndarray | None = None) -> np.ndarray | None:
+        """Per-image scores (float64, one per position of `ctx.pool`, all of them when `positions` is None; higher =
+        annotate first), or None for a sampler that selects without per-image scores."""
+        return None
 
     # -- helpers -------------------------------------------------------------------------------------------------
 
@@ -85,6 +135,13 @@ def top_k(scores: np.ndarray, budget: int) -> np.ndarray:
     return order[: min(budget, len(keyed))].astype(np.int64)
 
 
+def select_top(scores: np.ndarray, budget: int) -> Selection:
+    """The `budget` highest-scoring positions with their scores (ties to the lower position)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    positions = top_k(scores, budget)
+    return Selection(positions, scores[positions])
+
+
 class ScoringSampler(Sampler):
     """A sampler that scores every pool image in one forward pass and keeps the top `budget`."""
 
@@ -92,10 +149,13 @@ class ScoringSampler(Sampler):
     def score_batch(self, batch: ForwardBatch, ctx: SelectionContext) -> np.ndarray:
         """Informativeness of each image of the batch (higher = annotate first), shape (B,)."""
 
-    def score(self, ctx: SelectionContext) -> np.ndarray:
-        """Scores of the whole pool, in `ctx.pool` order."""
-        parts = [np.asarray(self.score_batch(b, ctx), dtype=np.float64) for b in ctx.batches("pool")]
+    def score(self, ctx: SelectionContext, positions: np.ndarray | None = None) -> np.ndarray:
+        """Scores of the pool (or of `positions` into it), in that order."""
+        parts = [
+            np.asarray(self.score_batch(b, ctx), dtype=np.float64) for b in ctx.batches("pool", positions)
+        ]
         return np.concatenate(parts) if parts else np.zeros(0)
 
-    def select(self, ctx: SelectionContext, budget: int) -> np.ndarray:
-        return top_k(self.score(ctx), budget)
+    def select(self, ctx: SelectionContext, budget: int) -> Selection:
+        """The `budget` highest scores of the pool, with their scores."""
+        return select_top(self.score(ctx), budget)

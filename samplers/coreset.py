@@ -17,6 +17,7 @@ from torch import Tensor
 
 from alpose_bench.pool import SelectionContext
 from alpose_bench.samplers.base import Sampler
+from alpose_bench.validation import param
 
 
 def _sq_norms(x: Tensor) -> Tensor:
@@ -91,14 +92,12 @@ class CoreSet(Sampler):
     """k-center greedy on the pooled embedding; without labelled images the first centre is drawn (seeded)."""
 
     name = "coreset"
+    label = "Core-Set"
     description = "Core-Set: k-center greedy on the pose model's pooled embedding (Sener & Savarese 2018)."
     needs = frozenset({"embedding"})
+    overhead_target = 1.5
 
-    chunk: int = 1024  # block size of the chunked distance computation (memory, not results)
-
-    def __post_init__(self) -> None:
-        if self.chunk < 1:
-            raise ValueError(f"coreset.chunk must be >= 1, got {self.chunk}")
+    chunk: int = param(1024, low=1)  # block size of the chunked distance computation (memory, not results)
 
     def select(self, ctx: SelectionContext, budget: int) -> np.ndarray:
         if budget <= 0 or len(ctx.pool) == 0:

@@ -35,7 +35,8 @@ from torch import Tensor, nn
 from torch.func import functional_call, vjp, vmap
 
 from alpose_bench.pool import SelectionContext
-from alpose_bench.samplers.base import Sampler, top_k
+from alpose_bench.samplers.base import Sampler, Selection, select_top
+from alpose_bench.validation import param
 
 # -- neighbours and their t-SNE probabilities --------------------------------------------------------------------
 
@@ -315,29 +316,28 @@ class EGLPP(Sampler):
     """EGL++: expected gradient length over candidate labels borrowed from t-SNE neighbours in the labelled set."""
 
     name = "egl"
+    label = "EGL++"
     description = "EGL++: expected gradient length with labels of t-SNE neighbours (Shukla, WACV 2022)."
     needs = frozenset({"embedding", "heatmaps", "keypoints", "model"})
     works_without_labelled = False
+    # its per-image cost is a forward pass plus k gradient computations: the CPU presets score a random subset
+    preset_params = {"smoke": {"candidates": 16}, "quick": {"candidates": 50}}
 
-    perplexity: float = 20.0  # target perplexity of p(j|i) (reference)
-    tolerance: float = 1e-3  # bisection stops within this distance of the perplexity (reference)
-    k: int = 30  # neighbours kept as candidate labels (reference); at most the labelled-set size
+    perplexity: float = param(20.0, low=0, low_open=True)  # target perplexity of p(j|i) (reference)
+    tolerance: float = param(
+        1e-3, low=0, low_open=True
+    )  # bisection stops this close to the perplexity (reference)
+    k: int = param(
+        30, low=1
+    )  # neighbours kept as candidate labels (reference); at most the labelled-set size
     og_heatmap: bool = False  # True: neighbours' ground truth instead of their predictions as labels
     reference_perplexity: bool = True  # True: perplexity = 2^H with H in nats (reference); False: e^H
-    candidates: int | None = (
-        None  # score only a seeded random subset of this many pool images; others rank last
-    )
-    memory_mb: float = 1024.0  # rough bound of one vmapped step (per-sample gradients + backward activations)
+    # score only a seeded random subset of this many pool images; the others rank last
+    candidates: int | None = param(None, low=1)
+    # rough bound of one vmapped step (per-sample gradients + backward activations)
+    memory_mb: float = param(1024.0, low=0, low_open=True)
 
-    def __post_init__(self) -> None:
-        if self.k < 1 or not self.perplexity > 0 or not self.tolerance > 0 or not self.memory_mb > 0:
-            raise ValueError("egl: need k >= 1, perplexity > 0, tolerance > 0 and memory_mb > 0")
-        if self.candidates is not None and self.candidates < 1:
-            raise ValueError(
-                f"egl.candidates must be a positive number of images or None, got {self.candidates}"
-            )
-
-    def select(self, ctx: SelectionContext, budget: int) -> np.ndarray:
+    def select(self, ctx: SelectionContext, budget: int) -> Selection:
         if len(ctx.labelled) == 0:
             raise ValueError(
                 "EGL++ needs labelled images (their labels are the candidate labels); start from a non-empty "
@@ -345,18 +345,20 @@ class EGLPP(Sampler):
             )
         n = len(ctx.pool)
         if budget <= 0 or n == 0:
-            return np.zeros(0, dtype=np.int64)
+            return Selection(np.zeros(0, dtype=np.int64))
         if budget >= n:  # everything is selected: no need to score
-            return np.arange(n, dtype=np.int64)
+            return Selection(np.arange(n, dtype=np.int64))
         scored = np.arange(n)
         if self.candidates is not None and self.candidates < n:
             scored = np.sort(ctx.rng.choice(n, size=self.candidates, replace=False))
         scores = np.full(n, -np.inf)
         scores[scored] = self.score(ctx, scored)
-        return top_k(scores, budget)
+        return select_top(scores, budget)
 
-    def score(self, ctx: SelectionContext, positions: np.ndarray) -> np.ndarray:
-        """EGL++ scores of the given pool positions (higher = annotate first)."""
+    def score(self, ctx: SelectionContext, positions: np.ndarray | None = None) -> np.ndarray:
+        """EGL++ scores of the given pool positions (all when None; higher = annotate first)."""
+        if positions is None:
+            positions = np.arange(len(ctx.pool))
         device = ctx.device
         pool_emb = torch.from_numpy(np.ascontiguousarray(ctx.collect("pool", "embedding")[positions]))
         labelled_emb = torch.from_numpy(np.ascontiguousarray(ctx.collect("labelled", "embedding")))

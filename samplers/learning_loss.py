@@ -16,6 +16,7 @@ used as it is (dividing again would rank images with fewer annotated joints high
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -27,8 +28,7 @@ from alpose_bench.models.aux import AuxNet, require_aux
 from alpose_bench.models.outputs import ModelInfo, PoseOutput, TrainBatch
 from alpose_bench.pool import ForwardBatch, SelectionContext
 from alpose_bench.samplers.base import ScoringSampler
-
-OBJECTIVES = ("margin", "kl")
+from alpose_bench.validation import param
 
 
 def true_loss(pose_out: PoseOutput, batch: TrainBatch) -> Tensor:
@@ -68,20 +68,14 @@ class LearningLoss(ScoringSampler):
     """Annotate the images whose loss the auxiliary loss-prediction head expects to be highest."""
 
     name = "learning_loss"
+    label = "Learning Loss"
     description = "Learning Loss (Yoo & Kweon): highest loss predicted by a margin-ranking head."
     needs = frozenset({"aux"})
     tasks = frozenset({"heatmap2d", "regression3d"})
+    overhead_target = 1.1
 
-    objective: str = "margin"  # "margin" (Yoo & Kweon) or "kl" (LearningLoss++)
-    margin: float = 1.0  # xi of the margin ranking loss (unused by "kl")
-
-    def __post_init__(self) -> None:
-        if self.objective not in OBJECTIVES:
-            raise ValueError(
-                f"{self.name}: objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}"
-            )
-        if not self.margin >= 0:
-            raise ValueError(f"{self.name}: margin must be >= 0, got {self.margin}")
+    objective: Literal["margin", "kl"] = "margin"  # "margin" (Yoo & Kweon) or "kl" (LearningLoss++)
+    margin: float = param(1.0, low=0)  # xi of the margin ranking loss (unused by "kl")
 
     def auxiliary(self, info: ModelInfo) -> nn.Module:
         return AuxNet(info, out_dim=1)
@@ -102,6 +96,7 @@ class LearningLossPP(LearningLoss):
     """LearningLoss++: the loss-prediction head trained with the KL pair objective."""
 
     name = "learning_loss_pp"
+    label = "LearningLoss++"
     description = "LearningLoss++: highest loss predicted by a head trained with the KL pair objective."
 
-    objective: str = "kl"
+    objective: Literal["margin", "kl"] = "kl"

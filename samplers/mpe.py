@@ -20,6 +20,7 @@ from torch import Tensor
 from alpose_bench.peaks import find_peaks, peak_probabilities, scaled_distance
 from alpose_bench.pool import ForwardBatch, SelectionContext
 from alpose_bench.samplers.base import ScoringSampler
+from alpose_bench.validation import param
 
 
 def multi_peak_entropy(
@@ -42,19 +43,15 @@ class MultiPeakEntropy(ScoringSampler):
     """Annotate the images whose joint heatmaps have the most evenly matched peaks (highest entropy)."""
 
     name = "mpe"
+    label = "Multi-Peak Entropy"
     description = "Multi-Peak Entropy: entropy of the softmax over each joint's heatmap peaks, summed."
     needs = frozenset({"heatmaps"})
     tasks = frozenset({"heatmap2d"})
+    overhead_target = 1.1
 
-    num_peaks: int = 5
-    min_distance: int = 5  # heatmap px at 64x64; rescaled to the model's heatmap size
+    num_peaks: int = param(5, low=1)
+    min_distance: int = param(5, low=0)  # heatmap px at 64x64; rescaled to the model's heatmap size
     exclude_border: bool = True  # skimage's default: no peaks within min_distance of the border
-
-    def __post_init__(self) -> None:
-        if self.num_peaks < 1 or self.min_distance < 0:
-            raise ValueError(
-                f"mpe needs num_peaks >= 1 and min_distance >= 0, got {self.num_peaks} and {self.min_distance}"
-            )
 
     def score_batch(self, batch: ForwardBatch, ctx: SelectionContext) -> np.ndarray:
         heatmaps = batch.out.final_heatmaps

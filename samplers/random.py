@@ -15,6 +15,7 @@ class RandomSampler(Sampler):
     """Draw `budget` unlabelled images uniformly without replacement (seeded by the run's seed and cycle)."""
 
     name = "random"
+    label = "Random"
     description = "Uniform random draw from the unlabelled pool (the baseline)."
 
     def select(self, ctx: SelectionContext, budget: int) -> np.ndarray:

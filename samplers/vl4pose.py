@@ -41,6 +41,7 @@ from alpose_bench.peaks import Peaks, find_peaks, peak_probabilities, scaled_dis
 from alpose_bench.pool import ForwardBatch, SelectionContext
 from alpose_bench.samplers.base import ScoringSampler
 from alpose_bench.skeleton import Skeleton
+from alpose_bench.validation import param
 
 LOG_2PI = math.log(2.0 * math.pi)
 
@@ -152,37 +153,31 @@ class VL4Pose(ScoringSampler):
     """Annotate the images whose predicted pose is least likely under the learned skeleton model."""
 
     name = "vl4pose"
+    label = "VL4Pose"
     description = (
         "VL4Pose: lowest likelihood of the predicted pose under a learned tree-structured skeleton model."
     )
     needs = frozenset({"heatmaps", "keypoints", "aux"})
     tasks = frozenset({"heatmap2d", "regression3d"})
+    overhead_target = 1.1
 
-    num_peaks: int = 1  # reference "FAST vl4pose" default; > 1 adds joint ambiguity and pose refinement
-    min_distance: int = 8  # heatmap px at 64x64; rescaled to the model's heatmap size
+    num_peaks: int = param(
+        1, low=1
+    )  # reference "FAST vl4pose" default; > 1 adds joint ambiguity and refinement
+    min_distance: int = param(8, low=0)  # heatmap px at 64x64; rescaled to the model's heatmap size
     exclude_border: bool = True  # the reference sampler's peak_local_max default
-
-    def __post_init__(self) -> None:
-        if self.num_peaks < 1 or self.min_distance < 0:
-            raise ValueError(
-                f"vl4pose needs num_peaks >= 1 and min_distance >= 0, got {self.num_peaks} and {self.min_distance}"
-            )
 
     @staticmethod
     def _per_link(task: str) -> int:
         return 2 if task == "heatmap2d" else 6
 
     def auxiliary(self, info: ModelInfo) -> nn.Module:
-        # the training batch does not carry the skeleton: remember the one this head is built for
-        self._skeleton = info.skeleton
         return AuxNet(info, out_dim=self._per_link(info.task) * info.skeleton.num_links)
 
     def auxiliary_loss(self, aux_out: Tensor, batch: TrainBatch, pose_out: PoseOutput) -> Tensor:
-        skeleton: Skeleton | None = getattr(self, "_skeleton", None)
+        skeleton = batch.skeleton
         if skeleton is None:
-            raise ValueError(
-                "vl4pose: call auxiliary(model_info) before auxiliary_loss (it sets the skeleton)"
-            )
+            raise ValueError("vl4pose: the training batch must carry its skeleton (TrainBatch.skeleton)")
         task = "heatmap2d" if batch.heatmaps is not None else "regression3d"
         width = self._per_link(task)
         out = require_aux(aux_out, self.name, width * skeleton.num_links).reshape(

@@ -63,7 +63,9 @@ def test_selects_the_highest_mean_log_variance() -> None:
     ctx = make_context("heatmap2d", n_pool=20, n_labelled=4, seed=1, sampler=sampler)
     mean_s = ctx.collect("pool", "aux").mean(axis=1)
     np.testing.assert_allclose(sampler.score(ctx), mean_s, rtol=1e-6)
-    assert set(sampler.select(ctx, 6).tolist()) == set(np.argsort(-mean_s, kind="stable")[:6].tolist())
+    assert set(sampler.select(ctx, 6).positions.tolist()) == set(
+        np.argsort(-mean_s, kind="stable")[:6].tolist()
+    )
 
 
 @pytest.mark.parametrize("task", ["heatmap2d", "regression3d"])

@@ -13,19 +13,11 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from alpose_bench.bench import (
-    SECTIONS,
-    BenchError,
-    BenchSettings,
-    coreset_child,
-    mismatched_maps,
-    parse_sections,
-    parse_sizes,
-    peaks_section,
-    run_bench,
-    skimage_peaks,
-    synthetic_heatmaps,
-)
+from alpose_bench.bench import SECTIONS, BenchError, BenchSettings, parse_sections, parse_sizes, run_bench
+from alpose_bench.bench import peaks as peaks_bench
+from alpose_bench.bench.common import BenchRun
+from alpose_bench.bench.coreset import coreset_child
+from alpose_bench.bench.peaks import mismatched_maps, skimage_peaks, synthetic_heatmaps
 from alpose_bench.cli import cli
 from alpose_bench.config import build_spec
 from alpose_bench.peaks import find_peaks
@@ -147,7 +139,8 @@ def test_training_alone_on_a_3d_dataset():
 
 def test_find_peaks_equals_skimage_on_synthetic_heatmaps():
     pytest.importorskip("skimage")
-    section, problems = peaks_section(tiny_settings(peak_maps=3), torch.device("cpu"), lambda _m: None)
+    bench = BenchRun(tiny_settings(peak_maps=3), torch.device("cpu"), lambda _m: None, None)
+    section, problems = peaks_bench.run(bench), bench.problems
     assert problems == []
     assert [(r["config"], r["same_peaks"], r["mismatched_maps"]) for r in section["rows"]] == [
         ("mpe", True, 0), ("vl4pose", True, 0)

@@ -7,10 +7,11 @@ import datetime
 import pytest
 import torch
 
-from alpose_bench import loop
+from alpose_bench import build
 from alpose_bench.config import (
     ConfigError,
     build_spec,
+    dataset_config,
     load_dataset_from_spec,
     parse_dataset_options,
     parse_sampler_params,
@@ -61,7 +62,7 @@ def test_paper_preset_uses_the_published_protocol():
         ({"budget": "ten"}, "budget must be a whole number"),
         ({"device": "tpu"}, "device must be"),
         ({"resolution": 48, "stem_stride": 4}, r"multiple of 4 x 2\^depth"),
-        ({"stem_stride": 3}, "stem_stride must be 4"),
+        ({"stem_stride": 3}, "stem_stride must be one of 2, 4, got 3"),
         ({"resolution": 50}, "resolution must be a multiple of 16"),
         ({"bogus": 1}, "unknown setting 'bogus'"),
         # found by tests/test_fuzz_validation.py: each of these used to pass validation
@@ -73,7 +74,7 @@ def test_paper_preset_uses_the_published_protocol():
         ({"name": "../elsewhere"}, "plain folder name"),  # results were written outside --out
         ({"name": "/"}, "plain folder name"),  # ... or at the root of the file system
         ({"name": ".."}, "plain folder name"),
-        ({"data_root": "a\0b"}, "must not contain a NUL"),
+        ({"data_root": "a\0b"}, "data_root must be a string without NUL characters"),
         (
             {"sampler_params": {"egl": {"k": datetime.date(2020, 1, 1)}}},
             "sampler_params.egl.k must be a number",
@@ -144,9 +145,9 @@ def test_a_name_given_twice_runs_once():
 def test_a_device_number_beyond_the_gpus_is_a_config_error(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
-    assert loop.resolve_device("cuda:0") == torch.device("cuda:0")
+    assert build.resolve_device("cuda:0") == torch.device("cuda:0")
     with pytest.raises(ConfigError, match="has 1 CUDA GPU"):  # was an AssertionError from torch later on
-        loop.resolve_device("cuda:3")
+        build.resolve_device("cuda:3")
 
 
 def test_sampler_params_parse_toml_scalars():
@@ -186,8 +187,8 @@ def test_dataset_options_from_toml_and_command_line_merge_per_key(tmp_path):
         "synth-human": {"ood_size": 7},
         "synth-hand": {"cube_mm": 150, "ood_size": 7},
     }
-    assert loop.dataset_config(spec, "synth-hand").options == {"cube_mm": 150, "ood_size": 7}
-    assert loop.dataset_config(spec, "synth-human").options == {"ood_size": 7}
+    assert dataset_config(spec, "synth-hand").options == {"cube_mm": 150, "ood_size": 7}
+    assert dataset_config(spec, "synth-human").options == {"ood_size": 7}
 
 
 def test_dataset_options_without_a_dataset_setting_go_to_the_default_dataset():
@@ -219,3 +220,27 @@ def test_fingerprint_ignores_name_and_device_only():
     a = build_spec("smoke")
     assert a.fingerprint() == a.replace(name="other", device="cpu").fingerprint()
     assert a.fingerprint() != a.replace(budget=a.budget + 1).fingerprint()
+
+
+def test_the_presets_keep_the_fingerprints_their_experiments_were_stored_with():
+    """Pinned from the code before the spec's defaults became the quick preset's: existing folders still resume."""
+    assert build_spec("smoke").fingerprint() == "ae95881bfd94febf"
+    assert build_spec("quick").fingerprint() == "4c4875a17b8b807e"
+    assert build_spec("paper").fingerprint() == "4811fe5f2827e41a"
+    assert build_spec("quick", None, {"datasets": "synth-hand"}).fingerprint() == "9119b60be02cc7cb"
+
+
+def test_the_inference_batch_size_is_part_of_the_fingerprint_when_not_the_default():
+    """Every scoring sampler's scores change in the last digits with it, so a rerun with another value is another
+    experiment; the default stays out of the hash, so folders written before keep theirs."""
+    a = build_spec("smoke")
+    assert a.eval_batch_size == 64 and "eval_batch_size" in a.to_dict()
+    assert a.fingerprint() != a.replace(eval_batch_size=7).fingerprint()
+    assert a.replace(eval_batch_size=7).fingerprint() == a.replace(eval_batch_size=7, name="x").fingerprint()
+
+
+def test_the_quick_preset_is_the_spec_defaults():
+    from alpose_bench.config import PRESETS, ExperimentSpec
+
+    assert PRESETS["quick"] == {}
+    assert build_spec("quick").replace(name="") == ExperimentSpec()

@@ -227,6 +227,44 @@ class HeatmapOnly(RandomSampler):
     tasks = frozenset({"heatmap2d"})
 
 
+@dataclass
+class BatchDependent(ScoringSampler):
+    """Broken: an image's score depends on the other images of its inference batch."""
+
+    name = "test-batch-dependent"
+    description = "broken"
+
+    def score_batch(self, batch, ctx):
+        e = batch.out.embedding.double()
+        return (e - e.mean(dim=0)).sum(dim=1).numpy()
+
+
+@dataclass
+class Stateful(RandomSampler):
+    """Broken: remembers what it picked, so the next cycle depends on this one."""
+
+    name = "test-stateful"
+
+    def select(self, ctx, budget):
+        picks = super().select(ctx, budget)
+        self.seen = list(picks)
+        return picks
+
+
+@dataclass
+class IntegerScores(ScoringSampler):
+    """Broken: `score` gives integer ranks, not float scores (select still works)."""
+
+    name = "test-integer-scores"
+    description = "broken"
+
+    def score_batch(self, batch, ctx):
+        return np.zeros(len(batch.positions))
+
+    def score(self, ctx, positions=None):
+        return np.arange(len(ctx.pool))
+
+
 # -- the checks ----------------------------------------------------------------------------------------------
 
 
@@ -259,6 +297,9 @@ def test_heatmap_only_sampler_passes_and_is_run_on_heatmaps_only() -> None:
         (NeedsLabelledSilently, "check_empty_labelled"),
         (HeatmapOnlyNoReason, "check_unsupported"),
         (MutatesModel, "check_no_side_effects"),
+        (BatchDependent, "check_batch_size"),
+        (Stateful, "check_state"),
+        (IntegerScores, "check_scores"),
     ],
 )
 def test_broken_sampler_fails_the_right_check(cls: type[Sampler], check: str) -> None:
@@ -267,7 +308,7 @@ def test_broken_sampler_fails_the_right_check(cls: type[Sampler], check: str) ->
 
 
 def test_params_reach_the_constructor() -> None:
-    with pytest.raises(AssertionError, match="unexpected keyword"):
+    with pytest.raises(AssertionError, match="has no parameter .nonsense."):
         check_sampler(RandomSampler, nonsense=1)
 
 
@@ -299,3 +340,11 @@ def test_check_all_reports_each_registered_sampler(monkeypatch: pytest.MonkeyPat
     assert results["random"] is None
     assert results["dup"].startswith("[check_budget")
     assert results["broken"] == "failed to import: ImportError: no module x"
+
+
+@pytest.mark.parametrize("name", __import__("alpose_bench.registry").registry.working_samplers())
+def test_every_registered_sampler_passes_the_conformance_kit(name: str) -> None:
+    """A new built-in (or installed plugin) is checked the moment its entry point registers."""
+    from alpose_bench.registry import get_sampler
+
+    check_sampler(get_sampler(name))

@@ -90,7 +90,7 @@ def test_bad_input_is_rejected() -> None:
         kcenter_greedy(torch.zeros(4, 3), torch.zeros(0, 3), budget=1, first=4)
     with pytest.raises(ValueError, match="chunk"):
         min_sq_distances(torch.zeros(4, 3), torch.zeros(2, 3), chunk=0)
-    with pytest.raises(ValueError, match="coreset.chunk"):
+    with pytest.raises(ValueError, match="coreset: chunk must be at least 1"):
         CoreSet(chunk=0)
 
 

@@ -84,7 +84,7 @@ def test_bad_option_syntax_and_unknown_option(shared_data: Path) -> None:
     result = run("check", "lsp-rendered", "--data-root", str(shared_data), "--option", "crop_scale")
     assert result.exit_code == 2 and "--option expects KEY=VALUE" in result.output
     result = run("check", "lsp-rendered", "--data-root", str(shared_data), "--option", "scale=2")
-    assert result.exit_code == 2 and "has no option scale" in result.output
+    assert result.exit_code == 2 and "has no option 'scale'" in result.output
 
 
 def test_prepare_builds_then_reuses_the_cache(tmp_path: Path, shared_data: Path) -> None:

@@ -32,8 +32,9 @@ from PIL import Image
 from scipy.ndimage import map_coordinates
 
 from alpose_bench.data import DatasetConfig, DatasetError
+from alpose_bench.datasets.base import subset_index
 from alpose_bench.datasets.coco import COCODataset, flip_pairs_from_names, skeleton_from_coco
-from alpose_bench.datasets.common import subset_index, to_crop
+from alpose_bench.datasets.geometry import to_crop
 from alpose_bench.datasets.icvl import ICVLDataset, uvd_to_xyz, xyz_to_uvd
 from alpose_bench.datasets.lsp import LSPDataset, LSPLSPETDataset, read_lsp_joints
 from alpose_bench.datasets.mpii import MPIIDataset
@@ -126,10 +127,10 @@ def test_lsp_crops_keypoints_normaliser(lsp_root: Path, tmp_path: Path) -> None:
 
 
 def test_lsp_option_exclude_occluded(lsp_root: Path, tmp_path: Path) -> None:
-    ds = LSPDataset().load(config(lsp_root, tmp_path, resolution=32, options={"include_occluded": "false"}))
+    ds = LSPDataset().load(config(lsp_root, tmp_path, resolution=32, options={"include_occluded": False}))
     _, _, occluded = read_lsp_joints(lsp_root / "lsp" / "joints.mat", "lsp", "lsp")
     np.testing.assert_array_equal(ds.train.visible, ~occluded[:12])
-    with pytest.raises(DatasetError, match="has no option bogus.*crop_scale"):
+    with pytest.raises(DatasetError, match="has no option 'bogus'; its options: crop_scale"):
         LSPDataset().load(config(lsp_root, tmp_path, options={"bogus": 1}))
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from alpose_bench import loop
+from alpose_bench import build
 from alpose_bench.cli import cli
 from alpose_bench.config import ConfigError, build_spec
 from alpose_bench.diagnose import (
@@ -136,9 +136,9 @@ def tiny_ds():
 
 @contextlib.contextmanager
 def _serving(ds):
-    """loop.load_dataset returns `ds` for any name while inside."""
+    """build.load_dataset returns `ds` for any name while inside."""
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(loop, "load_dataset", lambda name, config: ds)
+        mp.setattr(build, "load_dataset", lambda name, config: ds)
         yield ds
 
 

@@ -24,7 +24,7 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from alpose_bench import loop, registry
+from alpose_bench import build, registry
 from alpose_bench.cli import cli
 from alpose_bench.config import PRESETS, SPEC_FIELDS, ConfigError, build_spec
 
@@ -77,7 +77,7 @@ def _one_blank_sample(make_chunk, n: int, seed: int, split: int) -> dict[str, np
 def validation_only() -> Iterator[dict[str, int]]:
     """Patch out training and data generation for the module; count how often training would have started."""
     from alpose_bench.commands import run as run_command
-    from alpose_bench.datasets import common, synthetic
+    from alpose_bench.datasets import files, synthetic
 
     calls = {"run_plan": 0}
 
@@ -89,8 +89,8 @@ def validation_only() -> Iterator[dict[str, int]]:
         mp.setattr(run_command, "run_plan", no_training)
         mp.setattr(synthetic, "generate_split", _one_blank_sample)
         mp.setattr(synthetic, "_write_cache", lambda path, arrays: None)
-        mp.setattr(common, "shared_data_dir", lambda: None)
-        mp.setattr(loop, "_LOADED", {})  # stand-in datasets never reach the tests that follow
+        mp.setattr(files, "shared_data_dir", lambda: None)
+        mp.setattr(build, "_LOADED", {})  # stand-in datasets never reach the tests that follow
         mp.delenv("ALPOSE_DATA_ROOT", raising=False)
         yield calls
 

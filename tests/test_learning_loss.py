@@ -86,7 +86,9 @@ def test_selects_the_highest_predicted_loss(cls) -> None:
     ctx = make_context("heatmap2d", n_pool=20, n_labelled=4, seed=1, sampler=sampler)
     predicted = ctx.collect("pool", "aux")[:, 0]
     assert sampler.score(ctx).tolist() == pytest.approx(predicted.tolist())
-    assert set(sampler.select(ctx, 4).tolist()) == set(np.argsort(-predicted, kind="stable")[:4].tolist())
+    assert set(sampler.select(ctx, 4).positions.tolist()) == set(
+        np.argsort(-predicted, kind="stable")[:4].tolist()
+    )
 
 
 @pytest.mark.parametrize("cls", [LearningLoss, LearningLossPP])

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from alpose_bench import results
-from alpose_bench.config import ConfigError, build_spec
-from alpose_bench.loop import dataset_config, initial_labelled, load_dataset
+from alpose_bench.build import initial_labelled, load_dataset
+from alpose_bench.config import ConfigError, build_spec, dataset_config
 from alpose_bench.runner import plan, run_plan
 
 DETERMINISTIC = ["dataset", "sampler", "seed", "cycle", "n_labelled", "metric", "value", "n_selected"]
@@ -41,7 +41,7 @@ def test_cycles_grow_the_labelled_set_without_reselecting(tmp_path, dataset, met
     sel = results.load_selections(tmp_path / spec.name)
     ds = load_dataset(dataset, dataset_config(spec))
     for seed, g in sel.groupby("seed"):
-        init = initial_labelled(ds, spec, seed)
+        init = initial_labelled(ds, spec.init, seed)
         picked = g["index"].to_numpy()
         assert len(np.unique(picked)) == len(picked) == spec.cycles * spec.budget
         assert not np.isin(picked, init).any()
@@ -92,3 +92,24 @@ def test_from_scratch_trains_a_fresh_model_each_cycle(tmp_path):
     scratch = run(tmp_path / "scratch", warm_start=False)
     assert warm["value"].iloc[0] == scratch["value"].iloc[0]  # cycle 0 is the same training
     assert not np.allclose(warm["value"].iloc[1:], scratch["value"].iloc[1:])
+
+
+def test_a_completed_run_leaves_no_checkpoint_behind(tmp_path):
+    """Task checkpoints go when their task completes, the shared cycle-0 checkpoint once every task of its
+    (dataset, seed) has committed cycle 0, and the folders with them."""
+    spec = build_spec("smoke", None, {"samplers": "random,mpe", "seeds": 2})
+    the_plan = plan(spec, tmp_path)
+    assert not any(run_plan(the_plan).values())
+    assert not (the_plan.out_dir / "checkpoints").exists()
+    assert sorted(p.name for p in the_plan.out_dir.iterdir()) == ["results.sqlite"]  # no -wal or -shm left
+
+
+def test_every_scoring_sampler_records_the_scores_of_its_picks(tmp_path):
+    """EGL++ selects by itself (a seeded candidate subset): its picks' scores are stored like any scorer's."""
+    df = run(tmp_path, samplers="egl,mpe,random")
+    picks = results.load_selections(tmp_path / df.attrs.get("name", "synth-human-smoke"))
+    scored = picks[picks["sampler"].isin(["egl", "mpe"])]
+    assert len(scored) and scored["score"].notna().all()
+    assert picks.loc[picks["sampler"] == "random", "score"].isna().all()
+    for _, g in scored.groupby(["sampler", "seed", "cycle"]):
+        assert (np.diff(g.sort_values("rank")["score"].to_numpy()) <= 0).all()  # in pick order: highest first

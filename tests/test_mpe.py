@@ -66,7 +66,7 @@ def test_selects_the_most_ambiguous_images() -> None:
     ctx = make_context("heatmap2d", n_pool=20, n_labelled=4, seed=1)
     sampler = MultiPeakEntropy()
     scores = sampler.score(ctx)
-    chosen = sampler.select(ctx, 5)
+    chosen = sampler.select(ctx, 5).positions
     assert len(scores) == 20
     assert set(chosen.tolist()) == set(np.argsort(-scores, kind="stable")[:5].tolist())
 

@@ -15,8 +15,7 @@ from matplotlib.collections import LineCollection
 from plot_report_factory import SAMPLERS, write_results
 
 from alpose_bench import style
-from alpose_bench.cli import cli
-from alpose_bench.plot import (
+from alpose_bench.analysis import (
     ResultsError,
     ResultSet,
     curve_data,
@@ -24,13 +23,16 @@ from alpose_bench.plot import (
     joint_data,
     load_result_set,
     mode_data,
+    timing_data,
+)
+from alpose_bench.cli import cli
+from alpose_bench.plot import (
     plot_curves,
     plot_gain,
     plot_results,
     plot_selection,
     plot_timing,
     save_figure,
-    timing_data,
 )
 from alpose_bench.skeleton import MPII
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import ast
 import errno
 import os
-import pathlib
 import platform
 import signal
 import sqlite3
@@ -33,9 +32,11 @@ from test_cli import invoke, one_line_error
 
 from alpose_bench import loop, registry, results
 from alpose_bench import train as train_module
+from alpose_bench.build import Task
+from alpose_bench.checkpoints import cycle0_path, task_checkpoint
 from alpose_bench.config import build_spec
-from alpose_bench.loop import Task, cycle0_path, derive_seed, task_checkpoint
 from alpose_bench.runner import experiment_lock, plan
+from alpose_bench.seeds import derive_seed
 from alpose_bench.store import Store
 
 REPO = Path(__file__).resolve().parents[1]
@@ -207,16 +208,36 @@ def test_disk_full_keeps_committed_cycles_and_a_rerun_finishes_the_run(
         monkeypatch.setattr(Store, "commit_cycle", commit_on_full_disk)
         target = folder / Store.FILENAME
     else:
-        write_bytes = pathlib.Path.write_bytes
+        fdopen = os.fdopen
 
-        def write_until_full(self, data):
-            if not self.name.startswith("cycle1.tmp"):
-                return write_bytes(self, data)
-            write_bytes(self, data[: len(data) // 2])
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self))
+        class HalfThenFull:
+            """A file that takes half of what is written, then reports a full disk."""
 
-        monkeypatch.setattr(pathlib.Path, "write_bytes", write_until_full)
-        target = task_checkpoint(folder, Task("synth-human", "random", 0), 1)
+            def __init__(self, fh):
+                self.fh = fh
+
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc):
+                self.fh.close()
+
+            def write(self, data):
+                self.fh.write(bytes(data)[: len(data) // 2])
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+            def __getattr__(self, name):
+                return getattr(self.fh, name)
+
+        def fdopen_until_full(fd, *args, **kwargs):
+            fh = fdopen(
+                fd, *args, **kwargs
+            )  # the atomic writer's temporary file of cycle 1's checkpoint fills up
+            name = os.path.basename(os.readlink(f"/proc/self/fd/{fd}"))
+            return HalfThenFull(fh) if name.startswith(".cycle1.pt.") else fh
+
+        monkeypatch.setattr(os, "fdopen", fdopen_until_full)
+        target = task_checkpoint(folder, "synth-human", "random", 0, 1)
 
     result = run_cli(tmp_path, "full", "--samplers", "random")
     one_line_error(result, f"disk full while writing {target}", "free space and rerun to resume")
@@ -261,7 +282,7 @@ def test_a_nan_loss_fails_only_its_task_and_a_rerun_retries_only_it(
     """The pose loss of the mpe task turns NaN in cycle 1 (the random task's training is untouched): that task
     stops with the reason and records no cycle 1, the random task finishes, the summary names the failed task
     and why, and the exit status is 1. Rerun without the fault, only the mpe task runs, and it completes."""
-    real_train, real_loss = loop.train, train_module.pose_loss
+    real_train, real_loss = train_module.train, train_module.pose_loss
     diverging = derive_seed("train", 0, 1, "mpe")  # the training seed of cycle 1 of synth-human/mpe/seed0
 
     def train_with_fault(*args, seed, **kwargs):
@@ -271,7 +292,7 @@ def test_a_nan_loss_fails_only_its_task_and_a_rerun_retries_only_it(
             m.setattr(train_module, "pose_loss", lambda out, batch: real_loss(out, batch) * float("nan"))
             return real_train(*args, seed=seed, **kwargs)
 
-    monkeypatch.setattr(loop, "train", train_with_fault)
+    monkeypatch.setattr(train_module, "train", train_with_fault)
     folder = tmp_path / "nan"
     result = run_cli(tmp_path, "nan", "--samplers", "random,mpe")
     assert result.exit_code == 1, result.output
@@ -292,9 +313,9 @@ def test_a_nan_loss_fails_only_its_task_and_a_rerun_retries_only_it(
     ran: list[Task] = []
     real_run_task = loop.run_task
 
-    def spy(spec, task, *args, **kwargs):
-        ran.append(task)
-        return real_run_task(spec, task, *args, **kwargs)
+    def spy(setup, *args, **kwargs):
+        ran.append(setup.task)
+        return real_run_task(setup, *args, **kwargs)
 
     monkeypatch.setattr("alpose_bench.executors.run_task", spy)
     again = run_cli(tmp_path, "nan", "--samplers", "random,mpe")
@@ -602,3 +623,32 @@ def test_no_code_path_unpickles_or_evaluates_files() -> None:
                     offences.append(f"{where}: {name}")
     assert torch_loads >= 1  # the checkpoint loader was found
     assert not offences, offences
+
+
+# -- a damaged results database --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+def test_every_command_on_a_damaged_database_is_one_line_and_leaves_it_untouched(
+    tmp_path: Path, random_reference, damage: str
+) -> None:
+    """`run` (resuming), `report`, `plot` and `results.load` check the database before anything else: one line
+    saying what is wrong and what to do, exit 2, and the file is byte-for-byte what it was."""
+    import shutil
+
+    reference, _, _ = random_reference
+    folder = tmp_path / "broken"
+    shutil.copytree(reference, folder)
+    path = folder / Store.FILENAME
+    for extra in folder.glob("results.sqlite-*"):
+        extra.unlink()
+    data = path.read_bytes()
+    path.write_bytes(b"\x00garbage" * 4096 if damage == "garbage" else data[: len(data) // 3])
+    before = path.read_bytes()
+    expected = "results database" if damage == "garbage" else "results database"
+    one_line_error(run_cli(tmp_path, "broken", "--samplers", "random"), expected, "left as it is")
+    one_line_error(invoke("report", str(folder)), expected)
+    one_line_error(invoke("plot", str(folder)), expected)
+    with pytest.raises(Exception, match="results database"):
+        results.load(folder)
+    assert path.read_bytes() == before

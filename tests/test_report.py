@@ -12,18 +12,9 @@ import pytest
 from click.testing import CliRunner
 from plot_report_factory import write_results
 
+from alpose_bench.analysis import ResultSet, aubc_per_seed, load_result_set, paired_test, sampler_summary
 from alpose_bench.cli import cli
-from alpose_bench.plot import ResultSet, load_result_set
-from alpose_bench.report import (
-    aubc_per_seed,
-    build_document,
-    dataset_table,
-    paired_test,
-    sampler_summary,
-    timing_table,
-    to_markdown,
-    write_report,
-)
+from alpose_bench.report import build_document, dataset_table, timing_table, to_markdown, write_report
 
 BUDGETS = (100, 200, 300)
 RANDOM = (50.0, 60.0, 70.0)  # AUBC = (50 + 2 * 60 + 70) / 4 = 60

@@ -77,3 +77,83 @@ def test_committed_counts_the_final_cycle_that_selects_nothing(tmp_path):
         committed = store.committed("synth-human", "random", 0)
     assert list(committed) == [0, 1]
     assert list(committed[0]) == [3, 1] and len(committed[1]) == 0
+
+
+def _database_with(tmp_path, content: bytes | None = None, sql: str | None = None):
+    folder = tmp_path / "exp"
+    folder.mkdir()
+    path = folder / Store.FILENAME
+    if content is not None:
+        path.write_bytes(content)
+    if sql is not None:
+        conn = sqlite3.connect(path)
+        conn.executescript(sql)
+        conn.commit()
+        conn.close()
+    return folder, path
+
+
+@pytest.mark.parametrize(
+    "content, sql, message",
+    [
+        (b"these are not the results you are looking for" * 100, None, "is not an SQLite database"),
+        (
+            None,
+            "CREATE TABLE people (name TEXT);",
+            r"is not an alpose-bench results database \(no table experiment",
+        ),
+        (
+            None,
+            "CREATE TABLE experiment (key TEXT PRIMARY KEY, value TEXT NOT NULL); CREATE TABLE runs (x); "
+            "CREATE TABLE cycles (x); CREATE TABLE selections (x); INSERT INTO experiment VALUES ('schema', '99');",
+            "has schema version 99, newer than this alpose-bench reads",
+        ),
+    ],
+)
+def test_a_damaged_or_foreign_database_is_one_line_and_left_untouched(tmp_path, content, sql, message):
+    folder, path = _database_with(tmp_path, content, sql)
+    before = path.read_bytes()
+    for open_it in (
+        lambda: Store(folder, readonly=True),
+        lambda: Store(folder),
+        lambda: results.load(folder),
+    ):
+        with pytest.raises(StoreError, match=message) as info:
+            open_it()
+        assert "\n" not in str(info.value)
+        assert "left as it is" in str(info.value) or "upgrade alpose-bench" in str(info.value)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in folder.iterdir()) == [Store.FILENAME]
+
+
+def test_a_truncated_database_is_damaged(tmp_path):
+    with Store(tmp_path) as store:
+        store.claim({"budget": 2}, "fp1", {})
+        for c in range(30):
+            store.commit_cycle(record(c, selected=(3, 1)))
+    path = tmp_path / Store.FILENAME
+    data = path.read_bytes()
+    assert len(data) > 8192
+    for f in tmp_path.glob("results.sqlite-*"):
+        f.unlink()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(StoreError, match="is damaged|is not an SQLite database"):
+        results.load(tmp_path)
+
+
+def test_a_version_1_database_gains_the_cpu_columns_and_keeps_its_rows(tmp_path):
+    """Databases written before CPU seconds were recorded: read as NaN, then migrated when a run writes."""
+    with Store(tmp_path) as store:
+        store.commit_cycle(record(0))
+        store.conn.execute("ALTER TABLE cycles DROP COLUMN train_cpu_s")
+        store.conn.execute("DELETE FROM experiment WHERE key = 'schema'")
+        store.conn.commit()
+    old = results.load(tmp_path)
+    assert old["train_cpu_s"].isna().all() and list(old["value"]) == [50.0]
+    with Store(tmp_path) as store:
+        assert "train_cpu_s" in store.columns("cycles") and store.get_meta("schema") == 2
+        r = record(1)
+        r.train_cpu_s = 1.25
+        store.commit_cycle(r)
+    new = results.load(tmp_path)
+    assert np.isnan(new["train_cpu_s"].iloc[0]) and new["train_cpu_s"].iloc[1] == 1.25

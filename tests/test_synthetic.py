@@ -186,8 +186,8 @@ def test_256_px_works(tmp_path):
         ({"resolution": 16}, "resolution must be an integer >= 32"),
         ({"pool_size": 0}, "pool_size must be an integer >= 1"),
         ({"seed": -1}, "seed must be an integer >= 0"),
-        ({"options": {"oodsize": 3}}, "unknown option"),
-        ({"options": {"ood_size": -1}}, "ood_size must be an integer >= 0"),
+        ({"options": {"oodsize": 3}}, "has no option .oodsize.; its options: ood_size"),
+        ({"options": {"ood_size": -1}}, r"ood_size must be in \[0, 1,000,000\], got -1"),
     ],
 )
 def test_bad_config_raises_clear_error(tmp_path, kw, message):
@@ -379,3 +379,23 @@ def test_render_people_rejects_bad_input():
 
     with pytest.raises(ValueError, match="head_top"):
         render_people(np.zeros((1, 16, 2)), np.ones((1, 16), bool), ICVL, 64, np.random.default_rng(0))
+
+
+def test_render_people_pixels_do_not_depend_on_its_memory_sub_batches(monkeypatch):
+    """Every background and noise value is drawn before the batch is split to bound memory: raising the budget
+    (fewer, larger sub-batches) changes no pixel."""
+    from alpose_bench.datasets import render
+
+    kp = np.repeat(_lsp_pose(), 5, axis=0) + np.arange(5)[:, None, None]
+    vis = np.ones((5, 14), bool)
+    monkeypatch.setattr(render, "_PIXEL_BUDGET", 64 * 64 * 2)  # sub-batches of 2 images
+    small = render_people(kp, vis, LSP, 64, np.random.default_rng(3))
+    monkeypatch.setattr(render, "_PIXEL_BUDGET", 1 << 24)  # one batch
+    whole = render_people(kp, vis, LSP, 64, np.random.default_rng(3))
+    np.testing.assert_array_equal(small, whole)
+
+
+def test_the_cache_file_is_readable_by_everyone(tmp_path):
+    ds = _load(SynthHuman, tmp_path, pool_size=8, test_size=4)
+    mode = Path(ds.info["cache_path"]).stat().st_mode & 0o777
+    assert mode == 0o644, oct(mode)

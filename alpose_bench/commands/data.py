@@ -46,23 +46,6 @@ def _config(
     )
 
 
-def _generic_check(plugin: DatasetPlugin, config: DatasetConfig):
-    """A check for plugins without their own `check`: load it and report the split sizes."""
-    from alpose_bench.datasets.common import CheckReport
-
-    report = CheckReport(plugin.name)
-    try:
-        dataset = plugin.load(config)
-    except DatasetError as exc:
-        report.bad("dataset", "unusable", str(exc).splitlines()[0])
-        return report
-    report.ok("loaded", f"{dataset.name} ({dataset.task}, metric {dataset.metric})")
-    for split_name in ("train", "test"):
-        split = getattr(dataset, split_name)
-        report.info(f"{split_name} people", f"{len(split):,} ({int(split.visible.sum()):,} annotated joints)")
-    return report
-
-
 _root_option = click.option(
     "--data-root",
     type=click.Path(path_type=Path, file_okay=False),
@@ -89,7 +72,7 @@ def check(name: str, data_root: Path | None, options: tuple[str, ...]) -> None:
     config = _config(data_root, None, options)
     started = time.perf_counter()
     try:
-        report = plugin.check(config) if hasattr(plugin, "check") else _generic_check(plugin, config)
+        report = plugin.check(config)
     except DatasetError as exc:
         raise UserError(str(exc).splitlines()[0]) from None
     table = Table(title=f"data check: {name}", title_justify="left")
@@ -147,10 +130,7 @@ def prepare(
             def report(done: int, total: int) -> None:
                 progress.update(task, completed=done, total=total)
 
-            if hasattr(plugin, "prepare"):
-                dataset = plugin.prepare(config, progress=report, force=force)
-            else:
-                dataset = plugin.load(config)
+            dataset = plugin.prepare(config, progress=report, force=force)
     except DatasetError as exc:
         raise UserError(str(exc).splitlines()[0]) from None
     table = Table(title=f"prepared: {name}", title_justify="left")

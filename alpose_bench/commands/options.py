@@ -1,7 +1,9 @@
-"""Command-line options shared by the commands that build an experiment spec (`run`, `diagnose`).
+"""Command-line options shared by several commands, each declared once.
 
-Each option is declared once here, and `spec_from_options` turns their values into a validated `ExperimentSpec`
-(preset, then `--config`, then options), so both commands read and check them the same way.
+- `run` and `diagnose` build an experiment spec: `spec_options` declares their options and `spec_from_options`
+  turns the values into a validated `ExperimentSpec` (preset, then `--config`, then options).
+- `plot` and `report` read a results folder: `results_dir_argument`, `metric_option`, `samplers_option` and
+  `open_results` (which imports no plotting library, so `report` never starts matplotlib).
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from typing import Any, TypeVar
 import click
 
 from alpose_bench.config import ExperimentSpec, build_spec, parse_dataset_options, parse_sampler_params
+from alpose_bench.errors import UserError
+from alpose_bench.metrics import METRICS
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -88,3 +92,38 @@ def spec_from_options(
         dataset_options=parse_dataset_options(dataset_options) or None,
     )
     return build_spec(preset or "quick", config_file, overrides)
+
+
+# -- commands that read a results folder ---------------------------------------------------------------
+
+
+def parse_samplers(value: str | None) -> list[str] | None:
+    """ "vl4pose, mpe" -> ["vl4pose", "mpe"]; None, "" or "all" -> None (every sampler in the results)."""
+    names = [s.strip() for s in (value or "").split(",") if s.strip()]
+    return None if not names or names == ["all"] else names
+
+
+def open_results(results_dir: Path, metric: str | None, samplers: str | None):
+    """Load RESULTS_DIR and apply --metric / --samplers; anything wrong is a one-line error (exit 2)."""
+    from alpose_bench.analysis import ResultsError, load_result_set
+
+    if metric is not None and metric.lower() not in METRICS:
+        raise UserError(f"--metric {metric!r} is unknown; known metrics: {', '.join(METRICS)}")
+    try:
+        rs = load_result_set(results_dir)
+        return rs.filtered(metric=metric and metric.lower()).filtered(samplers=parse_samplers(samplers))
+    except ResultsError as exc:
+        raise UserError(str(exc)) from None
+
+
+# existence is checked by load_result_set, so that every bad RESULTS_DIR gives the same one-line error
+results_dir_argument = click.argument("results_dir", type=click.Path(path_type=Path), metavar="RESULTS_DIR")
+metric_option = click.option(
+    "--metric", default=None, metavar="|".join(METRICS), help="Only the datasets scored with this metric."
+)
+samplers_option = click.option(
+    "--samplers",
+    default=None,
+    metavar="A,B,...",
+    help="Comma-separated samplers to show [default: all in the results].",
+)

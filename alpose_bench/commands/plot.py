@@ -6,45 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-import matplotlib
 
+from alpose_bench.commands.options import metric_option, open_results, results_dir_argument, samplers_option
 from alpose_bench.errors import UserError
-
-matplotlib.use("Agg")  # the commands only write files: never open a window, work on headless machines
-
-METRICS = ("pckh", "pck", "mpjpe")
-
-
-def parse_samplers(value: str | None) -> list[str] | None:
-    """ "vl4pose, mpe" -> ["vl4pose", "mpe"]; None, "" or "all" -> None (every sampler in the results)."""
-    names = [s.strip() for s in (value or "").split(",") if s.strip()]
-    return None if not names or names == ["all"] else names
-
-
-def open_results(results_dir: Path, metric: str | None, samplers: str | None):
-    """Load RESULTS_DIR and apply --metric / --samplers; anything wrong is a one-line error (exit 2)."""
-    from alpose_bench.plot import ResultsError, load_result_set
-
-    if metric is not None and metric.lower() not in METRICS:
-        raise UserError(f"--metric {metric!r} is unknown; known metrics: {', '.join(METRICS)}")
-    try:
-        rs = load_result_set(results_dir)
-        return rs.filtered(metric=metric and metric.lower()).filtered(samplers=parse_samplers(samplers))
-    except ResultsError as exc:
-        raise UserError(str(exc)) from None
-
-
-# existence is checked by load_result_set, so that every bad RESULTS_DIR gives the same one-line error
-results_dir_argument = click.argument("results_dir", type=click.Path(path_type=Path), metavar="RESULTS_DIR")
-metric_option = click.option(
-    "--metric", default=None, metavar="|".join(METRICS), help="Only the datasets scored with this metric."
-)
-samplers_option = click.option(
-    "--samplers",
-    default=None,
-    metavar="A,B,...",
-    help="Comma-separated samplers to show [default: all in the results].",
-)
 
 
 @click.command("plot")
@@ -79,7 +43,11 @@ def plot(
     max_images: int,
 ) -> None:
     """Draw the figures of an experiment folder written by `alpose-bench run`."""
-    from alpose_bench.plot import ResultsError, plot_results
+    import matplotlib
+
+    matplotlib.use("Agg")  # the command only writes files: never open a window, work on headless machines
+    from alpose_bench.analysis import ResultsError
+    from alpose_bench.plot import plot_results
 
     rs = open_results(results_dir, metric, samplers)
     out = out if out is not None else results_dir / "figures"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from alpose_bench.commands.plot import metric_option, open_results, results_dir_argument, samplers_option
+from alpose_bench.commands.options import metric_option, open_results, results_dir_argument, samplers_option
 
 
 @click.command("report")

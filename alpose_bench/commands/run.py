@@ -7,20 +7,22 @@ from pathlib import Path
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+from rich.progress import Progress as RichBars
 from rich.table import Table
 
 from alpose_bench.commands.options import spec_from_options, spec_options
 from alpose_bench.errors import UserError
+from alpose_bench.progress import Progress
 from alpose_bench.runner import experiment_lock, plan, run_plan
 
 
-class RichProgress:
+class RichProgress(Progress):
     """Overall, per-task and per-cycle progress in the terminal."""
 
     def __init__(self, console: Console) -> None:
         self.console = console
-        self.progress = Progress(
+        self.progress = RichBars(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
             console=console, transient=False,
         )  # fmt: skip
@@ -68,7 +70,7 @@ class RichProgress:
 def default_jobs(device: str, tasks: int) -> int:
     """One worker process per core on the CPU (small models scale better across processes than threads); one on
     a GPU, which a single process keeps busy."""
-    from alpose_bench.loop import resolve_device
+    from alpose_bench.build import resolve_device
 
     if resolve_device(device).type == "cuda":
         return 1

@@ -54,12 +54,14 @@ class TrainBatch:
     keypoints  (B, J, 2) ground truth in heatmap pixels (heatmap task) or (B, J, 3) normalised by the cube (regression).
     visible    (B, J) float 1/0: the joint is annotated (and, after augmentation, inside the image).
     heatmaps   (B, J, h, w) target heatmaps (heatmap task), None for regression.
+    skeleton   the joints and links of the keypoints (auxiliary losses over links read it).
     """
 
     images: Tensor
     keypoints: Tensor
     visible: Tensor
     heatmaps: Tensor | None
+    skeleton: Skeleton | None = None
 
 
 def check_input_shape(x: Tensor, in_channels: int, input_size: int, model: str) -> None:

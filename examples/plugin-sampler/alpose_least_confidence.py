@@ -11,8 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from alpose_bench.pool import ForwardBatch, SelectionContext
-from alpose_bench.samplers.base import ScoringSampler
+from alpose_bench.samplers import ForwardBatch, ScoringSampler, SelectionContext, param
 
 
 @dataclass
@@ -25,12 +24,8 @@ class LeastConfidence(ScoringSampler):
     tasks = frozenset({"heatmap2d"})
 
     # peak height of the training targets (the reference's hm_peak). It only rescales the score: the ranking,
-    # and so the selection, is the same for any positive value (scale-free).
-    amplitude: float = 30.0
-
-    def __post_init__(self) -> None:
-        if not self.amplitude > 0:
-            raise ValueError(f"least-confidence.amplitude must be > 0, got {self.amplitude}")
+    # and so the selection, is the same for any positive value (scale-free). The range is checked by alpose-bench.
+    amplitude: float = param(30.0, low=0, low_open=True)
 
     def score_batch(self, batch: ForwardBatch, ctx: SelectionContext) -> np.ndarray:
         peaks = batch.out.final_heatmaps.flatten(2).amax(dim=2)  # (B, J) highest value of each joint's map

@@ -61,9 +61,11 @@ class PoseSplit:
 
     @property
     def group_ids(self) -> np.ndarray:
+        """(N,) pose-mode ids, -1 for every sample of a dataset without modes."""
         return self.groups if self.groups is not None else np.full(len(self), -1, dtype=np.int64)
 
     def subset(self, index: np.ndarray) -> PoseSplit:
+        """The samples at `index` (any numpy index), as a new split."""
         return PoseSplit(
             images=self.images[index],
             keypoints=self.keypoints[index],
@@ -92,10 +94,12 @@ class PoseDataset:
 
     @property
     def resolution(self) -> int:
+        """Side of the (square) images in pixels."""
         return int(self.train.images.shape[1])
 
     @property
     def channels(self) -> int:
+        """Image channels: 3 (RGB) or 1 (depth)."""
         return int(self.train.images.shape[3])
 
 
@@ -186,6 +190,17 @@ class DatasetPlugin(ABC):
     @abstractmethod
     def load(self, config: DatasetConfig) -> PoseDataset:
         """Return the dataset, preprocessing into `config.cache_dir` on first use. Raise DatasetError on bad input."""
+
+    def make_dataset(self, train: PoseSplit, test: PoseSplit, **fields: Any) -> PoseDataset:
+        """A PoseDataset of this plugin (its name, task, skeleton and metric) with these splits and `fields`."""
+        fields = {
+            "name": self.name,
+            "task": self.task,
+            "skeleton": self.skeleton,
+            "metric": self.metric,
+            **fields,
+        }
+        return PoseDataset(train=train, test=test, **fields)
 
     def options(self, config: DatasetConfig) -> dict[str, Any]:
         """`config.options` checked against `options_class` and completed with its defaults (DatasetError)."""

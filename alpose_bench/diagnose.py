@@ -18,12 +18,11 @@ read detached features, so one training serves them all). Then, for each sampler
 from __future__ import annotations
 
 import dataclasses
-import json
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -35,6 +34,7 @@ from alpose_bench import build, seeds
 from alpose_bench.config import ConfigError, ExperimentSpec
 from alpose_bench.data import DatasetError, PoseDataset, PoseSplit
 from alpose_bench.heatmaps import heatmap_coords_to_input
+from alpose_bench.jsonio import report_dict, write_report_json
 from alpose_bench.loop import SamplerContractError, run_selection
 from alpose_bench.metrics import evaluate, metric_info, per_image_error
 from alpose_bench.models import model_info
@@ -106,28 +106,13 @@ class DiagnoseReport:
         known = ", ".join(r.sampler for r in self.rows)
         raise KeyError(f"no sampler {sampler!r} in this report; it has {known}")
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready values (NaN and infinities become None)."""
-        return _clean(dataclasses.asdict(self))
+        return report_dict(self)
 
     def write_json(self, path: str | Path) -> Path:
         """Write `to_dict()` as JSON to `path` (parent folders are created)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-        return path
-
-
-def _clean(value):
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    if isinstance(value, (float, np.floating)):
-        return float(value) if math.isfinite(float(value)) else None
-    if isinstance(value, np.integer):
-        return int(value)
-    return value
+        return write_report_json(self, path)
 
 
 # -- the statistics ---------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ Nothing holds all pool heatmaps in memory unless a sampler asks for them.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -16,9 +16,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from alpose_bench.data import PoseDataset
+from alpose_bench.data import PoseDataset, Task
 from alpose_bench.models.outputs import PoseOutput
 from alpose_bench.preprocess import to_model_input
+from alpose_bench.seeds import selection_rng
+from alpose_bench.skeleton import Skeleton
 
 Which = Literal["pool", "labelled"]
 
@@ -65,7 +67,7 @@ class SelectionContext:
         self.batch_size = batch_size
         self.seed = seed
         self.cycle = cycle
-        self.rng = np.random.default_rng([seed, cycle, 0x5E1EC7])
+        self.rng = selection_rng(seed, cycle)
         self._cache: dict[tuple[str, str], np.ndarray] = {}
         self.forward_passes = 0  # how many images went through the model (for the overhead figures)
         # per-pool-position arrays a sampler may leave for the record (e.g. VL4Pose's "refined_keypoints" (N, J, 2)
@@ -73,14 +75,17 @@ class SelectionContext:
         self.annotations: dict[str, np.ndarray] = {}
 
     @property
-    def skeleton(self):
+    def skeleton(self) -> Skeleton:
+        """The dataset's joints and links."""
         return self.dataset.skeleton
 
     @property
-    def task(self):
+    def task(self) -> Task:
+        """ "heatmap2d" or "regression3d"."""
         return self.dataset.task
 
     def indices(self, which: Which) -> np.ndarray:
+        """Dataset train indices of the pool or of the labelled set."""
         return self.pool if which == "pool" else self.labelled
 
     def images(self, which: Which, positions: np.ndarray) -> Tensor:
@@ -89,7 +94,9 @@ class SelectionContext:
         return to_model_input(torch.from_numpy(self.dataset.train.images[rows]), self.device)
 
     @torch.no_grad()
-    def batches(self, which: Which = "pool", positions: np.ndarray | None = None) -> Iterator[ForwardBatch]:
+    def batches(
+        self, which: Which = "pool", positions: np.ndarray | None = None
+    ) -> Generator[ForwardBatch, None, None]:
         """One eval-mode forward pass over the pool or the labelled set, batch by batch, in order."""
         if positions is None:
             positions = np.arange(len(self.indices(which)))

@@ -42,6 +42,7 @@ class Plugin:
 
     @property
     def description(self) -> str:
+        """The plugin's one-line description (or why it failed to load)."""
         if self.obj is None:
             return f"(failed to load: {self.error})"
         return getattr(self.obj, "description", "") or (self.obj.__doc__ or "").strip().splitlines()[0]

@@ -13,13 +13,14 @@ through every contract check the engine relies on in a few seconds on a CPU::
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 
 import numpy as np
 import torch
 from torch import nn
 
-from alpose_bench.data import PoseDataset, PoseSplit, Task
+from alpose_bench.data import MetricName, PoseDataset, PoseSplit, Task
 from alpose_bench.models import ModelSpec, build_model, model_info
 from alpose_bench.models.outputs import ModelInfo, TrainBatch
 from alpose_bench.pool import SelectionContext
@@ -72,7 +73,8 @@ def make_dataset(
             f"need n_train >= 1, n_test >= 1 and resolution >= 8, got {n_train}, {n_test}, {resolution}"
         )
     rng = np.random.default_rng([seed, 0xDA7A])
-    skeleton, metric = (MPII, "pckh") if task == "heatmap2d" else (ICVL, "mpjpe")
+    metric: MetricName = "pckh" if task == "heatmap2d" else "mpjpe"
+    skeleton = MPII if task == "heatmap2d" else ICVL
     return PoseDataset(
         name=f"tiny-{task}",
         task=task,
@@ -159,6 +161,7 @@ def train_batch(dataset: PoseDataset, info: ModelInfo, n: int = 4) -> TrainBatch
     keypoints = torch.from_numpy(split.keypoints[:n])
     visible = torch.from_numpy(split.visible[:n].astype(np.float32))
     if dataset.task == "heatmap2d":
+        assert info.heatmap_size is not None
         size = int(info.heatmap_size)
         hm_kp = keypoints_to_heatmap_coords(keypoints, dataset.resolution, size)
         heatmaps = render_heatmaps(hm_kp, visible, size, default_sigma(size))
@@ -475,7 +478,7 @@ def sampler_checks(cls: type[Sampler], **params) -> list[tuple[str, Callable[[],
     tasks = [t for t in TASKS if t in getattr(cls, "tasks", ())]
     for task in tasks:
         for name, fn in per_task:
-            checks.append((f"{name}[{task}]", lambda fn=fn, task=task: fn(cls, params, task)))
+            checks.append((f"{name}[{task}]", functools.partial(fn, cls, params, task)))
     return checks
 
 

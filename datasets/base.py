@@ -221,16 +221,7 @@ class CachedDataset(DatasetPlugin):
 
     def assemble(self, splits: dict[str, PoseSplit], initial: np.ndarray | None, info: dict) -> PoseDataset:
         """The PoseDataset of the built splits (subclasses add cube_mm or a per-file skeleton)."""
-        return PoseDataset(
-            name=self.name,
-            task=self.task,
-            skeleton=self.skeleton,
-            metric=self.metric,
-            train=splits["train"],
-            test=splits["test"],
-            initial_index=initial,
-            info=info,
-        )
+        return self.make_dataset(splits["train"], splits["test"], initial_index=initial, info=info)
 
     def _subset(self, sources: Sources, config: DatasetConfig) -> Sources:
         splits = dict(sources.splits)

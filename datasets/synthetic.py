@@ -277,13 +277,9 @@ class _SyntheticDataset(DatasetPlugin):
         splits = {
             s: PoseSplit(**{k: arrays[f"{s}_{k}"] for k in _FIELDS}) if sizes[s] else None for s in SPLITS
         }
-        return PoseDataset(
-            name=self.name,
-            task=self.task,
-            skeleton=self.skeleton,
-            metric=self.metric,
-            train=splits["train"],
-            test=splits["test"],
+        return self.make_dataset(
+            splits["train"],
+            splits["test"],
             ood=splits["ood"],
             group_names=self.group_names,
             group_prior=self.group_prior,

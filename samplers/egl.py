@@ -214,7 +214,7 @@ def egl_scores(
     use_mask = mask is not None
 
     def per_image(x: Tensor, tgts: tuple[Tensor, ...], w: Tensor, m: Tensor) -> Tensor:
-        outs, vjp_fn = vjp(lambda p: _outputs(functional_call(model, {**p, **frozen}, (x[None],))), diff)
+        outs, vjp_fn = vjp(lambda p: _outputs(functional_call(model, {**p, **frozen}, (x[None],))), diff)[:2]
         cts = _cotangents(outs, tgts, m if use_mask else None)
 
         def sq_norm(*ct: Tensor) -> Tensor:
@@ -263,7 +263,11 @@ def egl_scores_replica(
             norms = []
             for r in range(k):
                 grads = torch.autograd.grad(losses[r], params, retain_graph=r < k - 1, allow_unused=True)
-                norms.append(sum(g.pow(2).sum() for g in grads if g is not None))
+                norm = torch.zeros((), dtype=images.dtype, device=images.device)
+                for g in grads:
+                    if g is not None:
+                        norm = norm + g.pow(2).sum()
+                norms.append(norm)
             scores.append((weights[i].to(images.dtype) * torch.stack(norms)).sum().detach())
     finally:
         model.train(was_training)
@@ -408,13 +412,14 @@ class EGLPP(Sampler):
             from alpose_bench.models import model_info
 
             info = model_info(ctx.model)
+            assert info.heatmap_size is not None
             size = int(info.heatmap_size)
             hm = render_heatmaps(
                 keypoints_to_heatmap_coords(kp, info.input_size, size), vis, size, REFERENCE_SIGMA,
                 REFERENCE_AMPLITUDE,
             ).to(ctx.device)  # fmt: skip
             batches = ctx.batches("labelled", used[:1])
-            stacks = len(next(batches).out.heatmaps)
+            stacks = len(next(batches).out.stack_heatmaps)
             batches.close()
             return [hm] * stacks, None
         if ds.task == "regression3d":
@@ -422,5 +427,5 @@ class EGLPP(Sampler):
             return [kp], torch.ones(kp.shape[:2], device=ctx.device)
         parts: list[list[Tensor]] = []
         for b in ctx.batches("labelled", used):
-            parts.append([h.to(ctx.device) for h in b.out.heatmaps])
+            parts.append([h.to(ctx.device) for h in b.out.stack_heatmaps])
         return [torch.cat([p[s] for p in parts]) for s in range(len(parts[0]))], None

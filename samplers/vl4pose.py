@@ -193,7 +193,7 @@ class VL4Pose(ScoringSampler):
         aux = require_aux(batch.aux, self.name, self._per_link(ctx.task) * links)
         if ctx.task == "regression3d":
             out = aux.reshape(-1, links, 6)
-            loglik = offset_log_likelihood(batch.out.keypoints.float(), out[..., :3], out[..., 3:], skeleton)
+            loglik = offset_log_likelihood(batch.out.regressed.float(), out[..., :3], out[..., 3:], skeleton)
             return (-loglik).double().cpu().numpy()
         out = aux.reshape(-1, links, 2)
         mu, log_var = out[..., 0], out[..., 1]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import math
 import os
 import platform
@@ -20,6 +18,7 @@ from torch import nn
 
 from alpose_bench.config import ConfigError, ExperimentSpec
 from alpose_bench.data import PoseDataset
+from alpose_bench.jsonio import report_dict, write_report_json
 
 SECTIONS = ("training", "inference", "samplers", "coreset", "peaks", "egl")
 
@@ -126,30 +125,12 @@ class BenchReport:
     )  # correctness failures (e.g. peaks that differ from skimage)
 
     def to_dict(self) -> dict[str, Any]:
-        return _clean(dataclasses.asdict(self))
+        """Plain JSON-ready values (NaN and infinities become None)."""
+        return report_dict(self)
 
     def write_json(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-        return path
-
-
-def _clean(value: Any) -> Any:
-    """JSON-safe: numpy scalars to Python, NaN/inf to None, tuples to lists."""
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    if isinstance(value, (np.floating, float)):
-        return float(value) if math.isfinite(value) else None
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.bool_):
-        return bool(value)
-    if isinstance(value, Path):
-        return str(value)
-    return value
+        """Write `to_dict()` as JSON to `path` (parent folders are created)."""
+        return write_report_json(self, path)
 
 
 def _cpu_name() -> str:

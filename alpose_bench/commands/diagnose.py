@@ -10,6 +10,7 @@ from alpose_bench.commands.options import spec_from_options, spec_options
 from alpose_bench.diagnose import DiagnoseReport
 from alpose_bench.diagnose import diagnose as run_diagnosis
 from alpose_bench.errors import UserError
+from alpose_bench.metrics import metric_info
 
 
 def _num(value: float | None, fmt: str = ".3f") -> str:
@@ -24,7 +25,7 @@ def _p(value: float | None) -> str:
 
 def report_table(report: DiagnoseReport) -> Table:
     """The per-sampler table of a report."""
-    unit = "mm" if report.metric == "mpjpe" else "%"
+    unit = metric_info(report.metric).unit
     table = Table(
         title=(
             f"diagnose {report.dataset} (seed {report.seed}): model trained on {report.n_labelled} images; "
@@ -56,7 +57,7 @@ def refinement_line(report: DiagnoseReport) -> str | None:
     r = report.refinement
     if r is None:
         return None
-    unit = "mm" if r.metric == "mpjpe" else "%"
+    unit = metric_info(r.metric).unit
     return (
         f"{r.sampler} refinement (num_peaks={r.num_peaks}) on the pool: {r.metric} plain {r.plain:.2f} {unit} -> "
         f"refined {r.refined:.2f} {unit} (refined only where a joint moved: {r.refined_moved_only:.2f} {unit}); "

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from alpose_bench.commands.options import spec_from_options, spec_options
 from alpose_bench.errors import UserError
+from alpose_bench.metrics import metric_info
 from alpose_bench.progress import Progress
 from alpose_bench.runner import experiment_lock, plan, run_plan
 
@@ -97,7 +98,7 @@ def summary_table(out_dir: Path) -> Table:
     last = df[df["cycle"] == df.groupby(["dataset", "sampler"])["cycle"].transform("max")]
     for (dataset, sampler), g in last.groupby(["dataset", "sampler"]):
         allc = df[(df["dataset"] == dataset) & (df["sampler"] == sampler)]
-        unit = "mm" if g["metric"].iloc[0] == "mpjpe" else "%"
+        unit = metric_info(g["metric"].iloc[0]).unit
         table.add_row(
             dataset, sampler, str(g["seed"].nunique()), str(int(g["n_labelled"].iloc[0])),
             f"{g['metric'].iloc[0]} {g['value'].mean():.2f} ± {g['value'].std(ddof=1) if len(g) > 1 else 0:.2f} {unit}",

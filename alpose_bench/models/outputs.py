@@ -27,10 +27,23 @@ class PoseOutput:
     embedding: Tensor
 
     @property
-    def final_heatmaps(self) -> Tensor:
+    def stack_heatmaps(self) -> list[Tensor]:
+        """The heatmaps of every stack (ValueError for a regression model)."""
         if self.heatmaps is None:
             raise ValueError("this model regresses coordinates and has no heatmaps")
-        return self.heatmaps[-1]
+        return self.heatmaps
+
+    @property
+    def final_heatmaps(self) -> Tensor:
+        """The last stack's heatmaps, the prediction (ValueError for a regression model)."""
+        return self.stack_heatmaps[-1]
+
+    @property
+    def regressed(self) -> Tensor:
+        """The regressed keypoints (ValueError for a heatmap model)."""
+        if self.keypoints is None:
+            raise ValueError("this model predicts heatmaps, not coordinates")
+        return self.keypoints
 
 
 @dataclass(frozen=True)

@@ -208,29 +208,48 @@ def joint_data(joints: pd.DataFrame, joint_order: dict[str, list[str]] | None = 
     return out.sort_values(["dataset", "sampler", "_j"]).drop(columns="_j").reset_index(drop=True)
 
 
+LOAD_WARNING = 1.25  # wall / CPU seconds above which other processes visibly stretched a run's wall times
+
+
 def timing_data(df: pd.DataFrame) -> pd.DataFrame:
-    """Per (dataset, sampler): mean seconds per cycle to train, evaluate and select, selection latency and throughput.
+    """Per (dataset, sampler): mean seconds per cycle to train, evaluate and select, selection latency and throughput,
+    in wall seconds and in CPU seconds of the task's process (`*_cpu_*`, NaN where a database did not record them).
 
     select_s averages only cycles that selected (the final cycle selects nothing); select_ms_per_image averages, and
     select_ms_min/max bound, the cycles that scored images; select_images_per_s = all images scored / all selection
-    seconds; total_s = mean over seeds of the whole run's train + evaluate + select seconds.
+    seconds; infer_cpu_s = the model's forward passes within selection; total_s / total_cpu_s = mean over seeds of the
+    whole run's train + evaluate + select seconds; load_factor = total_s / total_cpu_s (about 1 when the task had a
+    core to itself; more when other work shared it, and then only CPU seconds compare samplers fairly).
     """
     _require(
         df, ["dataset", "sampler", "seed", "train_s", "eval_s", "select_s", "select_images"], "timing_data"
     )
     d = df.copy()
+    for column in ("train_cpu_s", "eval_cpu_s", "select_cpu_s", "infer_cpu_s"):
+        if column not in d:
+            d[column] = np.nan
     ms = d["select_ms_per_image"] if "select_ms_per_image" in d else 1000 * d["select_s"] / d["select_images"]
     d["_ms"] = ms.where(np.isfinite(ms) & (ms > 0))
+    cpu_ms = 1000 * d["select_cpu_s"] / d["select_images"].where(d["select_images"] > 0)
+    d["_cpu_ms"] = cpu_ms.where(np.isfinite(cpu_ms) & (cpu_ms > 0))
     d["_img"] = d["select_images"].where(d["select_s"].notna(), 0)
     d["_total"] = d["train_s"] + d["eval_s"] + d["select_s"].fillna(0)
+    d["_total_cpu"] = d["train_cpu_s"] + d["eval_cpu_s"] + d["select_cpu_s"].where(d["select_s"].notna(), 0)
     g = d.groupby(["dataset", "sampler"], sort=True)
     out = g.agg(
         train_s=("train_s", "mean"),
         eval_s=("eval_s", "mean"),
         select_s=("select_s", "mean"),
+        train_cpu_s=("train_cpu_s", "mean"),
+        eval_cpu_s=("eval_cpu_s", "mean"),
+        select_cpu_s=("select_cpu_s", "mean"),
+        infer_cpu_s=("infer_cpu_s", "mean"),
         select_ms_per_image=("_ms", "mean"),
         select_ms_min=("_ms", "min"),
         select_ms_max=("_ms", "max"),
+        select_cpu_ms_per_image=("_cpu_ms", "mean"),
+        select_cpu_ms_min=("_cpu_ms", "min"),
+        select_cpu_ms_max=("_cpu_ms", "max"),
         _images=("_img", "sum"),
         _seconds=("select_s", "sum"),
         n_seeds=("seed", "nunique"),
@@ -238,10 +257,23 @@ def timing_data(df: pd.DataFrame) -> pd.DataFrame:
     out["select_images_per_s"] = (out["_images"] / out["_seconds"].where(out["_seconds"] > 0)).where(
         out["_images"] > 0
     )
-    out["total_s"] = (
-        d.groupby(["dataset", "sampler", "seed"])["_total"].sum().groupby(["dataset", "sampler"]).mean()
-    )
+    per_seed = d.groupby(["dataset", "sampler", "seed"])
+    out["total_s"] = per_seed["_total"].sum().groupby(["dataset", "sampler"]).mean()
+    cpu_total = per_seed["_total_cpu"].sum(min_count=1).groupby(["dataset", "sampler"]).mean()
+    out["total_cpu_s"] = cpu_total
+    out["load_factor"] = out["total_s"] / out["total_cpu_s"].where(out["total_cpu_s"] > 0)
     return out.drop(columns=["_images", "_seconds"]).reset_index()
+
+
+def load_warning(timing: pd.DataFrame) -> str | None:
+    """A sentence when the machine's load made wall times unreliable (some load_factor above `LOAD_WARNING`)."""
+    factors = timing["load_factor"].dropna() if "load_factor" in timing else pd.Series(dtype=float)
+    if factors.empty or factors.max() <= LOAD_WARNING:
+        return None
+    return (
+        f"Wall times were stretched by other work on the machine (wall / CPU seconds up to {factors.max():.2f}, "
+        f"from {factors.min():.2f}): compare samplers on CPU seconds."
+    )
 
 
 def mode_data(selections: pd.DataFrame) -> pd.DataFrame:

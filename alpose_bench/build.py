@@ -15,6 +15,7 @@ from torch import nn
 
 from alpose_bench import seeds
 from alpose_bench.augment import AugmentSettings
+from alpose_bench.compute import Compute, as_compute, resolve_precision
 from alpose_bench.config import ConfigError, ExperimentSpec, dataset_config
 from alpose_bench.data import DatasetConfig, PoseDataset
 from alpose_bench.models import ModelSpec, build_model, model_info
@@ -71,6 +72,18 @@ def dataset_of(spec: ExperimentSpec, name: str) -> PoseDataset:
     return load_dataset(name, dataset_config(spec, name))
 
 
+def compute_of(spec: ExperimentSpec, device: torch.device | None = None) -> Compute:
+    """How the spec's models compute on `device` (default: the spec's): precision ("auto" resolved), memory format
+    and optimiser kernel (`alpose_bench.compute`)."""
+    device = resolve_device(spec.device) if device is None else device
+    return Compute(
+        device=device,
+        precision=resolve_precision(spec.precision, device),
+        channels_last=spec.fast_kernels,
+        fused_optimizer=spec.fast_kernels,
+    )
+
+
 def make_sampler(spec: ExperimentSpec, name: str) -> Sampler:
     """The sampler `name` with the spec's preset and parameters (`create_sampler`)."""
     return create_sampler(name, spec.sampler_params.get(name), spec.preset)
@@ -111,18 +124,20 @@ def protocol(spec: ExperimentSpec) -> Protocol:
     )  # fmt: skip
 
 
-def new_model(spec: ModelSpec, dataset: PoseDataset, seed: int, device: torch.device) -> nn.Module:
-    """The pose model of `dataset`, initialised from the seed's model stream."""
+def new_model(spec: ModelSpec, dataset: PoseDataset, seed: int, compute: Compute | torch.device) -> nn.Module:
+    """The pose model of `dataset`, initialised from the seed's model stream, on `compute`'s device and layout."""
     torch.manual_seed(seeds.model_seed(seed))
     model = build_model(dataset.task, dataset.skeleton, dataset.resolution, dataset.channels, spec)
-    return model.to(device)
+    return as_compute(compute).prepare(model)
 
 
-def new_head(sampler: Sampler, model: nn.Module, seed: int, device: torch.device) -> nn.Module | None:
+def new_head(
+    sampler: Sampler, model: nn.Module, seed: int, compute: Compute | torch.device
+) -> nn.Module | None:
     """The sampler's auxiliary head on `model` (None if it has none), initialised from its own stream."""
     torch.manual_seed(seeds.head_seed(sampler.name, seed))
     head = sampler.auxiliary(model_info(model))
-    return None if head is None else head.to(device)
+    return None if head is None else as_compute(compute).prepare(head)
 
 
 def initial_labelled(dataset: PoseDataset, init: int, seed: int) -> np.ndarray:
@@ -163,16 +178,16 @@ class TaskSetup:
     task: Task
     dataset: PoseDataset
     sampler: Sampler
-    device: torch.device
+    compute: Compute
     protocol: Protocol
 
     def new_model(self) -> nn.Module:
         """A freshly initialised pose model for this task's seed."""
-        return new_model(self.protocol.model, self.dataset, self.task.seed, self.device)
+        return new_model(self.protocol.model, self.dataset, self.task.seed, self.compute)
 
     def new_head(self, model: nn.Module) -> nn.Module | None:
         """A freshly initialised auxiliary head of the sampler (None if it has none)."""
-        return new_head(self.sampler, model, self.task.seed, self.device)
+        return new_head(self.sampler, model, self.task.seed, self.compute)
 
     def initial_labelled(self) -> np.ndarray:
         """The initial labelled set of this task's seed."""
@@ -185,7 +200,7 @@ def task_setup(spec: ExperimentSpec, task: Task) -> TaskSetup:
         task=task,
         dataset=dataset_of(spec, task.dataset),
         sampler=make_sampler(spec, task.sampler),
-        device=resolve_device(spec.device),
+        compute=compute_of(spec),
         protocol=protocol(spec),
     )
 
@@ -198,7 +213,7 @@ class Cycle0Setup:
     seed: int
     dataset: PoseDataset
     samplers: tuple[Sampler, ...]
-    device: torch.device
+    compute: Compute
     protocol: Protocol
 
 
@@ -209,6 +224,6 @@ def cycle0_setup(spec: ExperimentSpec, dataset: str, seed: int, samplers: list[s
         seed=seed,
         dataset=dataset_of(spec, dataset),
         samplers=tuple(make_sampler(spec, s) for s in samplers),
-        device=resolve_device(spec.device),
+        compute=compute_of(spec),
         protocol=protocol(spec),
     )

@@ -78,6 +78,9 @@ class ExperimentSpec:
     # execution
     device: str = "auto"
     eval_batch_size: int = param(DEFAULT_EVAL_BATCH_SIZE, low=0, low_open=True)
+    # speed settings that change the numbers in the last digits (alpose_bench.compute); `run` stores "auto" resolved
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 where the device computes it natively
+    fast_kernels: bool = True  # channels_last weights and inputs, fused Adam
     sampler_params: dict[str, dict[str, Any]] = field(default_factory=dict)
     # dataset -> its options (DatasetConfig.options), e.g. {"synth-hand": {"cube_mm": 150}}
     dataset_options: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -92,16 +95,16 @@ class ExperimentSpec:
     def fingerprint(self) -> str:
         """A hash of everything that changes results (not the name or the device).
 
-        Settings added after the first experiments were stored count only when they differ from their default, so
-        folders written before them keep their fingerprint: `dataset_options` when set, `eval_batch_size` (every
-        scoring sampler's scores change in the last digits with the inference batch) when not 64."""
+        Settings added after the first experiments were stored count only when they differ from the value those
+        experiments ran with (`LEGACY`), so folders written before them keep their fingerprint: `dataset_options`
+        when set, `eval_batch_size` (every scoring sampler's scores change in the last digits with the inference
+        batch) when not 64, `precision` when not fp32, `fast_kernels` when on."""
         d = self.to_dict()
         for k in ("name", "device"):
             d.pop(k)
-        if d["eval_batch_size"] == DEFAULT_EVAL_BATCH_SIZE:
-            d.pop("eval_batch_size")
-        if not d["dataset_options"]:
-            d.pop("dataset_options")
+        for k, legacy in LEGACY.items():
+            if d[k] == legacy:
+                d.pop(k)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
     def seed_values(self) -> list[int]:
@@ -114,6 +117,14 @@ class ExperimentSpec:
 
 
 SPEC_FIELDS = {f.name: f for f in dataclasses.fields(ExperimentSpec)}
+#: fields added after experiments were first stored, and the value those experiments ran with: left out of the
+#: fingerprint at that value, and taken when an experiment stored without the field is resumed
+LEGACY: dict[str, Any] = {
+    "dataset_options": {},
+    "eval_batch_size": DEFAULT_EVAL_BATCH_SIZE,
+    "precision": "fp32",
+    "fast_kernels": False,
+}
 # the dataset_options key of options for every dataset of the run (`--dataset-option KEY=VALUE`)
 ALL_DATASETS = "*"
 

@@ -31,6 +31,7 @@ from sklearn.metrics import roc_auc_score
 from torch import nn
 
 from alpose_bench import build, seeds
+from alpose_bench.compute import Compute
 from alpose_bench.config import ConfigError, ExperimentSpec
 from alpose_bench.data import DatasetError, PoseDataset, PoseSplit
 from alpose_bench.heatmaps import heatmap_coords_to_input
@@ -229,7 +230,7 @@ class _Setting:
     dataset: PoseDataset
     labelled: np.ndarray
     pool: np.ndarray
-    device: torch.device
+    compute: Compute
     seed: int
 
     def context(
@@ -242,7 +243,7 @@ class _Setting:
             dataset=self.dataset if dataset is None else dataset,
             labelled=self.labelled if labelled is None else labelled,
             pool=self.pool if pool is None else pool,
-            device=self.device,
+            compute=self.compute,
             batch_size=self.spec.eval_batch_size,
             seed=seeds.derive_seed("diagnose", self.seed, sampler.name),
             cycle=0,
@@ -423,7 +424,7 @@ def diagnose(
         if isinstance(item, str) and item.strip() != "all":
             build.make_sampler(spec, item.strip())
     name = spec.datasets[0]
-    device = build.resolve_device(spec.device)
+    compute = build.compute_of(spec)
     dataset = build.dataset_of(spec, name)
     chosen, skipped = resolve_samplers(spec, samplers, dataset)
     labelled = build.initial_labelled(dataset, spec.init, seed)
@@ -437,28 +438,28 @@ def diagnose(
 
     # one training of the pose model with every sampler's head: the run's cycle 0 for this seed
     proto = build.protocol(spec)
-    model = build.new_model(proto.model, dataset, seed, device)
-    heads = {s.name: build.new_head(s, model, seed, device) for s in chosen}
+    model = build.new_model(proto.model, dataset, seed, compute)
+    heads = {s.name: build.new_head(s, model, seed, compute) for s in chosen}
     trained = {s.name: (heads[s.name], s) for s in chosen if heads[s.name] is not None}
     say(
         f"training on {len(labelled)} labelled images for {spec.epochs_first} epochs ({len(trained)} aux heads)"
     )
     batch = spec.eval_batch_size
     cycle = train_and_evaluate(
-        model, dataset, labelled, proto.first, device=device, seed=seeds.train_seed(seed, 0), heads=trained,
+        model, dataset, labelled, proto.first, compute=compute, seed=seeds.train_seed(seed, 0), heads=trained,
         eval_batch_size=batch,
     )  # fmt: skip
     train_seconds = cycle.train.wall_s
     test_metric = cycle.result.mean
     split = dataset.train.subset(pool)
     vis = split.visible.astype(bool)
-    pred = predict(model, split, device=device, batch_size=batch, cube_mm=dataset.cube_mm)
+    pred = predict(model, split, compute=compute, batch_size=batch, cube_mm=dataset.cube_mm)
     errors = per_image_error(pred, split.keypoints, vis, split.normalizer)
     pool_metric = evaluate(
         dataset.metric, pred, split.keypoints, vis, split.normalizer, dataset.skeleton
     ).mean
 
-    setting = _Setting(spec, model, dataset, labelled, pool, device, seed)
+    setting = _Setting(spec, model, dataset, labelled, pool, compute, seed)
     has_ood = dataset.ood is not None and len(dataset.ood) > 0 and len(dataset.test) > 0
     ood = _ood_setting(dataset, labelled) if has_ood else None
     rows: list[SamplerDiagnosis] = []

@@ -64,16 +64,16 @@ def train_shared_cycle0(setup: Cycle0Setup, out_dir: Path) -> Path:
             saved["samplers"]
         ) >= set(names):
             return path
-    dataset, device = setup.dataset, setup.device
-    model = new_model(setup.protocol.model, dataset, setup.seed, device)
+    dataset, compute = setup.dataset, setup.compute
+    model = new_model(setup.protocol.model, dataset, setup.seed, compute)
     heads: dict[str, tuple[nn.Module, Sampler]] = {}
     for sampler in setup.samplers:
-        head = new_head(sampler, model, setup.seed, device)
+        head = new_head(sampler, model, setup.seed, compute)
         if head is not None:
             heads[sampler.name] = (head, sampler)
     rows = initial_labelled(dataset, setup.protocol.init, setup.seed)
     cycle = train_and_evaluate(
-        model, dataset, rows, setup.protocol.first, device=device, seed=seeds.train_seed(setup.seed, 0),
+        model, dataset, rows, setup.protocol.first, compute=compute, seed=seeds.train_seed(setup.seed, 0),
         heads=heads, eval_batch_size=setup.protocol.eval_batch_size,
     )  # fmt: skip
     checkpoints.save(
@@ -104,11 +104,11 @@ def run_task(
     """Run (or resume after the committed cycles in `done`: cycle -> selected indices) one task to the end.
 
     Each cycle's record goes to `sink`, which must commit it and then call `checkpoints.discard_after_commit`."""
-    task, dataset, sampler, device, proto = (
+    task, dataset, sampler, compute, proto = (
         setup.task,
         setup.dataset,
         setup.sampler,
-        setup.device,
+        setup.compute,
         setup.protocol,
     )
     labelled = setup.initial_labelled()
@@ -140,7 +140,7 @@ def run_task(
                 model = setup.new_model()
                 head = setup.new_head(model)
             result = train_and_evaluate(
-                model, dataset, labelled, proto.later, device=device,
+                model, dataset, labelled, proto.later, compute=compute,
                 seed=seeds.train_seed(task.seed, cycle, task.sampler),
                 heads={task.sampler: (head, sampler)} if head is not None else {},
                 eval_batch_size=proto.eval_batch_size,
@@ -150,17 +150,19 @@ def run_task(
 
         selection = Selection(np.zeros(0, dtype=np.int64))
         select_t: Timing | None = None
+        infer_t: Timing | None = None  # the forward passes over the pool and labelled set, within select_t
         arrays: dict[str, np.ndarray] = {}
         pool = np.setdiff1d(np.arange(len(dataset.train)), labelled)
         if cycle < proto.cycles:
             ctx = SelectionContext(
-                model=model, aux=head, dataset=dataset, labelled=labelled, pool=pool, device=device,
+                model=model, aux=head, dataset=dataset, labelled=labelled, pool=pool, compute=compute,
                 batch_size=proto.eval_batch_size, seed=seeds.select_seed(task.seed, task.sampler), cycle=cycle,
             )  # fmt: skip
             with timed() as select_t:
                 selection = run_selection(sampler, ctx, proto.budget)
+            infer_t = ctx.inference
             arrays["keypoints"] = predict(
-                model, dataset.train.subset(pool[selection.positions]), device=device,
+                model, dataset.train.subset(pool[selection.positions]), compute=compute,
                 batch_size=proto.eval_batch_size, cube_mm=dataset.cube_mm,
             )  # fmt: skip
             for name, values in ctx.annotations.items():
@@ -183,6 +185,8 @@ def run_task(
                 select_s=None if select_t is None else select_t.wall_s,
                 train_cpu_s=float(train_t.cpu_s), eval_cpu_s=float(eval_t.cpu_s),
                 select_cpu_s=None if select_t is None else select_t.cpu_s,
+                infer_s=None if infer_t is None else infer_t.wall_s,
+                infer_cpu_s=None if infer_t is None else infer_t.cpu_s,
                 select_images=len(pool) if cycle < proto.cycles else 0, selected=selected, scores=selection.scores,
                 groups=dataset.train.group_ids[selected], arrays=arrays,
             )

@@ -27,7 +27,10 @@ from torch import Tensor
 #: heatmap size the reference hyper-parameters (min_distance, exclude_border) were chosen for
 REFERENCE_HEATMAP_SIZE = 64
 _CHUNK_ELEMENTS = 1 << 20  # pixels per chunk of maps (~4 MB of float32), so that a chunk stays in cache
-_EXTRA_CANDIDATES = 8  # candidates ranked beyond num_peaks on the fast path
+# candidates ranked on the fast path: num_peaks plus a few, at least 8 (torch's CPU topk is about twice as fast for
+# k <= 8 as above it; the exactness check falls back to the exact path in the rare maps where they do not suffice)
+_EXTRA_CANDIDATES = 3
+_MIN_CANDIDATES = 8
 
 
 @dataclass
@@ -106,7 +109,7 @@ def _candidate_scores(x: Tensor, min_distance: int, border: int, threshold_abs: 
             threshold = torch.where(constant, torch.full_like(lowest, float("inf")), threshold)
     above = torch.nextafter(threshold, torch.full_like(threshold, float("inf")))
     bound = torch.maximum(wmax, above.view(n, 1, 1))
-    return torch.where(roi >= bound, roi, torch.full_like(roi, float("-inf")))
+    return roi.masked_fill(~(roi >= bound), float("-inf"))  # NaN is never a candidate
 
 
 def _rank_top_candidates(
@@ -175,22 +178,55 @@ def _greedy_exact(
     return torch.stack(idx, 1), torch.stack(val, 1), torch.stack(valid, 1)
 
 
+def _single_peak_fast(
+    x: Tensor, min_distance: int, border: int, threshold_abs: float | None, hr: int, wr: int
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The one peak of each (N, h, w) map without a window maximum over every pixel: the first maximum of the
+    region outside the border (row-major, as torch's max returns it) is the answer when it is above the threshold
+    and the maximum of its own window (which may reach into the border or out of the map): it is then the first
+    candidate of the highest value. Returns flat index into the region, value, and decided (N,) bool: the maps
+    where a condition fails (a tie at a later pixel may then be the answer) are left to the exact path."""
+    n, h, w = x.shape
+    r = min_distance
+    region = x[:, border : border + hr, border : border + wr].reshape(n, hr * wr)
+    v, i = region.max(dim=1)
+    yy, xx = i // wr + border, i % wr + border  # the maximum in map coordinates
+    offsets = torch.arange(-r, r + 1, device=x.device)
+    wy = (yy[:, None] + offsets).clamp(
+        0, h - 1
+    )  # pixels outside the map do not count (clamped repeats are inside)
+    wx = (xx[:, None] + offsets).clamp(0, w - 1)
+    window = x.gather(1, wy[:, :, None].expand(n, 2 * r + 1, w)).gather(
+        2, wx[:, None, :].expand(n, 2 * r + 1, 2 * r + 1)
+    )
+    is_window_max = window.flatten(1).amax(dim=1) <= v
+    lowest = x.flatten(1).amin(dim=1)
+    threshold = lowest if threshold_abs is None else torch.full_like(lowest, threshold_abs)
+    above = v > threshold
+    if threshold_abs is not None and h * w > 1:
+        above &= x.flatten(1).amax(dim=1) > lowest  # a constant map has no peaks
+    return i, v, is_window_max & above
+
+
 def _find_in_region(
     x: Tensor, num_peaks: int, min_distance: int, border: int, threshold_abs: float | None, hr: int, wr: int
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Peaks of (N, h, w) maps as flat indices into the (hr, wr) region outside the border, values, valid."""
     n = x.shape[0]
     chunk = max(1, _CHUNK_ELEMENTS // max(1, x.shape[1] * x.shape[2]))
-    m = min(hr * wr, num_peaks + _EXTRA_CANDIDATES)
+    m = min(hr * wr, max(_MIN_CANDIDATES, num_peaks + _EXTRA_CANDIDATES))
 
     def scores_of(rows: slice | Tensor) -> Tensor:
         return _candidate_scores(x[rows], min_distance, border, threshold_abs).flatten(1)
 
     if num_peaks == 1:  # the first maximum (row-major among ties) is the answer: no suppression to do
-        parts = [scores_of(slice(s, s + chunk)).max(dim=1) for s in range(0, n, chunk)]
-        v = torch.cat([p.values for p in parts]).unsqueeze(1)
-        i = torch.cat([p.indices for p in parts]).unsqueeze(1)
-        return i, v, v > float("-inf")
+        i, v, ok = _single_peak_fast(x, min_distance, border, threshold_abs, hr, wr)
+        redo = (~ok).nonzero().squeeze(1)
+        for s in range(0, len(redo), chunk):
+            part = redo[s : s + chunk]
+            best = scores_of(part).max(dim=1)
+            i[part], v[part] = best.indices, best.values
+        return i[:, None], v[:, None], (v > float("-inf"))[:, None]
     tops = [scores_of(slice(s, s + chunk)).topk(m, dim=1) for s in range(0, n, chunk)]
     vals = torch.cat([t.values for t in tops])
     idx = torch.cat([t.indices for t in tops])
@@ -233,7 +269,7 @@ def find_peaks(
     x = heatmaps.detach()
     if x.dtype not in (torch.float32, torch.float64):
         x = x.float()  # exact for integers up to 2^24 and for half / bfloat16
-    x = x.reshape(b * j, h, w)
+    x = x.contiguous().reshape(b * j, h, w)  # channels_last heatmaps: one copy into map-major order
     n = b * j
     rows = cols = torch.zeros(n, num_peaks, dtype=torch.long, device=x.device)
     values = torch.zeros(n, num_peaks, dtype=x.dtype, device=x.device)
@@ -271,10 +307,11 @@ def with_argmax_fallback(peaks: Peaks, heatmaps: Tensor) -> Peaks:
     if not bool(empty.any()):
         return peaks
     b, j, h, w = heatmaps.shape
-    v, i = heatmaps.detach().reshape(b, j, h * w).max(dim=-1)
+    which = empty.reshape(-1).nonzero().squeeze(1)  # only the empty joints' maps are searched
+    v, i = heatmaps.detach().reshape(b * j, h * w)[which].max(dim=-1)
     xy = torch.stack([i % w, i // w], dim=-1).to(peaks.coords.dtype)
     coords, values, valid = peaks.coords.clone(), peaks.values.clone(), peaks.valid.clone()
-    coords[..., 0, :] = torch.where(empty[..., None], xy, coords[..., 0, :])
-    values[..., 0] = torch.where(empty, v.to(values.dtype), values[..., 0])
-    valid[..., 0] |= empty
+    coords.view(b * j, -1, 2)[which, 0] = xy
+    values.view(b * j, -1)[which, 0] = v.to(values.dtype)
+    valid.view(b * j, -1)[which, 0] = True
     return Peaks(coords=coords, values=values, valid=valid)

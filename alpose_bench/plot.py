@@ -207,6 +207,10 @@ def plot_timing(rs: ResultSet) -> Figure:
     data = timing_data(rs.cycles[rs.cycles["sampler"].isin(rs.samplers)])
     datasets = [d for d in rs.datasets if d in set(data["dataset"])]
     n = len(rs.samplers)
+    cpu = bool(
+        data["train_cpu_s"].notna().all()
+    )  # CPU seconds compare fairly; older databases have wall only
+    suffix, clock = ("_cpu", "CPU seconds") if cpu else ("", "Seconds")
     with matplotlib.rc_context({"axes.grid": False}):
         fig, axes = _subplots(
             len(datasets),
@@ -220,19 +224,20 @@ def plot_timing(rs: ResultSet) -> Figure:
         d = data[data["dataset"] == dataset].set_index("sampler").reindex(rs.samplers)
         y = np.arange(n)[::-1]
         left = np.zeros(n)
-        for phase, column in (("train", "train_s"), ("evaluate", "eval_s"), ("select", "select_s")):
-            width = d[column].fillna(0).to_numpy()
+        for phase, column in (("train", "train"), ("evaluate", "eval"), ("select", "select")):
+            width = d[f"{column}{suffix}_s"].fillna(0).to_numpy()
             ax_t.barh(y, width, left=left, color=style.PHASE_COLOURS[phase], label=phase, height=0.7)
             left += width
         ax_t.set_yticks(y, [style.sampler_label(s) for s in rs.samplers])
-        ax_t.set_xlabel("Seconds per cycle (mean over seeds and cycles)")
+        ax_t.set_xlabel(f"{clock} per cycle (mean over seeds and cycles)")
         ax_t.set_title(f"{rs.title(dataset)}: time per cycle")
         ax_t.grid(axis="x", alpha=0.3)
 
-        ms = d["select_ms_per_image"].to_numpy(dtype=float)
+        ms_col = "select_cpu_ms" if cpu else "select_ms"
+        ms = d[f"{ms_col}_per_image"].to_numpy(dtype=float)
         has = np.isfinite(ms)
-        lo = (ms - d["select_ms_min"].to_numpy(dtype=float))[has]
-        hi = (d["select_ms_max"].to_numpy(dtype=float) - ms)[has]
+        lo = (ms - d[f"{ms_col}_min"].to_numpy(dtype=float))[has]
+        hi = (d[f"{ms_col}_max"].to_numpy(dtype=float) - ms)[has]
         ax_l.errorbar(ms[has], y[has], xerr=[lo, hi], fmt="none", ecolor="0.45", capsize=3, lw=1, zorder=2)
         for yi, sampler, value in zip(y[has], np.asarray(rs.samplers)[has], ms[has]):
             ax_l.plot(
@@ -259,14 +264,14 @@ def plot_timing(rs: ResultSet) -> Figure:
         ax_l.set_xscale("log")
         if has.any():
             values = np.concatenate(
-                [d["select_ms_min"].to_numpy(float)[has], d["select_ms_max"].to_numpy(float)[has]]
+                [d[f"{ms_col}_min"].to_numpy(float)[has], d[f"{ms_col}_max"].to_numpy(float)[has]]
             )
             ax_l.set_xlim(min(values.min(), realtime_ms) / 3, max(values.max(), realtime_ms) * 3)
         else:
             ax_l.set_xlim(realtime_ms / 100, realtime_ms * 100)
         ax_l.set_ylim(-0.6, n - 0.4)
         ax_l.set_yticks(y, [style.sampler_label(s) for s in rs.samplers])
-        ax_l.set_xlabel("ms per pool image (log scale; bars: min-max over cycles)")
+        ax_l.set_xlabel(f"{'CPU ' if cpu else ''}ms per pool image (log scale; bars: min-max over cycles)")
         ax_l.set_title("selection latency per image", pad=14)
         ax_l.grid(axis="x", which="both", alpha=0.3)
     phases = [Rectangle((0, 0), 1, 1, color=c) for c in style.PHASE_COLOURS.values()]

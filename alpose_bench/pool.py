@@ -7,7 +7,6 @@ Nothing holds all pool heatmaps in memory unless a sampler asks for them.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Literal
@@ -16,11 +15,12 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from alpose_bench.compute import Compute, as_compute
 from alpose_bench.data import PoseDataset, Task
 from alpose_bench.models.outputs import PoseOutput
-from alpose_bench.preprocess import to_model_input
 from alpose_bench.seeds import selection_rng
 from alpose_bench.skeleton import Skeleton
+from alpose_bench.timing import Timing, timed
 
 Which = Literal["pool", "labelled"]
 
@@ -33,13 +33,6 @@ class ForwardBatch:
     images: Tensor  # (B, C, H, W) model input on the context's device
     out: PoseOutput
     aux: Tensor | None
-
-
-def autocast_for(device: torch.device) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA, nothing on CPU (fp32 there keeps runs bit-reproducible)."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 class SelectionContext:
@@ -57,19 +50,23 @@ class SelectionContext:
         batch_size: int = 64,
         seed: int = 0,
         cycle: int = 0,
+        compute: Compute | None = None,
     ) -> None:
         self.model = model
         self.aux = aux
         self.dataset = dataset
         self.labelled = np.asarray(labelled, dtype=np.int64)  # indices into dataset.train
         self.pool = np.asarray(pool, dtype=np.int64)  # indices into dataset.train (unlabelled)
-        self.device = torch.device(device)
+        # how the model computes (precision, memory format); the reference path on `device` when not given
+        self.compute = compute if compute is not None else as_compute(device)
+        self.device = self.compute.device
         self.batch_size = batch_size
         self.seed = seed
         self.cycle = cycle
         self.rng = selection_rng(seed, cycle)
         self._cache: dict[tuple[str, str], np.ndarray] = {}
         self.forward_passes = 0  # how many images went through the model (for the overhead figures)
+        self.inference = Timing()  # wall and CPU seconds of those forward passes
         # per-pool-position arrays a sampler may leave for the record (e.g. VL4Pose's "refined_keypoints" (N, J, 2)
         # in model-input pixels); the loop stores the rows of the images it selected
         self.annotations: dict[str, np.ndarray] = {}
@@ -91,7 +88,7 @@ class SelectionContext:
     def images(self, which: Which, positions: np.ndarray) -> Tensor:
         """Model input (B, C, H, W) for the given positions of the pool or labelled set."""
         rows = self.indices(which)[np.asarray(positions)]
-        return to_model_input(torch.from_numpy(self.dataset.train.images[rows]), self.device)
+        return self.compute.model_input(torch.from_numpy(self.dataset.train.images[rows]))
 
     @torch.no_grad()
     def batches(
@@ -107,11 +104,14 @@ class SelectionContext:
         try:
             for start in range(0, len(positions), self.batch_size):
                 pos = positions[start : start + self.batch_size]
-                x = self.images(which, pos)
-                with autocast_for(self.device):
-                    out = self.model(x)
-                    aux = self.aux(out.features) if self.aux is not None else None
-                out = _to_float(out)
+                with timed() as t:
+                    x = self.images(which, pos)
+                    with self.compute.autocast():
+                        out = self.model(x)
+                        aux = self.aux(out.features) if self.aux is not None else None
+                    out = _to_float(out)
+                self.inference.wall_s += t.wall_s
+                self.inference.cpu_s += t.cpu_s
                 self.forward_passes += len(pos)
                 yield ForwardBatch(positions=pos, images=x, out=out, aux=None if aux is None else aux.float())
         finally:
@@ -146,11 +146,14 @@ class SelectionContext:
 
 
 def _to_float(out: PoseOutput) -> PoseOutput:
+    """The outputs in float32; heatmaps map-major (contiguous): a channels_last model returns them pixel-major,
+    and every reader (peak finders, decoding) works map by map, so they are converted once here."""
+
     def f(t: Tensor | None) -> Tensor | None:
         return None if t is None else t.float()
 
     return PoseOutput(
-        heatmaps=None if out.heatmaps is None else [h.float() for h in out.heatmaps],
+        heatmaps=None if out.heatmaps is None else [h.float().contiguous() for h in out.heatmaps],
         keypoints=f(out.keypoints),
         features=[t.float() for t in out.features],
         embedding=out.embedding.float(),

@@ -30,6 +30,7 @@ from alpose_bench.analysis import (
     TEST_NAME,
     ResultSet,
     curve_data,
+    load_warning,
     sampler_summary,
     timing_data,
 )
@@ -75,22 +76,34 @@ def dataset_table(rs: ResultSet, dataset: str) -> pd.DataFrame:
 
 
 def timing_table(rs: ResultSet, dataset: str) -> pd.DataFrame:
-    """Timing as strings: seconds per cycle (train / evaluate / select), selection throughput and whole-run total."""
+    """Timing as strings: CPU seconds per cycle (train / evaluate / select, and the model's inference within
+    selection), CPU ms per scored image, and the whole run in CPU and wall seconds with their ratio. Databases that
+    did not record CPU seconds show wall seconds (the columns say which)."""
     t = timing_data(rs.cycles[rs.cycles["dataset"] == dataset]).set_index("sampler")
+    cpu = t["train_cpu_s"].notna().all() if len(t) else False
+    unit = "CPU s" if cpu else "wall s"
     rows = []
     for sampler in rs.samplers:
         if sampler not in t.index:
             continue
         r = t.loc[sampler]
-        rows.append({
+        suffix = "_cpu_s" if cpu else "_s"
+        row = {
             "Sampler": style.sampler_label(sampler),
-            "train s/cycle": _number(r["train_s"]),
-            "eval s/cycle": _number(r["eval_s"]),
-            "select s/cycle": _number(r["select_s"]),
-            "select ms/image": _number(r["select_ms_per_image"]),
-            "select images/s": _number(r["select_images_per_s"]),
-            "total s/run": _number(r["total_s"]),
-        })  # fmt: skip
+            f"train {unit}/cycle": _number(r["train" + suffix]),
+            f"eval {unit}/cycle": _number(r["eval" + suffix]),
+            f"select {unit}/cycle": _number(r["select" + suffix]),
+        }
+        if cpu:
+            row["of which inference"] = _number(r["infer_cpu_s"])
+            row["select CPU ms/image"] = _number(r["select_cpu_ms_per_image"])
+            row["total CPU s/run"] = _number(r["total_cpu_s"])
+            row["total wall s/run"] = _number(r["total_s"])
+            row["wall/CPU"] = "—" if not np.isfinite(r["load_factor"]) else f"{r['load_factor']:.2f}"
+        else:
+            row["select ms/image"] = _number(r["select_ms_per_image"])
+            row["total wall s/run"] = _number(r["total_s"])
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
@@ -154,11 +167,16 @@ def build_document(rs: ResultSet, figures: bool = False) -> list[Block]:
         if stem in figs:
             blocks.append(("figure", (title, figs.pop(stem))))
     blocks.append(("h2", "Timing"))
-    blocks.append(("p", "Seconds per cycle are means over seeds and cycles (select: cycles that selected); images/s is "
-                        "all pool images scored over all selection seconds; total is one run (one seed)."))  # fmt: skip
+    blocks.append(("p", "Seconds per cycle are means over seeds and cycles (select: cycles that selected), in CPU seconds "
+                        "of the task's process: unlike wall seconds they do not grow when other work shares the CPU, "
+                        "so they compare samplers fairly. 'of which inference' is the model's forward passes within "
+                        "selection; total is one run (one seed); wall/CPU near 1 means the task had a core to itself."))  # fmt: skip
     for dataset in rs.datasets:
         blocks.append(("h3", dataset))
         blocks.append(("table", timing_table(rs, dataset)))
+        warning = load_warning(timing_data(rs.cycles[rs.cycles["dataset"] == dataset]))
+        if warning:
+            blocks.append(("p", f"Warning: {warning}"))
     if "timing" in figs:
         blocks.append(("figure", ("Timing", figs.pop("timing"))))
     for stem, fig in figs.items():

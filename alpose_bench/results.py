@@ -13,9 +13,11 @@ from alpose_bench.store import Store, StoreError
 
 CYCLE_COLUMNS = [
     "dataset", "sampler", "seed", "cycle", "n_labelled", "metric", "value", "train_s", "eval_s", "select_s",
-    "select_images", "select_ms_per_image", "n_selected", "train_cpu_s", "eval_cpu_s", "select_cpu_s",
+    "select_images", "select_ms_per_image", "n_selected", "train_cpu_s", "eval_cpu_s", "select_cpu_s", "infer_s",
+    "infer_cpu_s",
 ]  # fmt: skip
-CPU_COLUMNS = ("train_cpu_s", "eval_cpu_s", "select_cpu_s")  # NULL in databases written before they existed
+# NULL in databases written before they existed
+CPU_COLUMNS = ("train_cpu_s", "eval_cpu_s", "select_cpu_s", "infer_s", "infer_cpu_s")
 
 
 def _store(path: str | Path) -> Store:

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -24,8 +24,9 @@ from pathlib import Path
 import torch
 
 from alpose_bench import checkpoints
-from alpose_bench.build import Task, check_fits, dataset_of, make_sampler, resolve_device
-from alpose_bench.config import ConfigError, ExperimentSpec
+from alpose_bench.build import Task, check_fits, compute_of, dataset_of, make_sampler, resolve_device
+from alpose_bench.compute import Compute, cpu_name, native_bf16, resolve_precision
+from alpose_bench.config import LEGACY, ConfigError, ExperimentSpec
 from alpose_bench.progress import Progress
 from alpose_bench.registry import get_sampler, working_samplers
 from alpose_bench.store import Store
@@ -41,6 +42,7 @@ class Plan:
     out_dir: Path
     tasks: list[Task]
     done: dict[Task, dict]  # task -> committed cycles {cycle: selected indices}
+    notes: list[str] = field(default_factory=list)  # what the planner decided that the user should know
 
     @property
     def pending(self) -> list[Task]:
@@ -55,7 +57,7 @@ def resolve_samplers(spec: ExperimentSpec) -> list[str]:
     return list(dict.fromkeys(spec.samplers))
 
 
-def provenance(device: torch.device) -> dict:
+def provenance(device: torch.device, compute: Compute | None = None) -> dict:
     versions = {}
     for pkg in ("alpose-bench", "torch", "numpy", "pandas", "scikit-learn", "scipy", "seaborn", "joblib"):
         try:
@@ -74,6 +76,8 @@ def provenance(device: torch.device) -> dict:
         "versions": versions, "git": git, "device": dev, "python": platform.python_version(),
         "host": platform.node(), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join(["alpose-bench"] + sys.argv[1:]),
+        "compute": None if compute is None else compute.describe(), "cpu": cpu_name(),
+        "native_bf16": native_bf16(device),
     }  # fmt: skip
 
 
@@ -100,9 +104,12 @@ def plan(spec: ExperimentSpec, out_root: Path) -> Plan:
                 raise ConfigError(f"{reason}; drop {s!r} from --samplers for {name!r}")
         datasets[name] = ds
     out_dir = out_root / spec.name
+    spec = spec.replace(precision=resolve_precision(spec.precision, device))
+    notes: list[str] = []
     store = Store(out_dir)
     try:
-        store.claim(spec.to_dict(), spec.fingerprint(), provenance(device))
+        spec, notes = _as_stored(spec, store, device)
+        store.claim(spec.to_dict(), spec.fingerprint(), provenance(device, compute_of(spec, device)))
         for name, ds in datasets.items():
             info = {
                 "metric": ds.metric, "task": ds.task, "joints": list(ds.skeleton.joints),
@@ -116,7 +123,28 @@ def plan(spec: ExperimentSpec, out_root: Path) -> Plan:
         done = {t: store.committed(t.dataset, t.sampler, t.seed) for t in tasks}
     finally:
         store.close()
-    return Plan(spec=spec, out_dir=out_dir, tasks=tasks, done=done)
+    return Plan(spec=spec, out_dir=out_dir, tasks=tasks, done=done, notes=notes)
+
+
+def _as_stored(spec: ExperimentSpec, store: Store, device: torch.device) -> tuple[ExperimentSpec, list[str]]:
+    """Resume an experiment stored before a setting existed with the value it ran with (`config.LEGACY`), unless
+    the user chose another value: its remaining cycles then compute exactly as its first ones did."""
+    stored = store.get_meta("spec")
+    if stored is None:
+        return spec, []
+    defaults = ExperimentSpec()
+    defaults = defaults.replace(precision=resolve_precision(defaults.precision, device))
+    changes = {}
+    for key, legacy in LEGACY.items():
+        current = getattr(spec, key)
+        if key not in stored and current == getattr(defaults, key) and current != legacy:
+            changes[key] = legacy
+    if not changes:
+        return spec, []
+    settings = ", ".join(f"{k}={v!r}" for k, v in changes.items())
+    return spec.replace(**changes), [
+        f"resuming with the settings this experiment was started with: {settings}"
+    ]
 
 
 @contextlib.contextmanager

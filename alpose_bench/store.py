@@ -39,7 +39,7 @@ CREATE TABLE IF NOT EXISTS cycles (
     n_labelled INTEGER NOT NULL, metric TEXT NOT NULL, value REAL NOT NULL, per_joint TEXT NOT NULL,
     train_s REAL NOT NULL, eval_s REAL NOT NULL, select_s REAL, select_images INTEGER NOT NULL,
     n_selected INTEGER NOT NULL, created TEXT NOT NULL DEFAULT (datetime('now')),
-    train_cpu_s REAL, eval_cpu_s REAL, select_cpu_s REAL,
+    train_cpu_s REAL, eval_cpu_s REAL, select_cpu_s REAL, infer_s REAL, infer_cpu_s REAL,
     PRIMARY KEY (dataset, sampler, seed, cycle)
 );
 CREATE TABLE IF NOT EXISTS selections (
@@ -57,10 +57,9 @@ CREATE TABLE IF NOT EXISTS arrays (
 
 SCHEMA_VERSION = 2
 #: columns added after version 1: (table, column, type)
-ADDED_COLUMNS = (
-    ("cycles", "train_cpu_s", "REAL"),
-    ("cycles", "eval_cpu_s", "REAL"),
-    ("cycles", "select_cpu_s", "REAL"),
+ADDED_COLUMNS = tuple(
+    ("cycles", column, "REAL")
+    for column in ("train_cpu_s", "eval_cpu_s", "select_cpu_s", "infer_s", "infer_cpu_s")
 )
 REQUIRED_TABLES = ("experiment", "runs", "cycles", "selections")
 
@@ -98,6 +97,9 @@ class CycleRecord:
     train_cpu_s: float | None = None
     eval_cpu_s: float | None = None
     select_cpu_s: float | None = None
+    # the model's forward passes during selection (part of select_s), wall and CPU seconds
+    infer_s: float | None = None
+    infer_cpu_s: float | None = None
 
 
 def _real(x: float | None) -> float | None:
@@ -301,11 +303,11 @@ class Store:
         with self._tx() as c:
             c.execute(
                 "INSERT INTO cycles (dataset, sampler, seed, cycle, n_labelled, metric, value, per_joint, train_s, "
-                "eval_s, select_s, select_images, n_selected, train_cpu_s, eval_cpu_s, select_cpu_s) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "eval_s, select_s, select_images, n_selected, train_cpu_s, eval_cpu_s, select_cpu_s, infer_s, "
+                "infer_cpu_s) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (*key, r.n_labelled, r.metric, float(r.value), json.dumps(r.per_joint), r.train_s, r.eval_s,
                  r.select_s, r.select_images, len(r.selected), _real(r.train_cpu_s), _real(r.eval_cpu_s),
-                 _real(r.select_cpu_s)),
+                 _real(r.select_cpu_s), _real(r.infer_s), _real(r.infer_cpu_s)),
             )  # fmt: skip
             groups = r.groups if r.groups is not None else np.full(len(r.selected), -1)
             scores = r.scores if r.scores is not None else np.full(len(r.selected), np.nan)

@@ -20,11 +20,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from alpose_bench.compute import Compute
 from alpose_bench.data import MetricName, PoseDataset, PoseSplit, Task
 from alpose_bench.models import ModelSpec, build_model, model_info
 from alpose_bench.models.outputs import ModelInfo, TrainBatch
 from alpose_bench.pool import SelectionContext
-from alpose_bench.preprocess import to_model_input
 from alpose_bench.samplers.base import KNOWN_NEEDS, Sampler, Selection
 from alpose_bench.skeleton import ICVL, MPII
 
@@ -157,7 +157,7 @@ def train_batch(dataset: PoseDataset, info: ModelInfo, n: int = 4) -> TrainBatch
 
     split = dataset.train
     n = min(n, len(split))
-    images = to_model_input(torch.from_numpy(split.images[:n]), "cpu")
+    images = Compute().model_input(torch.from_numpy(split.images[:n]))
     keypoints = torch.from_numpy(split.keypoints[:n])
     visible = torch.from_numpy(split.visible[:n].astype(np.float32))
     if dataset.task == "heatmap2d":

@@ -17,13 +17,12 @@ import torch
 from torch import Tensor, nn
 
 from alpose_bench.augment import AugmentSettings, augment_2d, augment_3d
+from alpose_bench.compute import Compute, as_compute
 from alpose_bench.data import PoseDataset, PoseSplit
 from alpose_bench.heatmaps import decode_keypoints, keypoints_to_heatmap_coords, pose_loss, render_heatmaps
 from alpose_bench.metrics import MetricResult, evaluate
 from alpose_bench.models import model_info
 from alpose_bench.models.outputs import TrainBatch
-from alpose_bench.pool import autocast_for
-from alpose_bench.preprocess import to_model_input
 from alpose_bench.timing import Timing, timed
 
 
@@ -53,24 +52,28 @@ class TrainStats:
 def make_batch(
     dataset: PoseDataset,
     rows: np.ndarray,
-    device: torch.device,
+    compute: Compute | torch.device,
     heatmap_size: int | None,
     settings: TrainSettings,
     g: torch.Generator | None,
 ) -> TrainBatch:
     """Model-ready, optionally augmented batch of training-pool rows (targets in the model's coordinates)."""
+    compute = as_compute(compute)
+    device = compute.device
     split = dataset.train
-    x = to_model_input(torch.from_numpy(split.images[rows]), device)
+    x = compute.model_input(torch.from_numpy(split.images[rows]))
     kp = torch.from_numpy(split.keypoints[rows]).to(device=device, dtype=torch.float32)
     vis = torch.from_numpy(split.visible[rows]).to(device=device, dtype=torch.float32)
     if dataset.task == "heatmap2d":
         if settings.augment is not None and g is not None:
             x, kp, vis = augment_2d(x, kp, vis, dataset.skeleton, settings.augment, g)
+            x = compute.layout(x)  # the warp returns contiguous tensors
         hm_kp = keypoints_to_heatmap_coords(kp, dataset.resolution, heatmap_size)
         target = render_heatmaps(hm_kp, vis, heatmap_size, settings.sigma, settings.amplitude)
         return TrainBatch(images=x, keypoints=hm_kp, visible=vis, heatmaps=target, skeleton=dataset.skeleton)
     if settings.augment is not None and g is not None:
         x, kp, vis = augment_3d(x, kp, vis, dataset.cube_mm, settings.augment, g)
+        x = compute.layout(x)
     return TrainBatch(
         images=x, keypoints=kp / dataset.cube_mm, visible=vis, heatmaps=None, skeleton=dataset.skeleton
     )
@@ -82,17 +85,20 @@ def train(
     rows: np.ndarray,
     settings: TrainSettings,
     *,
-    device: torch.device,
+    compute: Compute | torch.device,
     seed: int,
     heads: dict[str, tuple[nn.Module, object]] | None = None,
 ) -> TrainStats:
-    """Train `model` (and `heads`: name -> (aux module, sampler)) for `settings.epochs` epochs on train rows `rows`."""
+    """Train `model` (and `heads`: name -> (aux module, sampler)) for `settings.epochs` epochs on train rows `rows`.
+
+    The model and heads are expected on `compute`'s device and in its memory format (`Compute.prepare`)."""
+    compute = as_compute(compute)
     heads = heads or {}
     g = torch.Generator().manual_seed(seed)
     heatmap_size = model_info(model).heatmap_size
     groups = [{"params": list(model.parameters())}]
     groups += [{"params": list(head.parameters())} for head, _ in heads.values()]
-    opt = torch.optim.Adam(groups, lr=settings.lr, weight_decay=settings.weight_decay)
+    opt = compute.optimizer(groups, settings.lr, settings.weight_decay)
     model.train()
     for head, _ in heads.values():
         head.train()
@@ -103,8 +109,10 @@ def train(
     for _ in range(settings.epochs):
         order = rows[torch.randperm(len(rows), generator=g).numpy()]
         for step in range(steps_per_epoch):
-            batch = make_batch(dataset, order[step * bs : (step + 1) * bs], device, heatmap_size, settings, g)
-            with autocast_for(device):
+            batch = make_batch(
+                dataset, order[step * bs : (step + 1) * bs], compute, heatmap_size, settings, g
+            )
+            with compute.autocast():
                 out = model(batch.images)
                 loss = pose_loss(out, batch)
                 total = loss
@@ -125,14 +133,20 @@ def train(
 
 @torch.no_grad()
 def predict(
-    model: nn.Module, split: PoseSplit, *, device: torch.device, batch_size: int = 64, cube_mm: float = 1.0
+    model: nn.Module,
+    split: PoseSplit,
+    *,
+    compute: Compute | torch.device,
+    batch_size: int = 64,
+    cube_mm: float = 1.0,
 ) -> np.ndarray:
     """Keypoints of every image of `split` in the split's units: image pixels (2D) or millimetres (3D)."""
+    compute = as_compute(compute)
     model.eval()
     parts: list[Tensor] = []
     for start in range(0, len(split), batch_size):
-        x = to_model_input(torch.from_numpy(split.images[start : start + batch_size]), device)
-        with autocast_for(device):
+        x = compute.model_input(torch.from_numpy(split.images[start : start + batch_size]))
+        with compute.autocast():
             out = model(x)
         kp = decode_keypoints(out, input_size=x.shape[-1]).float()
         parts.append(kp if out.heatmaps is not None else kp * cube_mm)
@@ -145,13 +159,13 @@ def evaluate_model(
     model: nn.Module,
     dataset: PoseDataset,
     *,
-    device: torch.device,
+    compute: Compute | torch.device,
     batch_size: int = 64,
     split: PoseSplit | None = None,
 ) -> MetricResult:
     """The dataset's metric of `model` on the test split (or `split`)."""
     split = dataset.test if split is None else split
-    pred = predict(model, split, device=device, batch_size=batch_size, cube_mm=dataset.cube_mm)
+    pred = predict(model, split, compute=compute, batch_size=batch_size, cube_mm=dataset.cube_mm)
     result = evaluate(
         dataset.metric, pred, split.keypoints, split.visible.astype(bool), split.normalizer, dataset.skeleton
     )
@@ -176,14 +190,14 @@ def train_and_evaluate(
     rows: np.ndarray,
     settings: TrainSettings,
     *,
-    device: torch.device,
+    compute: Compute | torch.device,
     seed: int,
     heads: dict[str, tuple[nn.Module, object]] | None = None,
     eval_batch_size: int = 64,
 ) -> CycleResult:
     """Train on train rows `rows` (with `heads`), then evaluate on the test split: the recipe of every cycle."""
     with timed() as train_time:
-        stats = train(model, dataset, rows, settings, device=device, seed=seed, heads=heads)
+        stats = train(model, dataset, rows, settings, compute=compute, seed=seed, heads=heads)
     with timed() as eval_time:
-        result = evaluate_model(model, dataset, device=device, batch_size=eval_batch_size)
+        result = evaluate_model(model, dataset, compute=compute, batch_size=eval_batch_size)
     return CycleResult(result=result, train=train_time, evaluate=eval_time, stats=stats)

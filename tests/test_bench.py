@@ -83,11 +83,25 @@ def test_every_section_gives_finite_positive_figures(report):
     for key in ("train_images_per_s", "bare_images_per_s", "ratio"):
         assert positive(tr[key]), (key, tr)
     assert tr["ratio"] == pytest.approx(tr["train_images_per_s"] / tr["bare_images_per_s"])
+    # the plain PyTorch step of the same model is the comparison row; GFLOP/s from the flop counter
+    assert positive(tr["plain_images_per_s"]) and tr["speedup"] == pytest.approx(
+        tr["bare_images_per_s"] / tr["plain_images_per_s"]
+    )
+    assert tr["gflop_per_image"] > 0 and tr["bare_gflops"] == pytest.approx(
+        tr["gflop_per_image"] * tr["bare_images_per_s"]
+    )
+    assert tr["compute"] == {
+        "device": "cpu",
+        "precision": "fp32",
+        "channels_last": True,
+        "fused_optimizer": True,
+    } or (tr["compute"]["precision"] == "bf16")
     assert (
         tr["target_ratio"] == 0.85 and tr["batch_size"] == 16 and tr["steps"] == 1
     )  # train_steps x batch rows
     inf = report.sections["inference"]
-    assert inf["pool"] == 8 and positive(inf["seconds"])
+    assert inf["pool"] == 8 and positive(inf["seconds"]) and positive(inf["plain_images_per_s"])
+    assert inf["speedup"] == pytest.approx(inf["images_per_s"] / inf["plain_images_per_s"])
     assert inf["images_per_s"] == pytest.approx(8 / inf["seconds"])
     sm = report.sections["samplers"]
     assert (sm["pool"], sm["labelled"], sm["budget"]) == (8, 8, 2)
@@ -111,7 +125,9 @@ def test_every_section_gives_finite_positive_figures(report):
     assert egl["pool"] == 2 and egl["k"] == 8  # k = min(30, labelled)
     for key in ("fast_s", "slow_s", "speedup"):
         assert positive(egl[key]), key
-    assert 0 <= egl["rel_diff"] < 1e-4
+    assert 0 <= egl["rel_diff"] < 1e-4 and 0 <= egl["scale_rel_diff"] <= egl["rel_diff"]
+    assert egl["same_ranking"] is True and egl["train_steps"] == 100
+    assert egl["compute"]["channels_last"] is True  # the check runs with the experiment's speed settings
     assert report.problems == []
 
 

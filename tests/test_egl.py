@@ -10,9 +10,9 @@ import pytest
 import torch
 from torch import nn
 
+from alpose_bench.compute import Compute
 from alpose_bench.models import ModelSpec
 from alpose_bench.models.outputs import PoseOutput
-from alpose_bench.preprocess import to_model_input
 from alpose_bench.samplers.base import top_k
 from alpose_bench.samplers.egl import (
     EGLPP,
@@ -144,7 +144,7 @@ def _model_and_targets(task: str, k: int = 4, n: int = 3):
     ds = make_dataset(task)
     spec = ModelSpec(stacks=2, channels=16, depth=2, regressor_width=8, regressor_fc=32)
     model = tiny_model(ds, spec=spec).double()
-    x = to_model_input(torch.from_numpy(ds.train.images[:n]), "cpu").double()
+    x = Compute().model_input(torch.from_numpy(ds.train.images[:n])).double()
     with torch.no_grad():
         out = model(x)
     g = torch.Generator().manual_seed(0)

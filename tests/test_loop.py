@@ -136,3 +136,51 @@ def test_resuming_on_changed_data_is_refused(tmp_path):
         ConfigError, match=r"is not the data this experiment started on \(version: 1 then, 2 now\)"
     ):
         plan(spec, tmp_path)
+
+
+def test_an_experiment_stored_before_the_speed_settings_resumes_as_it_was_started(tmp_path):
+    """A folder whose stored spec has no `precision` / `fast_kernels` (written before they existed) resumes with
+    the values it ran with (fp32, contiguous, default Adam) when the user does not ask otherwise, and ends with the
+    rows of an uninterrupted run at those settings."""
+    import json
+    import sqlite3
+
+    import alpose_bench.store as store_mod
+
+    legacy = {"samplers": "random", "precision": "fp32", "fast_kernels": False}
+    reference = run(tmp_path / "ref", **legacy)
+    spec = build_spec("smoke", None, legacy)
+    the_plan = plan(spec, tmp_path / "old")
+    original, calls = store_mod.Store.commit_cycle, {"n": 0}
+
+    def commit_then_die(self, record):
+        original(self, record)
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise KeyboardInterrupt
+
+    store_mod.Store.commit_cycle = commit_then_die
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_plan(the_plan)
+    finally:
+        store_mod.Store.commit_cycle = original
+    db = the_plan.out_dir / "results.sqlite"
+    conn = sqlite3.connect(db)  # make it look like a folder of an older version
+    stored = json.loads(conn.execute("SELECT value FROM experiment WHERE key = 'spec'").fetchone()[0])
+    for key in ("precision", "fast_kernels"):
+        del stored[key]
+    conn.execute("UPDATE experiment SET value = ? WHERE key = 'spec'", (json.dumps(stored),))
+    conn.commit()
+    conn.close()
+    default = build_spec("smoke", None, {"samplers": "random"})  # the command line of today: fast settings
+    resumed_plan = plan(default, tmp_path / "old")
+    (note,) = resumed_plan.notes  # precision is named too where "auto" would have chosen bf16 on this machine
+    assert note.startswith("resuming with the settings this experiment was started with:")
+    assert note.endswith("fast_kernels=False") and resumed_plan.spec.precision == "fp32"
+    assert not any(run_plan(resumed_plan).values())
+    resumed = results.load(resumed_plan.out_dir)
+    pd.testing.assert_frame_equal(reference[DETERMINISTIC], resumed[DETERMINISTIC])
+    # a value the user chose that is neither the default nor what the experiment ran with is another experiment
+    with pytest.raises(Exception, match="settings differ: .*precision"):
+        plan(default.replace(precision="bf16"), tmp_path / "old")

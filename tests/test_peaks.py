@@ -54,6 +54,7 @@ def test_matches_skimage_on_random_maps(kind: str, k: int, md: int) -> None:
 def test_exact_fallback_path_matches_skimage(monkeypatch: pytest.MonkeyPatch) -> None:
     """With no spare candidates on the fast path, plateau maps take the exact iterative path."""
     monkeypatch.setattr(peaks_module, "_EXTRA_CANDIDATES", 0)
+    monkeypatch.setattr(peaks_module, "_MIN_CANDIDATES", 0)
     calls = []
     original = peaks_module._greedy_exact
     monkeypatch.setattr(peaks_module, "_greedy_exact", lambda *a: calls.append(1) or original(*a))
@@ -61,6 +62,21 @@ def test_exact_fallback_path_matches_skimage(monkeypatch: pytest.MonkeyPatch) ->
     for md in (1, 2, 3):
         assert_matches_skimage(maps, 4, md, border=False)
     assert calls, "the exact path was not exercised"
+
+
+def test_a_single_peak_is_decided_without_a_window_maximum_where_it_can_be() -> None:
+    """num_peaks = 1: the region's first maximum is the answer when it is above the threshold and the maximum of
+    its window; elsewhere (a larger value in the border within its window) the exact path decides."""
+    rng = np.random.default_rng(11)
+    x = torch.from_numpy(rng.normal(size=(40, 16, 16)).astype(np.float32))
+    x[0, 1, 5] = 50.0  # in the border, next to the region: the region's maximum beside it is no peak
+    x[0, 3, 6] = 40.0
+    x[1, 2, 5] = x[1, 9, 12] = 60.0  # a tie whose first pixel has a larger border value in its window:
+    x[1, 1, 5] = 70.0  # the answer is the later pixel, found by the exact path
+    x[2, 8, 8] = x[2, 9, 12] = 60.0  # a tie whose first pixel is a peak: that is the answer
+    _, _, decided = peaks_module._single_peak_fast(x, 2, 2, None, 12, 12)
+    assert not decided[0] and not decided[1] and decided[2] and decided[3:].float().mean() > 0.5
+    assert_matches_skimage(x.numpy()[:, None], 1, 2, 2, None)
 
 
 def test_smooth_heatmaps_of_several_gaussians_match_skimage() -> None:

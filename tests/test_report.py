@@ -102,13 +102,36 @@ def test_dataset_table_strings():
 
 
 def test_timing_table_hand_computed():
+    """Without CPU seconds (databases written before they were recorded) the table shows wall seconds."""
     t = timing_table(result_set(cycles(seeds=2)), "d").set_index("Sampler")
     mpe = t.loc["Multi-Peak Entropy"]
-    assert mpe["train s/cycle"] == "10.5" and mpe["eval s/cycle"] == "1"
-    assert mpe["select s/cycle"] == "0.5" and mpe["select ms/image"] == "0.5"
-    assert mpe["select images/s"] == "2,000"  # 4 x 1000 images in 4 x 0.5 s
-    assert mpe["total s/run"] == "35.5"  # seed 0: 30 + 3 + 1; seed 1: 33 + 3 + 1
+    assert mpe["train wall s/cycle"] == "10.5" and mpe["eval wall s/cycle"] == "1"
+    assert mpe["select wall s/cycle"] == "0.5" and mpe["select ms/image"] == "0.5"
+    assert mpe["total wall s/run"] == "35.5"  # seed 0: 30 + 3 + 1; seed 1: 33 + 3 + 1
     assert t.loc["Random", "select ms/image"] == "—"
+
+
+def test_timing_table_compares_cpu_seconds_and_warns_when_load_stretched_wall_times():
+    """With CPU seconds recorded the samplers are compared on them; wall / CPU says how much the machine's other
+    work stretched a run, and above 1.25 the report warns."""
+    from alpose_bench.analysis import load_warning, timing_data
+
+    df = cycles(seeds=2)
+    df["train_cpu_s"] = df["train_s"] / 2  # half the wall time: another process shared the core
+    df["eval_cpu_s"] = df["eval_s"] / 2
+    df["select_cpu_s"] = df["select_s"] / 2
+    df["infer_cpu_s"] = df["select_cpu_s"] * 0.9
+    t = timing_table(result_set(df), "d").set_index("Sampler")
+    mpe = t.loc["Multi-Peak Entropy"]
+    assert mpe["train CPU s/cycle"] == "5.25" and mpe["select CPU ms/image"] == "0.25"
+    assert mpe["of which inference"] == "0.225"
+    assert (
+        mpe["total CPU s/run"] == "17.8" and mpe["total wall s/run"] == "35.5" and mpe["wall/CPU"] == "2.00"
+    )
+    warning = load_warning(timing_data(df))
+    assert warning is not None and "up to 2.00" in warning and "compare samplers on CPU seconds" in warning
+    df[["train_cpu_s", "eval_cpu_s", "select_cpu_s"]] *= 2
+    assert load_warning(timing_data(df)) is None
 
 
 def test_markdown_report_hand_case_with_failed_run():

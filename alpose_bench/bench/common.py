@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from alpose_bench.compute import Compute, cpu_name, native_bf16
 from alpose_bench.config import ConfigError, ExperimentSpec
 from alpose_bench.data import PoseDataset
 from alpose_bench.jsonio import report_dict, write_report_json
@@ -49,8 +50,12 @@ class BenchSettings:
     peak_maps: int = 1_000  # images of `peak_joints` heatmaps of `peak_size` x `peak_size`
     peak_joints: int = 16
     peak_size: int = 64
-    egl_pool: int = 4
+    egl_pool: int = 8
     slow_pool: int = 32  # pool of the samplers that differentiate the model per image (EGL++)
+    egl_train_steps: int = (
+        100  # optimiser steps on the labelled images before the EGL++ comparison (a trained model)
+    )
+    levers: bool = False  # also time each speed lever alone (channels_last, fused Adam, bf16, torch.compile)
     seed: int = 0
 
     def validate(self) -> BenchSettings:
@@ -133,16 +138,6 @@ class BenchReport:
         return write_report_json(self, path)
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def machine_info(device: torch.device) -> dict[str, Any]:
     """The machine the figures were measured on."""
     try:
@@ -152,7 +147,7 @@ def machine_info(device: torch.device) -> dict[str, Any]:
     except ImportError:
         skimage_version = None
     return {
-        "cpu": _cpu_name(),
+        "cpu": cpu_name(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
@@ -161,7 +156,10 @@ def machine_info(device: torch.device) -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name(),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
+        "native_bf16": native_bf16(device),
+        "clock": clock_name(device),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "load_average_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
     }
 
@@ -171,19 +169,31 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def bench_clock(device: torch.device) -> Callable[[], float]:
+    """The clock figures are read with: on the CPU the CPU time of this process (a shared machine's other work, or
+    a stolen vCPU, does not inflate it; with several torch threads it sums them), on CUDA the wall clock."""
+    return time.perf_counter if device.type == "cuda" else time.process_time
+
+
+def clock_name(device: torch.device) -> str:
+    """What `bench_clock` reads, in words (recorded with the figures)."""
+    return "wall seconds (CUDA synchronised)" if device.type == "cuda" else "CPU seconds of the bench process"
+
+
 def timed(
     fn: Callable[[], Any], device: torch.device, repeats: int, max_seconds: float
 ) -> tuple[list[float], Any]:
-    """Wall-clock seconds of up to `repeats` calls of `fn` (stopping once they add up to `max_seconds`), and the
-    last call's result. CUDA work is synchronised before each clock reading."""
+    """Seconds of up to `repeats` calls of `fn` (stopping once they add up to `max_seconds`), and the last call's
+    result, read with `bench_clock` (CUDA work is synchronised before each reading)."""
+    clock = bench_clock(device)
     times: list[float] = []
     result = None
     for _ in range(repeats):
         _sync(device)
-        start = time.perf_counter()
+        start = clock()
         result = fn()
         _sync(device)
-        times.append(time.perf_counter() - start)
+        times.append(clock() - start)
         if sum(times) >= max_seconds:
             break
     return times, result
@@ -200,22 +210,43 @@ def _median(times: Sequence[float]) -> float:
 
 @dataclass
 class _Setting:
+    """The data, the spec's model (built with the spec's `compute`) and the seeded labelled set, pool and rows."""
+
     spec: ExperimentSpec
     dataset: PoseDataset
     model: nn.Module
-    device: torch.device
+    compute: Compute
     labelled: np.ndarray
     pool: np.ndarray
     train_rows: np.ndarray
     seed: int
 
-    def context(self, aux: nn.Module | None = None, pool: np.ndarray | None = None, seed: int = 0):
+    @property
+    def device(self) -> torch.device:
+        """The device everything runs on."""
+        return self.compute.device
+
+    def model_for(self, compute: Compute) -> nn.Module:
+        """A fresh model of the spec, seeded like `model`, for `compute` (to time other settings side by side)."""
+        from alpose_bench import build
+
+        return build.new_model(build.protocol(self.spec).model, self.dataset, self.seed, compute)
+
+    def context(
+        self,
+        aux: nn.Module | None = None,
+        pool: np.ndarray | None = None,
+        seed: int = 0,
+        model: nn.Module | None = None,
+        compute: Compute | None = None,
+    ):
+        """A selection context over the pool (or `pool`) with the setting's model (or `model` on `compute`)."""
         from alpose_bench.pool import SelectionContext
 
         return SelectionContext(
-            model=self.model, aux=aux, dataset=self.dataset, labelled=self.labelled,
-            pool=self.pool if pool is None else pool, device=self.device, batch_size=self.spec.eval_batch_size,
-            seed=seed,
+            model=self.model if model is None else model, aux=aux, dataset=self.dataset, labelled=self.labelled,
+            pool=self.pool if pool is None else pool, compute=self.compute if compute is None else compute,
+            batch_size=self.spec.eval_batch_size, seed=seed,
         )  # fmt: skip
 
 
@@ -242,13 +273,13 @@ def _setting(settings: BenchSettings, needs_pool: bool) -> _Setting:
             f"--pool {settings.pool} + {labelled_n} labelled images need {labelled_n + settings.pool} images, but "
             f"{dataset.name} has {n}; lower --pool or --labelled"
         )
-    device = build.resolve_device(spec.device)
+    compute = build.compute_of(spec)
     order = np.random.default_rng(seeds.derive_seed("bench", settings.seed)).permutation(n)
     labelled = np.sort(order[:labelled_n]) if needs_pool else order[:0]
     pool = np.sort(order[labelled_n : labelled_n + settings.pool]) if needs_pool else order[:0]
-    model = build.new_model(build.protocol(spec).model, dataset, settings.seed, device)
+    model = build.new_model(build.protocol(spec).model, dataset, settings.seed, compute)
     return _Setting(
-        spec, dataset, model, device, labelled, pool, np.sort(order[: min(train_n, n)]), settings.seed
+        spec, dataset, model, compute, labelled, pool, np.sort(order[: min(train_n, n)]), settings.seed
     )
 
 

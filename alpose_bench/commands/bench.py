@@ -43,16 +43,33 @@ def section_table(name: str, fig: dict[str, Any]) -> Table | str:
         return f"[dim]{name}: skipped ({fig['skipped']})[/dim]"
     if name == "training":
         t = _table(
-            f"training, batch {fig['batch_size']} x {fig['steps']} steps (target real/bare >= {fig['target_ratio']})",
-            ["path", "images/s", "real/bare"],
+            f"training, batch {fig['batch_size']} x {fig['steps']} steps, {fig['gflop_per_image']:.3f} GFLOP per image "
+            f"(forward + backward); project: {_compute(fig['compute'])} (targets: project/plain >= "
+            f"{fig['target_speedup']:g}, real/bare >= {fig['target_ratio']})",
+            ["path", "images/s", "GFLOP/s", "vs plain", "real/bare"],
         )
-        t.add_row("real train(): make_batch, augmentation, targets", _rate(fig["train_images_per_s"]),
-                  _vs(fig["ratio"], fig["target_ratio"], ".3f", True))  # fmt: skip
-        t.add_row("bare forward+backward+step, random tensors", _rate(fig["bare_images_per_s"]), "")
+        t.add_column("note", overflow="fold")
+        t.add_row("plain step", _rate(fig["plain_images_per_s"]), _f(fig["plain_gflops"], ".1f"), "1", "",
+                  "fp32, contiguous, default Adam, random tensors")  # fmt: skip
+        t.add_row("project step", _rate(fig["bare_images_per_s"]), _f(fig["bare_gflops"], ".1f"),
+                  _vs(fig["speedup"], fig["target_speedup"], ".2f", True), "", "same random tensors")  # fmt: skip
+        t.add_row("project train()", _rate(fig["train_images_per_s"]),
+                  _f(fig["train_gflops"], ".1f"), _f(fig["train_images_per_s"] / fig["plain_images_per_s"], ".2f"),
+                  _vs(fig["ratio"], fig["target_ratio"], ".3f", True), "real batches: augmentation, targets")  # fmt: skip
+        _lever_rows(t, fig, fig["plain_images_per_s"], 5)
         return t
     if name == "inference":
-        t = _table(f"inference, batch {fig['batch_size']}", ["pool", "seconds", "images/s"])
-        t.add_row(str(fig["pool"]), _f(fig["seconds"], ".3f"), _rate(fig["images_per_s"]))
+        t = _table(
+            f"inference over the pool ({fig['pool']} images, batch {fig['batch_size']}), {fig['gflop_per_image']:.3f} "
+            f"GFLOP per image; project: {_compute(fig['compute'])} (target project/plain >= {fig['target_speedup']:g})",
+            ["path", "images/s", "GFLOP/s", "vs plain"],
+        )
+        t.add_row(
+            "plain: fp32, contiguous", _rate(fig["plain_images_per_s"]), _f(fig["plain_gflops"], ".1f"), "1"
+        )
+        t.add_row("project's pass", _rate(fig["images_per_s"]), _f(fig["gflops"], ".1f"),
+                  _vs(fig["speedup"], fig["target_speedup"], ".2f", True))  # fmt: skip
+        _lever_rows(t, fig, fig["plain_images_per_s"], 4)
         return t
     if name == "samplers":
         t = _table(
@@ -99,16 +116,37 @@ def section_table(name: str, fig: dict[str, Any]) -> Table | str:
         return t
     if name == "egl":
         t = _table(
-            f"EGL++ gradient norms: {fig['pool']} images x k={fig['k']}, {fig['parameters']:,} parameters "
-            f"(targets: speed-up >= {fig['target_speedup']:g}, relative difference < {fig['target_rel_diff']:g})",
-            ["path", "seconds", "speed-up", "max rel. diff"],
+            f"EGL++ gradient norms: {fig['pool']} images x k={fig['k']}, {fig['parameters']:,} parameters, model trained "
+            f"{fig['train_steps']} steps; {_compute(fig['compute'])}; differences against the replica method in float64 "
+            f"(targets: speed-up >= {fig['target_speedup']:g}, difference < {fig['target_rel_diff']:g} of the score "
+            "scale, same ranking)",
+            ["path", "seconds", "speed-up", "max rel. diff", "rel. to scale"],
         )
-        t.add_row("fast: torch.func vjp + vmap", _f(fig["fast_s"], ".3f"),
-                  _vs(fig["speedup"], fig["target_speedup"], ".1f", True),
-                  _vs(fig["rel_diff"], fig["target_rel_diff"], ".1e", False))  # fmt: skip
-        t.add_row("reference: k replicas, autograd each", _f(fig["slow_s"], ".3f"), "", "")
+        t.add_row("fast (vjp + vmap)", _f(fig["fast_s"], ".3f"),
+                  _vs(fig["speedup"], fig["target_speedup"], ".1f", True), _f(fig["rel_diff"], ".1e"),
+                  _vs(fig["scale_rel_diff"], fig["target_rel_diff"], ".1e", False))  # fmt: skip
+        t.add_row("replicas, fp32", _f(fig["slow_s"], ".3f"), "", _f(fig["replica_rel_diff"], ".1e"),
+                  _f(fig["replica_scale_rel_diff"], ".1e"))  # fmt: skip
+        same = "[green]yes[/green]" if fig["same_ranking"] else "[red]NO[/red]"
+        t.add_row(f"same ranking: {same}", "", "", "", "")
         return t
     raise ValueError(f"no table for section {name!r}")
+
+
+def _compute(c: dict[str, Any]) -> str:
+    parts = [c["precision"], "channels_last" if c["channels_last"] else "contiguous"]
+    if c["fused_optimizer"]:
+        parts.append("fused Adam")
+    return ", ".join(parts)
+
+
+def _lever_rows(t: Table, fig: dict[str, Any], plain: float, columns: int) -> None:
+    """One row per lever timed with --levers (the note column last)."""
+    for r in fig.get("levers", []):
+        note = (f"compile {r['compile_s']:.0f} s; " if "compile_s" in r else "") + (r.get("note") or "")
+        cells = [f"lever: {r['lever']}", _rate(r["images_per_s"]), _f(r["gflops"], ".1f"),
+                 _f(r["images_per_s"] / plain, ".2f")]  # fmt: skip
+        t.add_row(*(cells + [""] * (columns - len(cells))), note)
 
 
 def contention_warning() -> str | None:
@@ -179,8 +217,15 @@ def contention_warning() -> str | None:
     "--peak-maps", type=int, default=1000, show_default=True, help="Images of 16 heatmaps of 64x64."
 )
 @click.option(
-    "--egl-pool", type=int, default=4, show_default=True, help="Pool images of the EGL++ comparison."
+    "--egl-pool", type=int, default=8, show_default=True, help="Pool images of the EGL++ comparison."
 )
+@click.option("--egl-train-steps", type=click.IntRange(min=0), default=100, show_default=True,
+              help="Optimiser steps on the labelled images before the EGL++ comparison (a trained model).")  # fmt: skip
+@click.option(
+    "--levers", is_flag=True, help="Also time each speed lever alone, torch.compile included (minutes)."
+)
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default=None,
+              help="The project's precision (default: the spec's, auto).")  # fmt: skip
 @click.option("--threads", type=int, default=None, help="torch CPU threads (default: torch's own choice).")
 @click.option(
     "--seed", type=int, default=0, show_default=True, help="Seed of the model, pool and synthetic data."
@@ -189,7 +234,7 @@ def contention_warning() -> str | None:
               help="Write every figure, with the machine description, to this JSON file.")  # fmt: skip
 def bench(preset, dataset, device, resolution, data_root, pool, slow_pool, labelled, budget, samplers, sampler_params, only,
           repeats, max_seconds, train_steps, coreset_pool, coreset_labelled, coreset_dim, coreset_budget, peak_maps,
-          egl_pool, threads, seed, json_path) -> None:  # fmt: skip
+          egl_pool, egl_train_steps, levers, precision, threads, seed, json_path) -> None:  # fmt: skip
     """Measure speed on this machine, each figure a median over repeats.
 
     Training img/s (real path vs a bare loop), inference img/s over a pool, each sampler's selection time relative
@@ -205,7 +250,7 @@ def bench(preset, dataset, device, resolution, data_root, pool, slow_pool, label
 
             torch.set_num_threads(threads)
         spec = build_spec(preset or "quick", None, dict(
-            datasets=dataset, device=device, resolution=resolution, data_root=data_root, preset=preset,
+            datasets=dataset, device=device, resolution=resolution, data_root=data_root, preset=preset, precision=precision,
             sampler_params=parse_sampler_params(sampler_params) or None,
         ))  # fmt: skip
         settings = BenchSettings(
@@ -214,7 +259,7 @@ def bench(preset, dataset, device, resolution, data_root, pool, slow_pool, label
             repeats=repeats, max_seconds=max_seconds, train_steps=train_steps,
             coreset_pools=parse_sizes(coreset_pool, "--coreset-pool"),
             coreset_labelled=parse_sizes(coreset_labelled, "--coreset-labelled"),
-            coreset_dim=coreset_dim, coreset_budget=coreset_budget, peak_maps=peak_maps, egl_pool=egl_pool, seed=seed,
+            coreset_dim=coreset_dim, coreset_budget=coreset_budget, peak_maps=peak_maps, egl_pool=egl_pool, seed=seed, egl_train_steps=egl_train_steps, levers=levers,
         ).validate()  # fmt: skip
         console = Console()
         busy = contention_warning()

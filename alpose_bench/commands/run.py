@@ -188,6 +188,8 @@ def run(
         f"{spec.seeds} seed(s), {spec.init} + {spec.cycles} x {spec.budget} labelled images"
     )
     the_plan = plan(spec, Path(out))
+    for note in the_plan.notes:
+        console.print(f"[yellow]{note}[/yellow]")
     if jobs is None:
         jobs = default_jobs(spec.device, len(the_plan.pending))
     with experiment_lock(the_plan.out_dir):

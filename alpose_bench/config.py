@@ -159,6 +159,7 @@ DATASET_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
     "quick": {
         "icvl": dict(epochs_first=100, epochs=20, lr=3e-4),
         "synth-hand": dict(epochs_first=100, epochs=20, lr=3e-4),
+        "lspet": dict(test_size=None),  # the whole fixed test split of 1,000 people
     },
 }
 

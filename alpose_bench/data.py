@@ -212,6 +212,10 @@ class DatasetPlugin(ABC):
             raise DatasetError(str(exc)) from None
         return dataclasses.asdict(self.options_class(**given))
 
+    def conventions(self, dataset: PoseDataset) -> list[str]:
+        """The evaluation conventions of a loaded dataset, in words (the report's header names them)."""
+        return []
+
     def prepare(
         self, config: DatasetConfig, progress: ProgressFn | None = None, force: bool = False
     ) -> PoseDataset:

@@ -182,9 +182,11 @@ def pck(
     threshold: float = 0.2,
     mean_joints: np.ndarray | Sequence[int] | None = None,
 ) -> MetricResult:
-    """PCK@threshold (%), LSP convention: distance <= threshold x torso size, annotated joints only.
+    """PCK@threshold (%): distance <= threshold x torso size, annotated joints only.
 
-    torso (N,) = max(|l_shoulder - r_hip|, |r_shoulder - l_hip|), computed by the dataset (see `torso_size`).
+    torso (N,): computed by the dataset (`torso_size`): by default the standard LSP evaluation's one diagonal
+    |l_shoulder - r_hip| (Sapp & Taskar's protocol, Pishchulin et al.'s evaluation code), or with the "max"
+    convention the authors' max(|l_shoulder - r_hip|, |r_shoulder - l_hip|).
     """
     pred, gt, visible = _as_inputs(pred, gt, visible, (2,))
     norm = _as_normalizer(torso, visible, "torso")
@@ -225,12 +227,27 @@ def per_image_error(
         return np.where(n > 0, dist.sum(axis=1) / np.maximum(n, 1), np.nan)
 
 
-def torso_size(keypoints: np.ndarray, skeleton: Skeleton) -> np.ndarray:
-    """(N,) torso size for PCK: the larger of the skeleton's `torso_pairs` distances (NaN ones ignored)."""
+#: how PCK's torso size is measured: "standard" (the LSP evaluation: |l_shoulder - r_hip|, the first of the
+#: skeleton's torso pairs) or "max" (the VL4Pose authors' code: the larger of both diagonals)
+TORSO_CONVENTIONS = ("standard", "max")
+
+
+def torso_pairs(skeleton: Skeleton, convention: str = "standard") -> tuple[tuple[int, int], ...]:
+    """The joint pairs whose distance is the torso size under `convention`."""
     if not skeleton.torso_pairs:
         raise ValueError(f"skeleton {skeleton.name!r} defines no torso_pairs; PCK needs a torso size")
+    if convention not in TORSO_CONVENTIONS:
+        raise ValueError(
+            f"torso convention must be one of {', '.join(TORSO_CONVENTIONS)}, got {convention!r}"
+        )
+    return skeleton.torso_pairs[:1] if convention == "standard" else skeleton.torso_pairs
+
+
+def torso_size(keypoints: np.ndarray, skeleton: Skeleton, convention: str = "standard") -> np.ndarray:
+    """(N,) torso size for PCK: |l_shoulder - r_hip| ("standard"), or the larger of both diagonals ("max")."""
+    pairs = torso_pairs(skeleton, convention)
     kp = np.asarray(keypoints, dtype=np.float64)
-    sizes = np.stack([np.linalg.norm(kp[:, a] - kp[:, b], axis=-1) for a, b in skeleton.torso_pairs], axis=1)
+    sizes = np.stack([np.linalg.norm(kp[:, a] - kp[:, b], axis=-1) for a, b in pairs], axis=1)
     with np.errstate(invalid="ignore"):
         return np.fmax.reduce(sizes, axis=1)
 

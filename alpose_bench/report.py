@@ -151,6 +151,10 @@ def build_document(rs: ResultSet, figures: bool = False) -> list[Block]:
     blocks.append(("p", f"Preset {rs.preset or '?'}; datasets {', '.join(rs.datasets)}; samplers "
                         f"{', '.join(style.sampler_label(s) for s in rs.samplers)}."))  # fmt: skip
     blocks.append(("p", NOTES))
+    for dataset in rs.datasets:
+        conventions = rs.dataset_info(dataset).get("conventions") or []
+        if conventions:
+            blocks.append(("p", f"Evaluation of {dataset}: " + "; ".join(conventions) + "."))
     if figures:
         from alpose_bench.plot import overview_figures  # matplotlib only for the HTML report
 

@@ -28,7 +28,7 @@ from alpose_bench.build import Task, check_fits, compute_of, dataset_of, make_sa
 from alpose_bench.compute import Compute, cpu_name, native_bf16, resolve_precision
 from alpose_bench.config import LEGACY, ConfigError, ExperimentSpec
 from alpose_bench.progress import Progress
-from alpose_bench.registry import get_sampler, working_samplers
+from alpose_bench.registry import get_dataset, get_sampler, working_samplers
 from alpose_bench.store import Store
 
 
@@ -116,6 +116,7 @@ def plan(spec: ExperimentSpec, out_root: Path) -> Plan:
                 "links": [list(link) for link in ds.skeleton.links], "group_names": list(ds.group_names),
                 "group_prior": list(ds.group_prior), "pool": len(ds.train), "test": len(ds.test),
                 "version": ds.info.get("version"),
+                "conventions": get_dataset(name)().conventions(ds),
             }  # fmt: skip
             _check_same_data(store, name, info)
             store.set_dataset_info(name, info)

@@ -1,4 +1,4 @@
-"""Leeds Sports Pose (`lsp`) and LSP + LSP Extended (`lsp-lspet`), the papers' second human-pose benchmark.
+"""Leeds Sports Pose (`lsp`), LSP + LSP Extended (`lsp-lspet`) and LSP Extended alone (`lspet`): real photographs.
 
 Data root layout::
 
@@ -9,27 +9,32 @@ Data root layout::
 
 Protocol (reference code): LSP's first half (1,000) is the training set, its second half (1,000) the test set;
 `lsp-lspet` adds LSPET's 10,000 as the unlabelled pool and fixes the LSP training images as the initial
-labelled set (`PoseDataset.initial_index`). Each person is cropped with a square window of 1.75 x the longer
-edge of the tight box around its annotated joints (the reference's evaluation crop). Metric: PCK@0.2 with the
-torso size max(|lsho - rhip|, |rsho - lhip|) in crop pixels.
+labelled set (`PoseDataset.initial_index`). `lspet` is LSPET's 10,000 photographs alone: a fixed test split of
+1,000 people shipped with the package (datasets/resources/lspet_test_images.txt, rule in its header) and the other
+9,000 as the pool, for machines that have LSPET but not LSP's images. Each person is cropped with a square window
+of 1.75 x the longer edge of the tight box around its annotated joints (the reference's evaluation crop). Metric:
+PCK@0.2 with the standard LSP torso |l_shoulder - r_hip| in crop pixels (option torso=max: the VL4Pose authors'
+max(|lsho - rhip|, |rsho - lhip|), about 4 points more lenient, not comparable with published LSP figures).
 
 LSPET's missing joints have flag 0 and coordinates <= 0 (all 16,787 of them in the release); they are
 unannotated. Nine flagged joints lie just outside the image border (one coordinate in -1.2 .. 0 px) and are
-kept. LSPET people without both torso diagonals (1,705) get a torso size estimated from their tight box
-(median torso/box ratio)."""
+kept. LSPET people whose torso diagonal is not annotated get a torso size estimated from their tight box (median
+torso/box ratio); the `lspet` test split holds none of them."""
 
 from __future__ import annotations
 
+import importlib.resources
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
-from alpose_bench.data import DatasetError
+from alpose_bench.data import DatasetError, PoseDataset
 from alpose_bench.datasets.base import CachedDataset, Sources, SourceSplit
 from alpose_bench.datasets.files import dataset_dir, load_mat, reject_nonfinite
 from alpose_bench.datasets.geometry import fill_estimates, joint_boxes, pair_distance, tight_box_size
+from alpose_bench.metrics import torso_pairs
 from alpose_bench.skeleton import LSP
 from alpose_bench.validation import param
 
@@ -97,7 +102,7 @@ def person_split(
 ) -> SourceSplit:  # fmt: skip
     """A SourceSplit of LSP-style people: crop boxes, torso normaliser (estimated where no torso diagonal)."""
     visible = annotated & (options["include_occluded"] | ~occluded)
-    torso = pair_distance(keypoints, annotated, LSP.torso_pairs)
+    torso = pair_distance(keypoints, annotated, torso_pairs(LSP, options["torso"]))
     normalizer, _ = fill_estimates(torso, tight_box_size(keypoints, annotated), DEFAULT_TORSO_RATIO)
     names = image_names(kind, len(keypoints))
     paths = np.char.add(str(directory / "images") + "/", names) if with_paths else np.full(len(names), "")
@@ -139,7 +144,7 @@ def lsp_sources(
         lspet_dir = root / "lspet"
         kp2, ann2, occ2 = read_lsp_joints(lspet_dir / "joints.mat", "lspet", name)
         extra = person_split(lspet_dir, "lspet", kp2, ann2, occ2, options, with_paths)
-        torso_missing = int(np.isnan(pair_distance(kp2, ann2, LSP.torso_pairs)).sum())
+        torso_missing = int(np.isnan(pair_distance(kp2, ann2, torso_pairs(LSP, options["torso"]))).sum())
         counts.update({"lspet people": len(kp2), "lspet missing joints": int((~ann2).sum()),
                        "lspet torso sizes estimated": torso_missing})  # fmt: skip
         train = concat(train, extra)
@@ -156,7 +161,19 @@ class LSPOptions:
 
     crop_scale: float = param(1.75, low=0, low_open=True)  # crop side / longer edge of the tight joint box
     include_occluded: bool = True  # occluded (but annotated) joints count in the metric and the loss
+    # PCK torso: "standard" |lsho - rhip| (the LSP evaluation), "max" of both diagonals (the VL4Pose authors' code)
+    torso: Literal["standard", "max"] = "standard"
     workers: int = param(0, low=0)  # decoding threads (0: up to 8); changes speed only
+
+
+def torso_convention(options: dict[str, Any]) -> str:
+    """The PCK torso convention in words, for the report's header."""
+    if options["torso"] == "standard":
+        return "PCK torso |l_shoulder - r_hip| (the standard LSP evaluation)"
+    return (
+        "PCK torso max(|l_shoulder - r_hip|, |r_shoulder - l_hip|) (the VL4Pose authors' code; more lenient, "
+        "not comparable with the standard LSP figures)"
+    )
 
 
 class LSPDataset(CachedDataset):
@@ -179,6 +196,9 @@ class LSPDataset(CachedDataset):
     def parse(self, root: Path, options: dict[str, Any]) -> Sources:
         return lsp_sources(root, options, self.name, self.with_lspet, with_paths=self.uses_images)
 
+    def conventions(self, dataset: PoseDataset) -> list[str]:
+        return [torso_convention(dataset.info["options"])]
+
 
 class LSPLSPETDataset(LSPDataset):
     """LSP + LSPET: LSP's 1,000 training images as the initial set, LSPET's 10,000 as the unlabelled pool."""
@@ -190,3 +210,60 @@ class LSPLSPETDataset(LSPDataset):
     hint = f"{LSP_HINT} and {LSPET_HINT}"
     expected = "lsp/{joints.mat, images/} and lspet/{joints.mat, images/}"
     with_lspet = True
+
+
+def lspet_test_images() -> list[str]:
+    """The image names of `lspet`'s fixed test split (shipped as package data; the rule is in the file's header)."""
+    text = importlib.resources.files("alpose_bench.datasets") / "resources" / "lspet_test_images.txt"
+    return [
+        line.strip() for line in text.read_text().splitlines() if line.strip() and not line.startswith("#")
+    ]
+
+
+class LSPETDataset(CachedDataset):
+    """LSP Extended's 10,000 photographs alone: a fixed 1,000-person test split, the other 9,000 as the pool."""
+
+    name = "lspet"
+    description = (
+        "LSP Extended (real photographs): pool 9,000 / fixed test 1,000 people, PCK@0.2 (standard torso)."
+    )
+    task = "heatmap2d"
+    skeleton = LSP
+    metric = "pck"
+    hint = LSPET_HINT
+    expected = "lspet/joints.mat and lspet/images/"
+    options_class = LSPOptions
+    shared_fallback = True  # like lsp-rendered: CI and tests find the photographs beside the checkout
+
+    def _dir(self, root: Path) -> Path:
+        return dataset_dir(root, "lspet", "joints.mat")
+
+    def annotation_files(self, root: Path, options: dict[str, Any]) -> list[Path]:
+        return [self._dir(root) / "joints.mat"]
+
+    def parse(self, root: Path, options: dict[str, Any]) -> Sources:
+        directory = self._dir(root)
+        kp, ann, occ = read_lsp_joints(directory / "joints.mat", "lspet", self.name)
+        whole = person_split(directory, "lspet", kp, ann, occ, options, with_paths=True)
+        names = image_names("lspet", len(kp))
+        listed = np.array(lspet_test_images())
+        test = np.isin(names, listed)
+        if int(test.sum()) != len(listed):
+            raise DatasetError(
+                f"dataset {self.name!r}: {directory / 'joints.mat'} has {len(kp)} people, but the fixed test split "
+                f"names {len(listed)} LSPET images of the 10,000-image release; use the original file from {self.hint}"
+            )
+        torso_missing = int(np.isnan(pair_distance(kp, ann, torso_pairs(LSP, options["torso"]))).sum())
+        counts = {"lspet people": len(kp), "lspet missing joints": int((~ann).sum()),
+                  "torso sizes estimated (pool only)": torso_missing}  # fmt: skip
+        return Sources(
+            splits={"train": whole.subset(np.flatnonzero(~test)), "test": whole.subset(np.flatnonzero(test))},
+            info={"protocol": "LSPET: fixed test split of 1,000 people (package data), the other 9,000 the pool",
+                  "counts": counts, "root": str(root)},
+        )  # fmt: skip
+
+    def conventions(self, dataset: PoseDataset) -> list[str]:
+        return [
+            torso_convention(dataset.info["options"]),
+            "test: the fixed 1,000 people of lspet_test_images.txt",
+        ]

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -64,6 +64,8 @@ class RenderedOptions:
 
     crop_scale: float = param(1.75, low=0, low_open=True)  # frame side / longer edge of the tight joint box
     include_occluded: bool = True  # occluded (but annotated) joints count in the metric and the loss
+    # PCK torso: "standard" |lsho - rhip| (the LSP evaluation), "max" of both diagonals (the VL4Pose authors' code)
+    torso: Literal["standard", "max"] = "standard"
 
 
 class LSPRenderedDataset(LSPDataset):

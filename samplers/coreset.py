@@ -4,7 +4,9 @@ Follows google/active-learning's ``kcenter_greedy`` as the reference code uses i
 each pool image's distance to its nearest labelled image as the starting point, then `budget` greedy steps
 that pick the image farthest from all centres so far and update the distances. Unlike the reference (which
 builds the whole pool x labelled matrix with scikit-learn), distances are computed in fixed-size blocks with
-a running minimum, so peak memory grows with pool + labelled, not with their product.
+a running minimum, so peak memory grows with pool + labelled, not with their product. Distances are computed in
+float64, as scikit-learn's `pairwise_distances` upcasts: in float32 the expansion ||a||^2 + ||b||^2 - 2 a.b
+loses the small distances to cancellation, and the pick order leaves the float64 one within ten picks.
 """
 
 from __future__ import annotations
@@ -102,9 +104,11 @@ class CoreSet(Sampler):
     def select(self, ctx: SelectionContext, budget: int) -> np.ndarray:
         if budget <= 0 or len(ctx.pool) == 0:
             return np.zeros(0, dtype=np.int64)
-        pool = torch.from_numpy(np.ascontiguousarray(ctx.collect("pool", "embedding"))).to(ctx.device)
+        pool = (
+            torch.from_numpy(np.ascontiguousarray(ctx.collect("pool", "embedding"))).to(ctx.device).double()
+        )
         if len(ctx.labelled):
-            labelled = torch.from_numpy(np.ascontiguousarray(ctx.collect("labelled", "embedding")))
+            labelled = torch.from_numpy(np.ascontiguousarray(ctx.collect("labelled", "embedding"))).double()
         else:
             labelled = pool.new_zeros((0, pool.shape[1]))
         first = int(ctx.rng.integers(len(ctx.pool))) if len(ctx.labelled) == 0 else None

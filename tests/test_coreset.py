@@ -109,3 +109,22 @@ def test_sampler_without_labels_uses_the_seeded_rng() -> None:
 
 def test_conformance() -> None:
     check_sampler(CoreSet)
+
+
+def test_the_whole_pick_order_is_the_float64_one_of_scikit_learn() -> None:
+    """Distances in float64 as scikit-learn's pairwise_distances computes them: on the conformance kit's
+    embeddings the pick order of a float32 expansion left the float64 one within ten picks."""
+    from sklearn.metrics import pairwise_distances
+
+    ctx = make_context(n_pool=40, n_labelled=8, seed=0)
+    picks = CoreSet().select(ctx, 30)
+    pool = ctx.collect("pool", "embedding").astype(np.float64)
+    labelled = ctx.collect("labelled", "embedding").astype(np.float64)
+    min_dist = pairwise_distances(pool, labelled).min(axis=1)
+    expected = []
+    for _ in range(30):
+        idx = int(np.argmax(min_dist))
+        expected.append(idx)
+        min_dist = np.minimum(min_dist, pairwise_distances(pool, pool[idx : idx + 1])[:, 0])
+        min_dist[expected] = -1
+    assert picks.tolist() == expected

@@ -37,7 +37,7 @@ from alpose_bench.datasets.coco import COCODataset, flip_pairs_from_names, skele
 from alpose_bench.datasets.geometry import to_crop
 from alpose_bench.datasets.icvl import ICVLDataset, uvd_to_xyz, xyz_to_uvd
 from alpose_bench.datasets.lsp import LSPDataset, LSPLSPETDataset, read_lsp_joints
-from alpose_bench.datasets.mpii import MPIIDataset
+from alpose_bench.datasets.mpii import MAT_NAME, MPIIDataset
 from alpose_bench.datasets.rendered import LSPETRenderedDataset, LSPRenderedDataset
 from alpose_bench.skeleton import LSP
 
@@ -120,10 +120,13 @@ def test_lsp_crops_keypoints_normaliser(lsp_root: Path, tmp_path: Path) -> None:
     np.testing.assert_allclose(ext.max(axis=1), 64 / 1.75, rtol=1e-4)
     mid = (ds.test.keypoints.max(axis=1) + ds.test.keypoints.min(axis=1)) / 2
     np.testing.assert_allclose(mid, 31.5, atol=1e-3)
-    # PCK normaliser = max(|lsho - rhip|, |rsho - lhip|) in crop pixels
+    # PCK normaliser = |lsho - rhip| in crop pixels (the standard LSP evaluation); torso=max: the authors' larger
+    # diagonal max(|lsho - rhip|, |rsho - lhip|)
     k = ds.test.keypoints
-    torso = np.maximum(np.linalg.norm(k[:, 9] - k[:, 2], axis=1), np.linalg.norm(k[:, 8] - k[:, 3], axis=1))
-    np.testing.assert_allclose(ds.test.normalizer, torso, rtol=1e-4)
+    standard, other = np.linalg.norm(k[:, 9] - k[:, 2], axis=1), np.linalg.norm(k[:, 8] - k[:, 3], axis=1)
+    np.testing.assert_allclose(ds.test.normalizer, standard, rtol=1e-4)
+    authors = LSPDataset().load(config(lsp_root, tmp_path / "cache", resolution=64, options={"torso": "max"}))
+    np.testing.assert_allclose(authors.test.normalizer, np.maximum(standard, other), rtol=1e-4)
 
 
 def test_lsp_option_exclude_occluded(lsp_root: Path, tmp_path: Path) -> None:
@@ -264,10 +267,10 @@ def mpii_root(tmp_path: Path) -> tuple[Path, list[dict]]:
 
 def test_mpii_official_mat_split_filters_crop_and_head_box(mpii_root, tmp_path: Path) -> None:
     root, images = mpii_root
-    ds = MPIIDataset().load(config(root, tmp_path, resolution=64))
+    ds = MPIIDataset().load(config(root, tmp_path, resolution=64, options={"all_joints": True}))
     assert ds.metric == "pckh" and ds.skeleton.name == "mpii"
-    # test: the 3 Newell validation images (1 + 2 + 1 people); pool: train images, minus the 15-joint person and
-    # the img_train == 0 image
+    # test: the 3 Newell validation images (1 + 2 + 1 people); pool: train images, minus the 15-joint person
+    # (the all_joints filter) and the img_train == 0 image
     assert len(ds.test) == 4 and len(ds.train) == 3
     people = [p for im in images[:3] for p in im["people"]]
     src = np.stack([p["joints"] for p in people])
@@ -287,8 +290,10 @@ def test_mpii_official_mat_split_filters_crop_and_head_box(mpii_root, tmp_path: 
 
 def test_mpii_options_all_joints_and_head_lambda(mpii_root, tmp_path: Path) -> None:
     root, _ = mpii_root
-    every = MPIIDataset().load(config(root, tmp_path, resolution=32, options={"all_joints": False}))
+    every = MPIIDataset().load(config(root, tmp_path, resolution=32))  # the default: every person
     assert len(every.train) == 4 and not every.train.visible.all()
+    filtered = MPIIDataset().load(config(root, tmp_path, resolution=32, options={"all_joints": True}))
+    assert len(filtered.train) == 3 and filtered.train.visible.all()
     base = MPIIDataset().load(config(root, tmp_path, resolution=32))
     moved = MPIIDataset().load(config(root, tmp_path, resolution=32, options={"head_lambda": 0.8}))
     k = base.test.keypoints
@@ -308,7 +313,7 @@ def test_mpii_json_annotations_match_the_mat(mpii_root, tmp_path: Path) -> None:
     np.testing.assert_allclose(js.test.normalizer, mat.test.normalizer, rtol=1e-5)  # gt_valid.mat head boxes
     np.testing.assert_array_equal(js.test.images, mat.test.images)
     assert len(js.train) == len(mat.train) and (js.train.normalizer > 0).all()
-    assert js.info["counts"]["head boxes estimated"] == 3
+    assert js.info["counts"]["head boxes estimated"] == 4  # every training person of the JSON files
 
 
 def test_mpii_corrupt_annotations(mpii_root, tmp_path: Path) -> None:
@@ -337,7 +342,7 @@ def test_mpii_corrupt_annotations(mpii_root, tmp_path: Path) -> None:
 
 
 def test_uvd_xyz_round_trip_and_intrinsics() -> None:
-    np.testing.assert_allclose(uvd_to_xyz(np.array([160 + 241.42, 120 - 241.42, 100.0])), [100, -100, 100])
+    np.testing.assert_allclose(uvd_to_xyz(np.array([160 + 240.99, 120 - 240.96, 100.0])), [100, -100, 100])
     uvd = np.array([[12.5, 230.0, 512.0], [300.0, 3.0, 250.0]])
     np.testing.assert_allclose(xyz_to_uvd(uvd_to_xyz(uvd)), uvd)
 
@@ -465,7 +470,7 @@ def test_lsp_rendered_frames_real_poses(shared_data: Path, tmp_path: Path) -> No
     k = ds.test.keypoints
     np.testing.assert_allclose((k.max(axis=1) - k.min(axis=1)).max(axis=1), 32 / 1.75, rtol=1e-4)
     np.testing.assert_allclose((k.max(axis=1) + k.min(axis=1)) / 2, 15.5, atol=1e-3)
-    torso = np.maximum(np.linalg.norm(k[:, 9] - k[:, 2], axis=1), np.linalg.norm(k[:, 8] - k[:, 3], axis=1))
+    torso = np.linalg.norm(k[:, 9] - k[:, 2], axis=1)  # the standard LSP torso
     np.testing.assert_allclose(ds.test.normalizer, torso, rtol=1e-4)
     again = LSPRenderedDataset().load(
         config(shared_data, tmp_path / "other", resolution=32, pool_size=40, test_size=30)
@@ -509,10 +514,12 @@ def test_mpii_check_reports_counts(mpii_root, tmp_path: Path) -> None:
     rows = {item: detail for item, _, detail in report.rows}
     assert report.usable, report.problems
     assert (
-        rows["train people"] == "3 (48 annotated joints)" and rows["test people"] == "4 (64 annotated joints)"
+        rows["train people"] == "4 (63 annotated joints)" and rows["test people"] == "4 (64 annotated joints)"
     )
-    assert rows["images expected"] == "5" and rows["images found"] == "5"
-    assert rows["dropped (not all 16 joints annotated)"] == "1"
+    assert rows["images expected"] == "6" and rows["images found"] == "6"
+    assert rows["annotation formats"].endswith(f"found {MAT_NAME}; reading mat")
+    filtered = MPIIDataset().check(config(root, tmp_path, options={"all_joints": True}))
+    assert {i: d for i, _, d in filtered.rows}["dropped (not all 16 joints annotated)"] == "1"
 
 
 @pytest.mark.parametrize(

@@ -68,15 +68,19 @@ def test_pck_torso_convention() -> None:
     assert result.mean == pytest.approx(50.0) and result.name == "pck@0.2"
 
 
-def test_torso_size_is_larger_cross_diagonal() -> None:
+def test_torso_size_standard_is_one_diagonal_and_max_is_the_authors() -> None:
+    """The standard LSP evaluation measures |l_shoulder - r_hip|; the VL4Pose authors' code the larger diagonal."""
     kp = np.zeros((1, 14, 2))
     kp[0, LSP.index("l_shoulder")] = [0.0, 0.0]
     kp[0, LSP.index("r_hip")] = [3.0, 4.0]  # 5
     kp[0, LSP.index("r_shoulder")] = [10.0, 0.0]
     kp[0, LSP.index("l_hip")] = [10.0, 6.0]  # 6
-    np.testing.assert_allclose(torso_size(kp, LSP), [6.0])
-    kp[0, LSP.index("l_hip")] = np.nan  # an unannotated hip: the other diagonal is used
     np.testing.assert_allclose(torso_size(kp, LSP), [5.0])
+    np.testing.assert_allclose(torso_size(kp, LSP, "max"), [6.0])
+    kp[0, LSP.index("l_hip")] = np.nan  # an unannotated hip: the other diagonal is used
+    np.testing.assert_allclose(torso_size(kp, LSP, "max"), [5.0])
+    with pytest.raises(ValueError, match="torso convention"):
+        torso_size(kp, LSP, "mean")
     with pytest.raises(ValueError, match="torso_pairs"):
         torso_size(np.zeros((1, 16, 3)), ICVL)
 

@@ -76,8 +76,9 @@ def coreset_child(
     mib = 2**20
     cuda = dev.type == "cuda"
     base = torch.cuda.memory_allocated(dev) / mib if cuda else _rss_now_and_peak()[0]
-    pool_emb = torch.randn(pool, dim, generator=g).to(dev)
-    labelled_emb = torch.randn(labelled, dim, generator=g).to(dev)
+    # float64, as the sampler computes its distances
+    pool_emb = torch.randn(pool, dim, generator=g, dtype=torch.float64).to(dev)
+    labelled_emb = torch.randn(labelled, dim, generator=g, dtype=torch.float64).to(dev)
     if cuda:
         torch.cuda.synchronize(dev)
         torch.cuda.reset_peak_memory_stats(dev)
@@ -92,7 +93,7 @@ def coreset_child(
     return {
         "pool": pool, "labelled": labelled, "seconds": _median(times), "repeat_s": times, "baseline_mb": base,
         "inputs_mb": after_inputs - base, "extra_mb": extra, "peak_mb": after_inputs - base + extra,
-        "pairwise_matrix_mb": pool * labelled * 4 / mib, "memory": kind,
+        "pairwise_matrix_mb": pool * labelled * 8 / mib, "memory": kind,
     }  # fmt: skip
 
 

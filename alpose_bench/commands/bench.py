@@ -92,7 +92,7 @@ def section_table(name: str, fig: dict[str, Any]) -> Table | str:
         t = _table(
             f"Core-Set k-center greedy, dim {fig['dim']}, budget {fig['budget']} (memory above the process after "
             "imports)",
-            ["pool x labelled", "seconds", "peak MiB", "inputs", "extra", "P x L x 4 B"],
+            ["pool x labelled", "seconds", "peak MiB", "inputs", "extra", "P x L x 8 B"],
         )
         for r in fig["rows"]:
             size = f"{r['pool']} x {r['labelled']}"

@@ -5,17 +5,21 @@ so a table or an error message costs no plotting start-up. Every figure is drawn
 here (`curve_data`, `gain_data`, `joint_data`, `timing_data`, `mode_data`), so the numbers behind a picture can be
 checked and exported.
 
-Statistics, stated once so every number can be checked:
+Statistics (`alpose_bench.stats` states each one):
 - confidence bands are Student-t intervals over seeds, computed here rather than by seaborn's bootstrap: with 3-5
   seeds a bootstrap band is too narrow and changes with the bootstrap seed, while the t-interval is the textbook,
   reproducible choice;
 - "mean ± std" is over seeds, with the sample standard deviation (ddof = 1);
+- every comparison with random is paired by seed (same seed = same initial labelled set and cycle-0 model): per budget
+  (`gain_data`) and on AUBC (`sampler_summary`), with the t-interval of the mean difference and the paired t-test,
+  Holm-corrected over the samplers of a dataset, Wilcoxon's signed-rank test from 6 seeds, and the seeds a
+  non-significant difference would need;
 - AUBC is `alpose_bench.metrics.aubc` (trapezoid area under metric vs labelled images divided by the budget range,
-  in the metric's units) computed per seed, over the budgets every sampler reached, then mean ± std over seeds;
-- the paired test is the two-sided Wilcoxon signed-rank test (scipy) on per-seed AUBC against random's, paired by
-  seed (same seed = same initial labelled set). With n non-zero differences its exact p cannot go below 2 / 2^n, so
-  below 6 seeds it could never reach 0.05; the table then says "n/a" instead of printing a p-value that looks
-  meaningful.
+  in the metric's units) computed per seed, over the budgets every sampler reached;
+- ranks over (dataset x budget) blocks: Friedman's test, Nemenyi's post-hoc test and its critical difference
+  (`friedman_data`);
+- reference samplers (oracles that read labels, `style.is_reference`) are never ranked or tested as samplers: they
+  say which regime an experiment is in (`regime`).
 """
 
 from __future__ import annotations
@@ -30,13 +34,31 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from alpose_bench import stats as st
 from alpose_bench import style
+from alpose_bench.evaluation import ALL
 from alpose_bench.metrics import aubc
 
-CONFIDENCE = 0.95
+CONFIDENCE = st.CONFIDENCE
 KEYS = ["dataset", "metric", "sampler", "n_labelled"]
-MIN_TEST_SEEDS = 6  # smallest n whose exact two-sided Wilcoxon p can fall below 0.05 (2 / 2^6 = 0.031)
-TEST_NAME = "Wilcoxon signed-rank, two-sided, paired by seed, on per-seed AUBC"
+TEST_NAME = (
+    "paired t-test on per-seed AUBC against random (two-sided), Holm-corrected over the samplers of a dataset"
+)
+HARD, EASY = "oracle-hard", "oracle-easy"  # the references `regime` reads
+
+
+_EVAL_COLUMNS = [
+    "dataset",
+    "sampler",
+    "seed",
+    "cycle",
+    "n_labelled",
+    "metric",
+    "split",
+    "group",
+    "value",
+    "n_images",
+]
 
 
 class ResultsError(ValueError):
@@ -60,6 +82,8 @@ class ResultSet:
     selections: pd.DataFrame
     experiment: dict[str, Any]
     samplers: tuple[str, ...] = field(default=())
+    #: the metric on every held-out split, overall and per pose mode (`alpose_bench.results.load_evals`)
+    evals: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=_EVAL_COLUMNS))
 
     @property
     def name(self) -> str:
@@ -76,6 +100,26 @@ class ResultSet:
         spec_order = [d for d in (self.experiment.get("spec") or {}).get("datasets") or [] if d in present]
         return spec_order + sorted(set(present) - set(spec_order))
 
+    @property
+    def splits(self) -> list[str]:
+        """The held-out splits with results: "test", then "ood" where the datasets have one."""
+        extra = (
+            set(self.evals.loc[self.evals["group"] == ALL, "split"]) - {"test"} if len(self.evals) else set()
+        )
+        return ["test"] + [s for s in ("ood",) if s in extra]
+
+    def split_cycles(self, split: str = "test") -> pd.DataFrame:
+        """The cycles frame with `value` on `split` (whole split): `cycles` itself for "test", else built from
+        `evals` (only the datasets that have that split)."""
+        if split == "test":
+            return self.cycles
+        e = self.evals[(self.evals["split"] == split) & (self.evals["group"] == ALL)]
+        if e.empty:
+            raise ResultsError(f"no results on the {split!r} split; splits here: {', '.join(self.splits)}")
+        return e[["dataset", "sampler", "seed", "cycle", "n_labelled", "metric", "value"]].reset_index(
+            drop=True
+        )
+
     def dataset_info(self, dataset: str) -> dict[str, Any]:
         return dict((self.experiment.get("datasets") or {}).get(dataset) or {})
 
@@ -85,7 +129,7 @@ class ResultSet:
 
     def filtered(self, metric: str | None = None, samplers: Sequence[str] | None = None) -> ResultSet:
         """Keep the datasets scored with `metric` and show only `samplers`; unknown names list the known ones."""
-        cycles, joints, selections = self.cycles, self.joints, self.selections
+        cycles, joints, selections, evals = self.cycles, self.joints, self.selections, self.evals
         if metric is not None:
             known = sorted(pd.unique(cycles["metric"]))
             if metric not in known:
@@ -96,6 +140,7 @@ class ResultSet:
             cycles = cycles[cycles["dataset"].isin(datasets)]
             joints = joints[joints["dataset"].isin(datasets)]
             selections = selections[selections["dataset"].isin(datasets)]
+            evals = evals[evals["dataset"].isin(datasets)]
         present = style.sampler_order(pd.unique(cycles["sampler"]))
         if samplers:
             unknown = [s for s in samplers if s not in present]
@@ -109,7 +154,7 @@ class ResultSet:
             shown = tuple(style.sampler_order(samplers))
         else:
             shown = tuple(present)
-        return replace(self, cycles=cycles, joints=joints, selections=selections, samplers=shown)
+        return replace(self, cycles=cycles, joints=joints, selections=selections, evals=evals, samplers=shown)
 
 
 def load_result_set(path: str | Path) -> ResultSet:
@@ -126,6 +171,7 @@ def load_result_set(path: str | Path) -> ResultSet:
         cycles = results.load(path)
         joints = results.load_joints(path)
         selections = results.load_selections(path)
+        evals = results.load_evals(path)
         experiment = results.load_experiment(path)
     except StoreError as exc:
         raise ResultsError(str(exc)) from None
@@ -134,7 +180,7 @@ def load_result_set(path: str | Path) -> ResultSet:
             f"{path} holds no finished cycles yet; run `alpose-bench run` (or wait for it) first"
         )
     return ResultSet(
-        path, cycles, joints, selections, experiment, tuple(style.sampler_order(cycles["sampler"]))
+        path, cycles, joints, selections, experiment, tuple(style.sampler_order(cycles["sampler"])), evals
     )
 
 
@@ -173,14 +219,18 @@ def curve_data(df: pd.DataFrame) -> pd.DataFrame:
 def gain_data(df: pd.DataFrame, baseline: str = style.BASELINE) -> pd.DataFrame:
     """Metric minus the baseline's at the same budget, paired by seed (same seed = same initial labelled set).
 
-    Same columns as `curve_data`; the t-interval is over the per-seed differences, so it is the interval of the paired
-    gain, narrower than comparing two unpaired bands. Datasets without baseline runs have no rows.
+    Same columns as `curve_data` plus `p_value` (paired t-test of a zero gain, uncorrected); the t-interval is over the
+    per-seed differences, so it is the interval of the paired gain, narrower than comparing two unpaired bands.
+    Datasets without baseline runs have no rows.
     """
     _require(df, ["dataset", "metric", "sampler", "seed", "n_labelled", "value"], "gain_data")
     base = df.loc[df["sampler"] == baseline, ["dataset", "seed", "n_labelled", "value"]]
     merged = df.merge(base, on=["dataset", "seed", "n_labelled"], suffixes=("", "_base"), how="inner")
     merged["gain"] = merged["value"] - merged["value_base"]
-    return _summarise(merged, KEYS, "gain")
+    out = _summarise(merged, KEYS, "gain")
+    p = merged.groupby(KEYS, sort=True)["gain"].agg(lambda g: st.paired_difference(g.to_numpy()).p_value)
+    out["p_value"] = p.to_numpy()
+    return out
 
 
 def final_budget(df: pd.DataFrame) -> pd.Series:
@@ -316,59 +366,270 @@ def aubc_per_seed(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=[*keys, "aubc"])
 
 
-@dataclass(frozen=True)
-class PairedTest:
-    """Outcome of one paired test: p (NaN when it cannot be computed meaningfully) and what to print."""
-
-    p_value: float
-    n_pairs: int
-    text: str
+def _better_sign(metric: str) -> float:
+    """+1 where higher is better (PCK, PCKh), −1 for errors (MPJPE): multiplies a difference into 'advantage'."""
+    return 1.0 if style.higher_is_better(metric) else -1.0
 
 
-def paired_test(values: np.ndarray, baseline: np.ndarray, min_pairs: int = MIN_TEST_SEEDS) -> PairedTest:
-    """Two-sided Wilcoxon signed-rank test of `values` against `baseline` (paired arrays, one entry per seed).
-
-    Pairs with zero difference carry no sign and are dropped (Wilcoxon's convention); fewer than `min_pairs` left -> no
-    p-value, since the exact test could not reach 0.05 whatever the data.
-    """
-    diff = np.asarray(values, dtype=float) - np.asarray(baseline, dtype=float)
-    nonzero = int(np.count_nonzero(diff))
-    if len(diff) == 0:
-        return PairedTest(np.nan, 0, "n/a (no seeds in common with random)")
-    if nonzero == 0:
-        return PairedTest(1.0, 0, "1 (identical to random on every seed)")
-    if nonzero < min_pairs:
-        return PairedTest(np.nan, nonzero, f"n/a (needs >= {min_pairs} seeds, has {nonzero})")
-    p = float(stats.wilcoxon(diff[diff != 0], alternative="two-sided").pvalue)
-    return PairedTest(p, nonzero, f"{p:.3g}")
+def _paired_aubc(per_seed: pd.DataFrame, dataset: str, sampler: str, baseline: str) -> np.ndarray | None:
+    """Per-seed AUBC differences sampler − baseline on `dataset` (seeds both have), or None without the baseline."""
+    here = per_seed[per_seed["dataset"] == dataset]
+    base = here[here["sampler"] == baseline]
+    if base.empty:
+        return None
+    paired = here[here["sampler"] == sampler].merge(base, on="seed", suffixes=("", "_base"))
+    return (paired["aubc"] - paired["aubc_base"]).to_numpy()
 
 
 def sampler_summary(df: pd.DataFrame, baseline: str = style.BASELINE) -> pd.DataFrame:
-    """One row per (dataset, sampler): metric, n_seeds, aubc_mean, aubc_std, rank (1 = best AUBC; lower is better for
-    MPJPE), p_value and test (the text to print) from the paired test against `baseline`."""
+    """One row per (dataset, sampler): AUBC over seeds, its rank and its paired comparison with `baseline`.
+
+    Columns: dataset, metric, sampler, reference, n_seeds, aubc_mean, aubc_std; rank (1 = best AUBC among the
+    samplers; NA for references, which are never ranked); gain, gain_ci_low, gain_ci_high (mean AUBC difference to
+    the baseline, paired by seed, with its t-interval; in the metric's units, positive = higher); p_t (paired t-test),
+    p_holm (Holm over the non-reference samplers of the dataset), p_wilcoxon (from 6 seeds, else NaN),
+    significant (p_holm < 0.05; references: p_t < 0.05), seeds_needed and seeds_power (`stats.seeds_needed`, where
+    not significant) and test (the text a table prints)."""
     per_seed = aubc_per_seed(df)
     out = (
         per_seed.groupby(["dataset", "metric", "sampler"])["aubc"]
         .agg(aubc_mean="mean", aubc_std="std", n_seeds="count")
         .reset_index()
     )
-    higher = out["metric"].map(style.higher_is_better)
-    signed = out["aubc_mean"].where(higher, -out["aubc_mean"])
-    out["rank"] = signed.groupby(out["dataset"]).rank(ascending=False, method="min").astype(int)
-    tests: list[PairedTest | None] = []
+    out.insert(3, "reference", out["sampler"].map(style.is_reference).astype(bool))
+    signed = out["aubc_mean"] * out["metric"].map(_better_sign)
+    ranked = signed.where(~out["reference"])
+    out["rank"] = ranked.groupby(out["dataset"]).rank(ascending=False, method="min").astype("Int64")
+    comparisons = []
     for dataset, sampler in zip(out["dataset"], out["sampler"]):
-        if sampler == baseline:
-            tests.append(None)
-            continue
-        here = per_seed[per_seed["dataset"] == dataset]
-        paired = here[here["sampler"] == sampler].merge(
-            here[here["sampler"] == baseline], on="seed", suffixes=("", "_base")
+        diff = None if sampler == baseline else _paired_aubc(per_seed, dataset, sampler, baseline)
+        d = st.paired_difference(diff) if diff is not None else None
+        comparisons.append((d, np.nan if diff is None else st.wilcoxon_p(diff)))
+    out["gain"] = [np.nan if d is None else d.mean for d, _ in comparisons]
+    out["gain_ci_low"] = [np.nan if d is None else d.ci_low for d, _ in comparisons]
+    out["gain_ci_high"] = [np.nan if d is None else d.ci_high for d, _ in comparisons]
+    out["p_t"] = [np.nan if d is None else d.p_value for d, _ in comparisons]
+    out["p_wilcoxon"] = [w for _, w in comparisons]
+    out["p_holm"] = np.nan
+    for _, rows in out[~out["reference"]].groupby("dataset"):
+        out.loc[rows.index, "p_holm"] = st.holm(rows["p_t"].to_numpy())
+    decisive = out["p_holm"].where(~out["reference"], out["p_t"])
+    out["significant"] = decisive < st.ALPHA
+    needed = [
+        st.seeds_needed(d.mean, d.std) if d is not None and not sig else st.SeedsNeeded(None, None)
+        for (d, _), sig in zip(comparisons, out["significant"])
+    ]
+    out["seeds_needed"] = pd.array([n.significant for n in needed], dtype="Int64")
+    out["seeds_power"] = pd.array([n.power for n in needed], dtype="Int64")
+    out["test"] = [
+        _test_text(sampler == baseline, d, p, sig, n)
+        for sampler, (d, _), p, sig, n in zip(
+            out["sampler"], comparisons, decisive, out["significant"], needed
         )
-        tests.append(
-            paired_test(paired["aubc"].to_numpy(), paired["aubc_base"].to_numpy())
-            if (here["sampler"] == baseline).any()
-            else PairedTest(np.nan, 0, f"n/a (no {baseline} runs)")
-        )
-    out["p_value"] = [np.nan if t is None else t.p_value for t in tests]
-    out["test"] = ["baseline" if t is None else t.text for t in tests]
+    ]
     return out
+
+
+def _test_text(
+    is_baseline: bool, d: st.PairedDifference | None, p: float, significant: bool, needed: st.SeedsNeeded
+) -> str:
+    if is_baseline:
+        return "baseline"
+    if d is None:
+        return "n/a (no random runs)"
+    if d.n < 2:
+        return "n/a (1 seed)"
+    if not np.isfinite(p):
+        return "n/a"
+    text = f"p = {p:.2g}"
+    if significant:
+        return text
+    return text + (f", seeds needed {needed.text()}" if needed.significant is not None else "")
+
+
+# -- the regime the references reveal ----------------------------------------------------------------------------
+
+ERROR_SEEKING = "error-seeking pays"
+TYPICAL = "easy and typical pays"
+NO_HEADROOM = "no headroom"
+UNDETERMINED = "undetermined"
+
+_VERDICT_MEANING = {
+    ERROR_SEEKING: "the images the model gets most wrong are worth more than random ones here, so an uncertainty "
+    "sampler can beat random (oracle-hard bounds how far)",
+    TYPICAL: "the low-budget regime: the images the model gets most wrong are worth less than random ones (or the "
+    "easiest worth more), so samplers that seek uncertain images cannot beat random here, by construction",
+    NO_HEADROOM: "neither reference separates from random, so this experiment cannot rank samplers",
+    UNDETERMINED: "one seed: no interval, no verdict (run >= 2 seeds, 3 or more to see a difference)",
+}
+
+
+@dataclass(frozen=True)
+class Regime:
+    """Which regime an experiment is in, from oracle-hard and oracle-easy against random, paired by seed.
+
+    Differences are advantages in the metric's units (positive = better than random, whichever way the metric
+    points), on per-seed AUBC and at each budget after the first (cycle 0 is shared, so it cannot differ)."""
+
+    dataset: str
+    split: str
+    metric: str
+    verdict: str
+    hard: st.PairedDifference
+    easy: st.PairedDifference | None
+    budgets: int
+    hard_wins: int  # budgets where oracle-hard is significantly better than random (paired t, uncorrected)
+    hard_losses: int
+    easy_wins: int
+
+    @property
+    def meaning(self) -> str:
+        return _VERDICT_MEANING[self.verdict]
+
+    def numbers(self) -> str:
+        """The paired differences behind the verdict, e.g. "oracle-hard − random AUBC −2.10 [−3.02, −1.18] points;
+        ..."."""
+        unit = st_unit(self.metric)
+        parts = [f"oracle-hard − random AUBC {self.hard.interval_text()} {unit}"]
+        if self.easy is not None:
+            parts.append(f"oracle-easy − random {self.easy.interval_text()}")
+        parts.append(
+            f"oracle-hard better at {self.hard_wins}, worse at {self.hard_losses} of {self.budgets} budgets"
+        )
+        seeds = f"{self.hard.n} seed{'s' if self.hard.n != 1 else ''}"
+        return f"{'; '.join(parts)} ({seeds}, 95 % t-intervals)"
+
+    def line(self) -> str:
+        """One line for `run`'s summary: dataset, split, verdict and the numbers."""
+        return f"{self.dataset} ({self.split} split): {self.verdict.upper()}: {self.numbers()}."
+
+
+def st_unit(metric: str) -> str:
+    """ "points" / "mm": the unit of a difference of `metric` (better = positive in `Regime`)."""
+    from alpose_bench.metrics import metric_info
+
+    return metric_info(metric).difference_unit + (
+        " (lower error = positive)" if not style.higher_is_better(metric) else ""
+    )
+
+
+def _budget_comparison(
+    df: pd.DataFrame, dataset: str, sampler: str, baseline: str
+) -> list[st.PairedDifference]:
+    """The paired advantage of `sampler` over `baseline` at every budget after the first (common seeds)."""
+    d = df[df["dataset"] == dataset]
+    first = d["n_labelled"].min()
+    sign = _better_sign(str(d["metric"].iloc[0]))
+    base = d[d["sampler"] == baseline][["seed", "n_labelled", "value"]]
+    mine = d[d["sampler"] == sampler][["seed", "n_labelled", "value"]]
+    paired = mine.merge(base, on=["seed", "n_labelled"], suffixes=("", "_base"))
+    paired = paired[paired["n_labelled"] > first]
+    return [
+        st.paired_difference(sign * (g["value"] - g["value_base"]).to_numpy())
+        for _, g in paired.groupby("n_labelled", sort=True)
+    ]
+
+
+def regime(df: pd.DataFrame, split: str = "test", baseline: str = style.BASELINE) -> list[Regime]:
+    """The regime of every dataset of `df` with oracle-hard and random runs (oracle-easy optional).
+
+    error-seeking pays: oracle-hard's AUBC significantly above random's (paired t, 95 %); easy and typical pays:
+    oracle-hard significantly below random, or oracle-easy significantly above; no headroom: neither; undetermined
+    with one seed."""
+    out = []
+    per_seed = aubc_per_seed(df)
+    for dataset in pd.unique(df["dataset"]):
+        here = set(df.loc[df["dataset"] == dataset, "sampler"])
+        if not {HARD, baseline} <= here:
+            continue
+        metric = str(df.loc[df["dataset"] == dataset, "metric"].iloc[0])
+        sign = _better_sign(metric)
+        hard_diff = _paired_aubc(per_seed, dataset, HARD, baseline)
+        easy_diff = _paired_aubc(per_seed, dataset, EASY, baseline) if EASY in here else None
+        assert hard_diff is not None
+        hard = st.paired_difference(sign * hard_diff)
+        easy = None if easy_diff is None else st.paired_difference(sign * easy_diff)
+        per_budget = _budget_comparison(df, dataset, HARD, baseline)
+        easy_budget = _budget_comparison(df, dataset, EASY, baseline) if easy is not None else []
+        if hard.n < 2:
+            verdict = UNDETERMINED
+        elif hard.direction > 0:
+            verdict = ERROR_SEEKING
+        elif hard.direction < 0 or (easy is not None and easy.direction > 0):
+            verdict = TYPICAL
+        else:
+            verdict = NO_HEADROOM
+        out.append(Regime(
+            dataset=str(dataset), split=split, metric=metric, verdict=verdict, hard=hard, easy=easy,
+            budgets=len(per_budget), hard_wins=sum(d.direction > 0 for d in per_budget),
+            hard_losses=sum(d.direction < 0 for d in per_budget),
+            easy_wins=sum(d.direction > 0 for d in easy_budget),
+        ))  # fmt: skip
+    return out
+
+
+# -- ranks over blocks -------------------------------------------------------------------------------------------
+
+
+def rank_blocks(df: pd.DataFrame) -> pd.DataFrame:
+    """Blocks x samplers: each (dataset, budget) block's mean over seeds of every non-reference sampler, signed so
+    that higher is better (MPJPE negated). Only budgets after the first (cycle 0 is shared) that every sampler
+    reached on every seed it ran."""
+    d = df[~df["sampler"].map(style.is_reference)]
+    rows = []
+    for dataset, g in d.groupby("dataset", sort=False):
+        first, last = g["n_labelled"].min(), final_budget(g).iloc[0]
+        g = g[(g["n_labelled"] > first) & (g["n_labelled"] <= last)]
+        sign = _better_sign(str(g["metric"].iloc[0])) if len(g) else 1.0
+        means = g.groupby(["n_labelled", "sampler"])["value"].mean().unstack("sampler") * sign
+        means.index = pd.MultiIndex.from_product([[dataset], means.index], names=["dataset", "n_labelled"])
+        rows.append(means)
+    if not rows:
+        return pd.DataFrame()
+    table = pd.concat(rows)
+    return table[style.sampler_order(table.columns)]
+
+
+def friedman_data(df: pd.DataFrame) -> st.FriedmanResult | None:
+    """Friedman test, mean ranks and Nemenyi p-values of the samplers over `rank_blocks(df)`; None with fewer than
+    3 samplers or 2 blocks."""
+    blocks = rank_blocks(df)
+    return st.friedman(blocks, higher_is_better=True) if not blocks.empty else None
+
+
+# -- per pose mode -----------------------------------------------------------------------------------------------
+
+
+def mode_accuracy_data(evals: pd.DataFrame, baseline: str = style.BASELINE) -> pd.DataFrame:
+    """The metric per pose mode (and of the whole split, group "all") at each dataset's final budget, per split:
+    dataset, metric, split, group, sampler, n_labelled, n_images, mean (over seeds), gain over `baseline` paired by
+    seed (gain, gain_ci_low, gain_ci_high, p_value). Groups keep the order of the database (all first)."""
+    _require(
+        evals, ["dataset", "sampler", "seed", "n_labelled", "split", "group", "value"], "mode_accuracy_data"
+    )
+    if evals.empty:
+        return pd.DataFrame(
+            columns=["dataset", "metric", "split", "group", "sampler", "n_labelled", "n_images", "mean", "gain",
+                     "gain_ci_low", "gain_ci_high", "p_value"]
+        )  # fmt: skip
+    last = final_budget(evals).rename("final")
+    at = evals.merge(last, left_on="dataset", right_index=True)
+    at = at[at["n_labelled"] == at["final"]].drop(columns="final")
+    order = {key: i for i, key in enumerate(dict.fromkeys(zip(at["dataset"], at["split"], at["group"])))}
+    keys = ["dataset", "metric", "split", "group", "sampler", "n_labelled"]
+    means = (
+        at.groupby(keys, sort=False).agg(n_images=("n_images", "first"), mean=("value", "mean")).reset_index()
+    )
+    base = at[at["sampler"] == baseline][["dataset", "split", "group", "seed", "value"]]
+    paired = at.merge(base, on=["dataset", "split", "group", "seed"], suffixes=("", "_base"))
+    diffs = {
+        key: st.paired_difference((g["value"] - g["value_base"]).to_numpy())
+        for key, g in paired.groupby(keys, sort=False)
+    }
+    for column, attr in (("gain", "mean"), ("gain_ci_low", "ci_low"), ("gain_ci_high", "ci_high"),
+                         ("p_value", "p_value")):  # fmt: skip
+        means[column] = [
+            getattr(diffs[k], attr) if k in diffs else np.nan for k in zip(*(means[c] for c in keys))
+        ]
+    means["_o"] = [order[k] for k in zip(means["dataset"], means["split"], means["group"])]
+    return means.sort_values(["_o", "sampler"]).drop(columns="_o").reset_index(drop=True)

@@ -1,4 +1,4 @@
-"""The one writer of files that must never be seen half-written: dataset caches and checkpoints.
+"""The one writer of files that must never be seen half-written: dataset caches, checkpoints, figures and reports.
 
 `write_atomic` writes into a temporary file in the target's folder, flushes it to disk, gives it the mode of an
 ordinary file (0644: a cache folder shared between users stays readable) and renames it over the target, so a

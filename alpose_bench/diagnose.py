@@ -247,6 +247,7 @@ class _Setting:
             batch_size=self.spec.eval_batch_size,
             seed=seeds.derive_seed("diagnose", self.seed, sampler.name),
             cycle=0,
+            labels_allowed="labels" in sampler.needs,
         )
 
 

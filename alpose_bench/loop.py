@@ -10,6 +10,7 @@ rows of an uninterrupted run.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from torch import nn
 
 from alpose_bench import checkpoints, seeds
 from alpose_bench.build import Cycle0Setup, TaskSetup, initial_labelled, new_head, new_model
+from alpose_bench.evaluation import SplitScore
 from alpose_bench.pool import SelectionContext
 from alpose_bench.samplers.base import Sampler, Selection, as_selection
 from alpose_bench.store import CycleRecord
@@ -88,6 +90,7 @@ def train_shared_cycle0(setup: Cycle0Setup, out_dir: Path) -> Path:
             "eval_s": cycle.evaluate.wall_s,
             "train_cpu_s": cycle.train.cpu_s,
             "eval_cpu_s": cycle.evaluate.cpu_s,
+            "evals": [dataclasses.asdict(e) for e in cycle.scores],
         },
         path,
     )
@@ -127,6 +130,7 @@ def run_task(
             value, per_joint = saved["value"], np.asarray(saved["per_joint"], dtype=float)
             train_t = Timing(saved["train_s"], saved.get("train_cpu_s", float("nan")))
             eval_t = Timing(saved["eval_s"], saved.get("eval_cpu_s", float("nan")))
+            evals = [SplitScore(**e) for e in saved.get("evals", [])]  # absent in checkpoints of old versions
         else:
             if proto.warm_start:
                 saved = checkpoints.load(
@@ -146,7 +150,7 @@ def run_task(
                 eval_batch_size=proto.eval_batch_size,
             )  # fmt: skip
             value, per_joint = result.result.mean, result.result.per_joint
-            train_t, eval_t = result.train, result.evaluate
+            train_t, eval_t, evals = result.train, result.evaluate, result.scores
 
         selection = Selection(np.zeros(0, dtype=np.int64))
         select_t: Timing | None = None
@@ -157,6 +161,7 @@ def run_task(
             ctx = SelectionContext(
                 model=model, aux=head, dataset=dataset, labelled=labelled, pool=pool, compute=compute,
                 batch_size=proto.eval_batch_size, seed=seeds.select_seed(task.seed, task.sampler), cycle=cycle,
+                labels_allowed="labels" in sampler.needs,
             )  # fmt: skip
             with timed() as select_t:
                 selection = run_selection(sampler, ctx, proto.budget)
@@ -188,7 +193,7 @@ def run_task(
                 infer_s=None if infer_t is None else infer_t.wall_s,
                 infer_cpu_s=None if infer_t is None else infer_t.cpu_s,
                 select_images=len(pool) if cycle < proto.cycles else 0, selected=selected, scores=selection.scores,
-                groups=dataset.train.group_ids[selected], arrays=arrays,
+                groups=dataset.train.group_ids[selected], arrays=arrays, evals=evals,
             )
         )  # fmt: skip
         labelled = np.concatenate([labelled, selected])

@@ -1,8 +1,10 @@
-"""Figures of an experiment: metric-vs-budget curves, gain over random, per-joint heatmaps, timing, pose modes picked,
-and the images a sampler selected.
+"""Figures of an experiment: metric-vs-budget curves and gain over random (a panel per dataset and held-out split),
+the critical-difference diagram, the metric per pose mode, per-joint heatmaps, timing, pose modes picked, and the
+images a sampler selected.
 
-Every figure is drawn from a small DataFrame of `alpose_bench.analysis` (`curve_data`, `gain_data`, `joint_data`,
-`timing_data`, `mode_data`), so the numbers behind a picture can be checked and exported; this module only draws.
+Every figure is drawn from a small DataFrame of `alpose_bench.analysis` (`curve_data`, `gain_data`, `friedman_data`,
+`mode_accuracy_data`, `joint_data`, `timing_data`, `mode_data`), so the numbers behind a picture can be checked and
+exported; this module only draws. Files are written atomically (`alpose_bench.atomic`).
 """
 
 from __future__ import annotations
@@ -29,11 +31,14 @@ from alpose_bench.analysis import (
     ResultsError,
     ResultSet,
     curve_data,
+    friedman_data,
     gain_data,
     joint_data,
+    mode_accuracy_data,
     mode_data,
     timing_data,
 )
+from alpose_bench.atomic import write_atomic
 from alpose_bench.metrics import metric_info
 
 FORMATS = ("png", "pdf", "svg")
@@ -119,34 +124,48 @@ def _band_note(data: pd.DataFrame) -> str:
     return f"mean over seeds, {CONFIDENCE:.0%} t-interval ({seeds})".replace("%", " %")
 
 
+def _panels(rs: ResultSet, frame) -> list[tuple[str, str, pd.DataFrame]]:
+    """(dataset, split, data) for every dataset and held-out split with rows in `frame(split cycles)`."""
+    panels = []
+    for split in rs.splits:
+        data = frame(rs.split_cycles(split))
+        for dataset in rs.datasets:
+            d = data[data["dataset"] == dataset]
+            if not d.empty:
+                panels.append((dataset, split, d))
+    order = {d: i for i, d in enumerate(rs.datasets)}
+    return sorted(panels, key=lambda p: (order[p[0]], rs.splits.index(p[1])))
+
+
+def _panel_title(rs: ResultSet, dataset: str, split: str) -> str:
+    return rs.title(dataset) + ("" if split == "test" else f"\n{split} split (deployment distribution)")
+
+
 @_with_rc
 def plot_curves(rs: ResultSet) -> Figure:
-    """Metric vs labelled images, a line per sampler (mean over seeds) with its 95 % t-band; a panel per dataset."""
-    data = curve_data(rs.cycles[rs.cycles["sampler"].isin(rs.samplers)])
-    datasets = [d for d in rs.datasets if d in set(data["dataset"])]
-    fig, axes = _grid(len(datasets), 2, (5.4, 3.8))
-    for ax, dataset in zip(axes, datasets):
-        d = data[data["dataset"] == dataset]
+    """Metric vs labelled images, a line per sampler (mean over seeds) with its 95 % t-band; a panel per dataset and
+    held-out split (test, then ood where the dataset has one); references dash-dotted."""
+    panels = _panels(rs, lambda c: curve_data(c[c["sampler"].isin(rs.samplers)]))
+    fig, axes = _grid(len(panels), 2, (5.4, 3.8))
+    for ax, (dataset, split, d) in zip(axes, panels):
         _draw_lines(ax, d, rs.samplers)
-        ax.set_title(rs.title(dataset))
+        ax.set_title(_panel_title(rs, dataset, split))
         ax.set_xlabel("Labelled images")
         ax.set_ylabel(style.metric_label(_metric_of(d, dataset)))
-    fig.suptitle(f"{rs.name}: {_band_note(data)}")
+    fig.suptitle(f"{rs.name}: {_band_note(pd.concat([p[2] for p in panels]))}")
     _sampler_legend(fig, rs.samplers)
     return fig
 
 
 @_with_rc
 def plot_gain(rs: ResultSet) -> Figure:
-    """Metric minus random's at the same budget (paired by seed), with the 95 % t-band; random is the zero line."""
-    data = gain_data(rs.cycles)
-    data = data[data["sampler"].isin(rs.samplers)]
-    datasets = [d for d in rs.datasets if d in set(data["dataset"])]
-    if not datasets:
+    """Metric minus random's at the same budget (paired by seed), with the 95 % t-band; random is the zero line; a
+    panel per dataset and held-out split."""
+    panels = _panels(rs, lambda c: gain_data(c).pipe(lambda g: g[g["sampler"].isin(rs.samplers)]))
+    if not panels:
         raise ResultsError("no random runs to compare with; add random to the experiment's samplers")
-    fig, axes = _grid(len(datasets), 2, (5.4, 3.8))
-    for ax, dataset in zip(axes, datasets):
-        d = data[data["dataset"] == dataset]
+    fig, axes = _grid(len(panels), 2, (5.4, 3.8))
+    for ax, (dataset, split, d) in zip(axes, panels):
         metric = _metric_of(d, dataset)
         others = [s for s in rs.samplers if s != style.BASELINE]
         ax.axhline(0.0, **{**style.sampler_style(style.BASELINE), "marker": None}, zorder=1)
@@ -155,9 +174,97 @@ def plot_gain(rs: ResultSet) -> Figure:
         better = "above" if info.higher_is_better else "below"
         ax.set_ylabel(f"{info.label} − random ({info.difference_unit})\n{better} 0: better than random")
         ax.set_xlabel("Labelled images")
-        ax.set_title(rs.title(dataset))
-    fig.suptitle(f"{rs.name}: gain over random, paired by seed\n{_band_note(data)}")
+        ax.set_title(_panel_title(rs, dataset, split))
+    fig.suptitle(
+        f"{rs.name}: gain over random, paired by seed\n{_band_note(pd.concat([p[2] for p in panels]))}"
+    )
     _sampler_legend(fig, rs.samplers if style.BASELINE in rs.samplers else [style.BASELINE, *rs.samplers])
+    return fig
+
+
+@_with_rc
+def plot_cd(rs: ResultSet) -> Figure:
+    """Critical-difference diagram of the samplers' mean ranks over (dataset x budget) blocks, a panel per split:
+    samplers joined by a bar do not differ by Nemenyi's test at 0.05 (scikit-posthocs draws it; references are
+    never ranked)."""
+    import scikit_posthocs as sp
+
+    results = []
+    for split in rs.splits:
+        cycles = rs.split_cycles(split)
+        result = friedman_data(cycles[cycles["sampler"].isin(rs.samplers)])
+        if result is not None:
+            results.append((split, result))
+    if not results:
+        raise ResultsError(
+            "a critical-difference diagram needs 3 or more samplers and 2 or more budgets after the first"
+        )
+    height = 0.28 * max(len(r.ranks) for _, r in results) + 1.5
+    fig, axes = _subplots(len(results), 1, figsize=(8.5, height * len(results)))
+    for ax, (split, result) in zip(axes[:, 0], results):
+        labels = {s: style.sampler_label(s) for s in result.ranks.index}
+        ranks = result.ranks.rename(index=labels)
+        sig = result.nemenyi.rename(index=labels, columns=labels)
+        sp.critical_difference_diagram(
+            ranks, sig, ax=ax, color_palette={labels[s]: style.sampler_color(s) for s in labels},
+            label_props={"fontsize": 9},
+        )  # fmt: skip
+        ax.set_title(
+            f"{rs.name}, {split} split: mean rank over {result.n_blocks} (dataset x budget) blocks (1 = best)\n"
+            f"Friedman p = {result.p_value:.2g}; a bar joins samplers Nemenyi's test cannot tell apart "
+            f"(CD = {result.critical_difference:.2f} ranks)",
+            fontsize=9,
+        )
+    return fig
+
+
+@_with_rc
+def plot_mode_accuracy(rs: ResultSet) -> Figure:
+    """Heatmaps of each sampler's gain over random per pose mode at the final budget (paired by seed, mean over
+    seeds), a panel per dataset and split; the column "all" is the whole split. Shows *where* selections helped."""
+    import seaborn as sns
+
+    data = mode_accuracy_data(rs.evals)
+    if style.BASELINE not in set(data["sampler"]):
+        data = data.iloc[:0]
+    data = data[data["sampler"].isin(rs.samplers) & (data["sampler"] != style.BASELINE)]
+    panels = [
+        (dataset, split, g) for (dataset, split), g in data.groupby(["dataset", "split"], sort=False)
+        if g["group"].nunique() > 1
+    ]  # fmt: skip
+    if not panels:
+        raise ResultsError(
+            "no per-mode results (only datasets with pose modes, evaluated with random, have them)"
+        )
+    samplers = [s for s in rs.samplers if s in set(data["sampler"])]
+    n_groups = max(g["group"].nunique() for _, _, g in panels)
+    heights = [0.42 * len(samplers) + 1.9 for _ in panels]
+    fig, axes = _subplots(
+        len(panels), 1, figsize=(max(6.5, 0.9 * n_groups + 3.2), sum(heights)),
+        gridspec_kw={"height_ratios": heights},
+    )  # fmt: skip
+    for ax, (dataset, split, g) in zip(axes[:, 0], panels):
+        groups = list(pd.unique(g["group"]))
+        table = g.pivot(index="sampler", columns="group", values="gain").reindex(
+            index=samplers, columns=groups
+        )
+        sizes = g.drop_duplicates("group").set_index("group")["n_images"]
+        table.columns = [f"{c}\n(n={int(sizes[c])})" for c in groups]
+        table.index = [style.sampler_label(s) for s in table.index]
+        metric = str(g["metric"].iloc[0])
+        limit = float(np.nanmax(np.abs(table.to_numpy()))) if np.isfinite(table.to_numpy()).any() else 1.0
+        sns.heatmap(
+            table, ax=ax, annot=True, fmt="+.1f", annot_kws={"fontsize": 8}, linewidths=0.5, center=0.0,
+            vmin=-limit, vmax=limit, cmap="RdBu" if style.higher_is_better(metric) else "RdBu_r",
+            cbar_kws={"label": f"{metric_info(metric).label} − random ({metric_info(metric).difference_unit})"},
+        )  # fmt: skip
+        ax.set_xlabel("")
+        ax.set_ylabel("")
+        ax.grid(False)
+        n = int(g["n_labelled"].iloc[0])
+        ax.set_title(
+            f"{_panel_title(rs, dataset, split).replace(chr(10), ', ')}: gain over random per pose mode at {n} labelled"
+        )
     return fig
 
 
@@ -417,17 +524,25 @@ class PlotOutput:
 
 
 def save_figure(fig: Figure, path: Path, fmt: str) -> Path:
-    """Write `fig` as png/pdf/svg without a timestamp, so the same results give the same file."""
+    """Write `fig` as png/pdf/svg atomically and without a timestamp, so the same results give the same file."""
     metadata = {"png": {}, "pdf": {"CreationDate": None}, "svg": {"Date": None}}[fmt]
-    with matplotlib.rc_context({"svg.hashsalt": "alpose-bench"}):  # fixed SVG element ids, not random ones
-        fig.savefig(path, format=fmt, metadata=metadata, dpi=DPI)
-    return path
+
+    def draw(fh) -> None:
+        with matplotlib.rc_context(
+            {"svg.hashsalt": "alpose-bench"}
+        ):  # fixed SVG element ids, not random ones
+            fig.savefig(fh, format=fmt, metadata=metadata, dpi=DPI)
+
+    return write_atomic(path, draw)
 
 
 def overview_figures(rs: ResultSet) -> dict[str, Figure | str]:
     """The standard figures by file stem; a str instead of a Figure says why that figure was left out."""
     figures: dict[str, Figure | str] = {}
-    makers = {"curves": plot_curves, "gain": plot_gain, "joints": plot_joints, "timing": plot_timing}
+    makers = {
+        "curves": plot_curves, "gain": plot_gain, "cd": plot_cd, "mode-accuracy": plot_mode_accuracy,
+        "joints": plot_joints, "timing": plot_timing,
+    }  # fmt: skip
     for stem, make in makers.items():
         try:
             figures[stem] = make(rs)

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from alpose_bench.compute import Compute, as_compute
-from alpose_bench.data import PoseDataset, Task
+from alpose_bench.data import PoseDataset, PoseSplit, Task
 from alpose_bench.models.outputs import PoseOutput
 from alpose_bench.seeds import selection_rng
 from alpose_bench.skeleton import Skeleton
@@ -51,6 +51,7 @@ class SelectionContext:
         seed: int = 0,
         cycle: int = 0,
         compute: Compute | None = None,
+        labels_allowed: bool = False,
     ) -> None:
         self.model = model
         self.aux = aux
@@ -70,6 +71,8 @@ class SelectionContext:
         # per-pool-position arrays a sampler may leave for the record (e.g. VL4Pose's "refined_keypoints" (N, J, 2)
         # in model-input pixels); the loop stores the rows of the images it selected
         self.annotations: dict[str, np.ndarray] = {}
+        # only reference samplers (`Sampler.reference`, "labels" in `needs`) may read the pool's ground truth
+        self.labels_allowed = labels_allowed
 
     @property
     def skeleton(self) -> Skeleton:
@@ -89,6 +92,20 @@ class SelectionContext:
         """Model input (B, C, H, W) for the given positions of the pool or labelled set."""
         rows = self.indices(which)[np.asarray(positions)]
         return self.compute.model_input(torch.from_numpy(self.dataset.train.images[rows]))
+
+    def labels(self, which: Which, positions: np.ndarray | None = None) -> PoseSplit:
+        """The ground truth of the pool or labelled set (all of it, or `positions` into it) in the dataset's units:
+        keypoints in image pixels (2D) or millimetres (3D), visibility, normaliser, pose mode.
+
+        Only for reference samplers (oracles) that declare "labels" in `needs`: an active-learning sampler that read
+        the pool's labels would be measuring something no annotator could do, so any other caller gets an error."""
+        if not self.labels_allowed:
+            raise PermissionError(
+                "this selection context does not give the pool's labels: only reference samplers (reference = True"
+                " with 'labels' in needs) may read them"
+            )
+        rows = self.indices(which)
+        return self.dataset.train.subset(rows if positions is None else rows[np.asarray(positions)])
 
     @torch.no_grad()
     def batches(

@@ -1,14 +1,9 @@
-"""Tables of an experiment: the metric at every budget, area under the budget curve, rank, a paired test against
-random, timing and provenance; written as Markdown, one self-contained HTML page (figures embedded), or CSV.
+"""Tables of an experiment: the regime the references reveal, the metric at every budget on every held-out split, the
+paired gain over random per budget, AUBC with paired tests, ranks over budgets (Friedman, Nemenyi), the metric per
+pose mode, timing and provenance; written as Markdown, one self-contained HTML page (figures embedded), or CSV.
 
-Statistics, stated once so every number can be checked:
-- "mean ± std" is over seeds, with the sample standard deviation (ddof = 1).
-- AUBC is `alpose_bench.metrics.aubc` (trapezoid area under metric vs labelled images divided by the budget range, in
-  the metric's units) computed per seed, over the budgets every sampler reached, then mean ± std over seeds.
-- The paired test is the two-sided Wilcoxon signed-rank test (scipy) on per-seed AUBC against random's, paired by seed
-  (same seed = same initial labelled set). With n non-zero differences its exact p cannot go below 2 / 2^n, so below
-  6 seeds it could never reach 0.05; the table then says "n/a" instead of printing a p-value that looks meaningful.
-  p-values are not corrected for the several samplers compared.
+Every statistic is computed by `alpose_bench.analysis` (which `plot` uses too) and defined once in
+`alpose_bench.stats`; the report's notes say which test each column is.
 """
 
 from __future__ import annotations
@@ -24,16 +19,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from alpose_bench import stats as st
 from alpose_bench import style
 from alpose_bench.analysis import (
-    MIN_TEST_SEEDS,
     TEST_NAME,
     ResultSet,
     curve_data,
+    friedman_data,
+    gain_data,
     load_warning,
+    mode_accuracy_data,
+    regime,
     sampler_summary,
     timing_data,
 )
+from alpose_bench.atomic import write_atomic
 
 FORMATS = ("md", "html", "csv")
 
@@ -55,24 +55,133 @@ def _number(s: float) -> str:
     return f"{s:.3g}" if s < 10 else f"{s:,.0f}" if s >= 100 else f"{s:.1f}"
 
 
-def dataset_table(rs: ResultSet, dataset: str) -> pd.DataFrame:
-    """The per-dataset table as strings: a row per sampler, a column per budget, then AUBC, rank and the test."""
-    cycles = rs.cycles[rs.cycles["dataset"] == dataset]
+REFERENCE_TAG = "reference, reads labels"
+
+
+def _sampler_cell(sampler: str) -> str:
+    return style.sampler_label(sampler) + (f" ({REFERENCE_TAG})" if style.is_reference(sampler) else "")
+
+
+def dataset_table(rs: ResultSet, dataset: str, split: str = "test") -> pd.DataFrame:
+    """The per-dataset table as strings: a row per sampler (references last, tagged and never ranked), a column per
+    budget (mean ± std over seeds), then AUBC, its paired difference to random with the 95 % interval, rank and the
+    Holm-corrected paired test (with the seeds needed where it is not significant)."""
+    cycles = rs.split_cycles(split)
+    cycles = cycles[cycles["dataset"] == dataset]
     curves = curve_data(cycles)
     summary = sampler_summary(cycles).set_index("sampler")
     budgets = sorted(pd.unique(curves["n_labelled"]))
     rows = []
     for sampler in rs.samplers:
         c = curves[curves["sampler"] == sampler].set_index("n_labelled")
-        row = {"Sampler": style.sampler_label(sampler)}
+        if c.empty:
+            continue
+        row = {"Sampler": _sampler_cell(sampler)}
         for n in budgets:
             row[f"n={n}"] = mean_std(c.at[n, "mean"], c.at[n, "std"]) if n in c.index else "—"
         s = summary.loc[sampler] if sampler in summary.index else None
         row["AUBC"] = "—" if s is None else mean_std(s["aubc_mean"], s["aubc_std"])
-        row["Rank"] = "—" if s is None else str(int(s["rank"]))
-        row["p vs random"] = "—" if s is None else s["test"]
+        gain = st.PairedDifference(s["gain"], np.nan, int(s["n_seeds"]), s["gain_ci_low"], s["gain_ci_high"],
+                                   s["p_t"]) if s is not None else None  # fmt: skip
+        row["AUBC − random [95 % CI]"] = (
+            "—" if gain is None or sampler == style.BASELINE else gain.interval_text()
+        )
+        row["Rank"] = "—" if s is None or pd.isna(s["rank"]) else str(int(s["rank"]))
+        row["vs random"] = "—" if s is None else s["test"]
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def gain_table(rs: ResultSet, dataset: str, split: str = "test") -> pd.DataFrame:
+    """Each sampler's paired difference to random at every budget after the first: "mean [95 % CI]", starred where
+    the paired t-test (uncorrected) gives p < 0.05."""
+    cycles = rs.split_cycles(split)
+    gains = gain_data(cycles[cycles["dataset"] == dataset])
+    first = cycles.loc[cycles["dataset"] == dataset, "n_labelled"].min()
+    gains = gains[gains["n_labelled"] > first]
+    budgets = sorted(pd.unique(gains["n_labelled"]))
+    rows = []
+    for sampler in rs.samplers:
+        g = gains[gains["sampler"] == sampler].set_index("n_labelled")
+        if sampler == style.BASELINE or g.empty:
+            continue
+        row = {"Sampler": _sampler_cell(sampler)}
+        for n in budgets:
+            if n not in g.index:
+                row[f"n={n}"] = "—"
+                continue
+            d = st.PairedDifference(g.at[n, "mean"], g.at[n, "std"], int(g.at[n, "n_seeds"]), g.at[n, "ci_low"],
+                                    g.at[n, "ci_high"], g.at[n, "p_value"])  # fmt: skip
+            row[f"n={n}"] = d.interval_text() + (" *" if d.significant else "")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def regime_blocks(rs: ResultSet, dataset: str) -> list[Block]:
+    """The regime line of every split of `dataset`, or how to get one (add the references)."""
+    blocks: list[Block] = []
+    for split in rs.splits:
+        cycles = rs.split_cycles(split)
+        for r in regime(cycles[cycles["dataset"] == dataset], split=split):
+            blocks.append(
+                ("p", f"Regime on the {split} split: {r.verdict.upper()} — {r.meaning}. {r.numbers()}.")
+            )
+    if not blocks:
+        blocks.append(("p", "Regime: unknown — run the references too (--samplers ...,random,oracle-hard,oracle-easy) "
+                            "to see whether this experiment can rank samplers at all."))  # fmt: skip
+    return blocks
+
+
+def friedman_blocks(rs: ResultSet, split: str = "test") -> list[Block]:
+    """Friedman's test over (dataset x budget) blocks, the mean ranks and Nemenyi's critical difference."""
+    cycles = rs.split_cycles(split)
+    result = friedman_data(cycles[cycles["sampler"].isin(rs.samplers)])
+    if result is None:
+        return [("p", "Ranks: needs 3 or more samplers and 2 or more budgets after the first.")]
+    pairs = [
+        f"{style.sampler_label(a)} vs {style.sampler_label(b)} (p = {result.nemenyi.at[a, b]:.2g})"
+        for i, a in enumerate(result.ranks.index) for b in result.ranks.index[i + 1 :]
+        if result.nemenyi.at[a, b] < st.ALPHA
+    ]  # fmt: skip
+    ranks = pd.DataFrame(
+        {"Sampler": [style.sampler_label(s) for s in result.ranks.index],
+         "Mean rank (1 = best)": [f"{r:.2f}" for r in result.ranks]}
+    )  # fmt: skip
+    text = (
+        f"Friedman test over {result.n_blocks} (dataset x budget) blocks on the {split} split: chi² = "
+        f"{result.statistic:.2f}, p = {result.p_value:.2g}. Nemenyi critical difference {result.critical_difference:.2f}"
+        " ranks; pairs that differ at 0.05: " + ("; ".join(pairs) if pairs else "none") + "."
+    )
+    return [("p", text), ("table", ranks)]
+
+
+def mode_table(rs: ResultSet, dataset: str, split: str) -> pd.DataFrame | None:
+    """The metric per pose mode at the final budget: a row per sampler, a column per mode, "value (gain over random)";
+    None for datasets without modes."""
+    data = mode_accuracy_data(rs.evals[(rs.evals["dataset"] == dataset) & (rs.evals["split"] == split)])
+    if data.empty or data["group"].nunique() < 2:
+        return None
+    groups = list(pd.unique(data["group"]))
+    rows = []
+    for sampler in rs.samplers:
+        d = data[data["sampler"] == sampler].set_index("group")
+        if d.empty:
+            continue
+        row = {"Sampler": _sampler_cell(sampler)}
+        for g in groups:
+            if g not in d.index:
+                row[g] = "—"
+                continue
+            value, gain = d.at[g, "mean"], d.at[g, "gain"]
+            star = " *" if np.isfinite(d.at[g, "p_value"]) and d.at[g, "p_value"] < st.ALPHA else ""
+            row[g] = f"{value:.1f}" + (
+                "" if sampler == style.BASELINE or not np.isfinite(gain) else f" ({gain:+.1f}{star})"
+            )
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    sizes = data.drop_duplicates("group").set_index("group")["n_images"]
+    table.columns = ["Sampler", *[f"{g} (n={int(sizes[g])})" for g in groups]]
+    return table
 
 
 def timing_table(rs: ResultSet, dataset: str) -> pd.DataFrame:
@@ -138,9 +247,13 @@ Block = tuple[str, Any]  # ("h1"|"h2"|"h3"|"p"|"table"|"kv"|"code"|"figure", con
 
 NOTES = (
     "Values are mean ± std over seeds (sample std). AUBC is the area under the metric-vs-labelled-images curve divided "
-    "by the budget range (metric units), per seed over the budgets every sampler reached. Rank 1 has the best AUBC. "
-    f"p vs random: {TEST_NAME} (scipy); with n seeds its smallest possible p is 2/2^n, so it is shown only from "
-    f"{MIN_TEST_SEEDS} seeds on; p-values are not corrected for comparing several samplers."
+    "by the budget range (metric units), per seed over the budgets every sampler reached. Every comparison with random "
+    "is paired by seed (same initial set and cycle-0 model): 'AUBC − random' is the mean per-seed difference with its "
+    f"95 % t-interval; 'vs random' is the {TEST_NAME}; where it is not significant, 'seeds needed' is how many seeds "
+    "the observed mean difference and spread would need to reach p < 0.05 (and 80 % power). Per-budget gains are "
+    "starred (*) where the paired t-test gives p < 0.05 (uncorrected). Rank 1 has the best AUBC among the samplers. "
+    f"Rows tagged '{REFERENCE_TAG}' are oracles that see the pool's true error: they are never ranked, and show "
+    "whether seeking the images the model gets wrong (oracle-hard) or right (oracle-easy) beats random here."
 )
 
 
@@ -166,8 +279,37 @@ def build_document(rs: ResultSet, figures: bool = False) -> list[Block]:
     for dataset in rs.datasets:
         metric = str(rs.cycles.loc[rs.cycles["dataset"] == dataset, "metric"].iloc[0])
         blocks.append(("h2", f"{dataset}: {style.metric_label(metric)}"))
-        blocks.append(("table", dataset_table(rs, dataset)))
-    for stem, title in (("gain", "Gain over random"), ("joints", "Per joint at the final budget")):
+        blocks.extend(regime_blocks(rs, dataset))
+        for split in rs.splits:
+            cycles = rs.split_cycles(split)
+            if dataset not in set(cycles["dataset"]):
+                continue
+            what = (
+                "test split"
+                if split == "test"
+                else f"{split} split (the deployment distribution; beside the test split, never instead)"
+            )
+            blocks.append(("h3", f"{dataset}, {what}"))
+            blocks.append(("table", dataset_table(rs, dataset, split)))
+            gains = gain_table(rs, dataset, split)
+            if not gains.empty:
+                blocks.append(
+                    ("p", "Gain over random per budget, paired by seed: mean [95 % CI], * p < 0.05.")
+                )
+                blocks.append(("table", gains))
+        for split in rs.splits:
+            table = mode_table(rs, dataset, split)
+            if table is not None:
+                blocks.append(("h3", f"{dataset}, per pose mode on the {split} split at the final budget"))
+                blocks.append(
+                    ("p", "Metric of each mode's images (gain over random, paired by seed; * p < 0.05).")
+                )
+                blocks.append(("table", table))
+    blocks.append(("h2", "Ranks over datasets and budgets"))
+    for split in rs.splits:
+        blocks.extend(friedman_blocks(rs, split))
+    for stem, title in (("gain", "Gain over random"), ("cd", "Critical-difference diagram"),
+                        ("mode-accuracy", "Per pose mode"), ("joints", "Per joint at the final budget")):  # fmt: skip
         if stem in figs:
             blocks.append(("figure", (title, figs.pop(stem))))
     blocks.append(("h2", "Timing"))
@@ -280,14 +422,25 @@ def to_html(blocks: Iterable[Block], title: str) -> str:
 
 
 def csv_frames(rs: ResultSet) -> dict[str, pd.DataFrame]:
-    """The report's numbers, unformatted, by file stem: per-budget curves, per-sampler AUBC/rank/test, timing."""
-    shown = rs.cycles[rs.cycles["sampler"].isin(rs.samplers)]
-    summary = sampler_summary(rs.cycles)
-    return {
-        "report-budgets": curve_data(shown),
-        "report-samplers": summary[summary["sampler"].isin(rs.samplers)].reset_index(drop=True),
-        "report-timing": timing_data(shown),
-    }
+    """The report's numbers, unformatted, by file stem: per-budget curves and paired gains, per-sampler AUBC/rank/tests
+    (each split; `-ood` for the ood split), the metric per pose mode, timing."""
+    frames: dict[str, pd.DataFrame] = {}
+    for split in rs.splits:
+        cycles = rs.split_cycles(split)
+        suffix = "" if split == "test" else f"-{split}"
+        shown = cycles[cycles["sampler"].isin(rs.samplers)]
+        summary = sampler_summary(cycles)
+        gains = gain_data(cycles)
+        frames[f"report-budgets{suffix}"] = curve_data(shown)
+        frames[f"report-gains{suffix}"] = gains[gains["sampler"].isin(rs.samplers)].reset_index(drop=True)
+        frames[f"report-samplers{suffix}"] = summary[summary["sampler"].isin(rs.samplers)].reset_index(
+            drop=True
+        )
+    modes = mode_accuracy_data(rs.evals)
+    if not modes.empty:
+        frames["report-modes"] = modes[modes["sampler"].isin(rs.samplers)].reset_index(drop=True)
+    frames["report-timing"] = timing_data(rs.cycles[rs.cycles["sampler"].isin(rs.samplers)])
+    return frames
 
 
 def write_report(rs: ResultSet, fmt: str = "md", out: str | Path | None = None) -> list[Path]:
@@ -299,15 +452,12 @@ def write_report(rs: ResultSet, fmt: str = "md", out: str | Path | None = None) 
     if fmt == "csv":
         written = []
         for stem, frame in csv_frames(rs).items():
-            frame.to_csv(folder / f"{stem}.csv", index=False)
-            written.append(folder / f"{stem}.csv")
+            written.append(write_atomic(folder / f"{stem}.csv", frame.to_csv(index=False).encode("utf-8")))
         return written
     if fmt == "md":
+        text = to_markdown(build_document(rs))
         path = folder / "report.md"
-        path.write_text(to_markdown(build_document(rs)), encoding="utf-8")
     else:
+        text = to_html(build_document(rs, figures=True), f"alpose-bench: {rs.name}")
         path = folder / "report.html"
-        path.write_text(
-            to_html(build_document(rs, figures=True), f"alpose-bench: {rs.name}"), encoding="utf-8"
-        )
-    return [path]
+    return [write_atomic(path, text.encode("utf-8"))]

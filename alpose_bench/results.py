@@ -65,6 +65,36 @@ def load_joints(path: str | Path) -> pd.DataFrame:
     )
 
 
+EVAL_COLUMNS = [
+    "dataset",
+    "sampler",
+    "seed",
+    "cycle",
+    "n_labelled",
+    "metric",
+    "split",
+    "group",
+    "value",
+    "n_images",
+]
+
+
+def load_evals(path: str | Path) -> pd.DataFrame:
+    """The metric on every held-out split (`test`, `ood`), of the whole split (group "all") and of each pose mode:
+    one row per (dataset, sampler, seed, cycle, split, group). Empty for databases written before it was recorded."""
+    with _store(path) as store:
+        if not store.has_table("evals"):
+            return pd.DataFrame(columns=EVAL_COLUMNS)
+        df = pd.read_sql_query(
+            'SELECT e.dataset, e.sampler, e.seed, e.cycle, c.n_labelled, c.metric, e.split, e.grp AS "group", '
+            "e.value, e.n_images FROM evals e JOIN cycles c USING (dataset, sampler, seed, cycle) "
+            "ORDER BY e.dataset, e.sampler, e.seed, e.cycle, e.rowid",
+            store.conn,
+        )
+    df["value"] = df["value"].astype(float)
+    return df[EVAL_COLUMNS]
+
+
 def load_selections(path: str | Path) -> pd.DataFrame:
     """The images each task picked at each cycle: rank (0 = first), dataset train index, score, pose-mode group."""
     with _store(path) as store:

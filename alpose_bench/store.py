@@ -10,7 +10,9 @@ cycle of each task.
 Every command that opens a database checks it first (`check_database`): a file that is unreadable, not SQLite,
 damaged, not this project's, or written by a newer version is a one-line StoreError, and the file is left untouched.
 Schema version 2 added the CPU seconds of each phase; version-1 databases gain those columns (NULL for old rows)
-the first time a run writes to them.
+the first time a run writes to them. Version 3 added `evals` (the metric on every held-out split, overall and per
+pose mode, `alpose_bench.evaluation`); older databases gain the empty table the same way, and readers of a database
+without it see no rows.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from alpose_bench.evaluation import SplitScore
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS experiment (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -47,6 +51,11 @@ CREATE TABLE IF NOT EXISTS selections (
     rank INTEGER NOT NULL, idx INTEGER NOT NULL, score REAL, grp INTEGER NOT NULL,
     PRIMARY KEY (dataset, sampler, seed, cycle, rank)
 );
+CREATE TABLE IF NOT EXISTS evals (
+    dataset TEXT NOT NULL, sampler TEXT NOT NULL, seed INTEGER NOT NULL, cycle INTEGER NOT NULL,
+    split TEXT NOT NULL, grp TEXT NOT NULL, value REAL, n_images INTEGER NOT NULL,
+    PRIMARY KEY (dataset, sampler, seed, cycle, split, grp)
+);
 CREATE TABLE IF NOT EXISTS arrays (
     dataset TEXT NOT NULL, sampler TEXT NOT NULL, seed INTEGER NOT NULL, cycle INTEGER NOT NULL,
     name TEXT NOT NULL, data BLOB NOT NULL,
@@ -55,7 +64,7 @@ CREATE TABLE IF NOT EXISTS arrays (
 """
 
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: columns added after version 1: (table, column, type)
 ADDED_COLUMNS = tuple(
     ("cycles", column, "REAL")
@@ -100,6 +109,8 @@ class CycleRecord:
     # the model's forward passes during selection (part of select_s), wall and CPU seconds
     infer_s: float | None = None
     infer_cpu_s: float | None = None
+    # the metric on every held-out split, overall and per pose mode (the test/all row repeats `value`)
+    evals: list[SplitScore] = field(default_factory=list)
 
 
 def _real(x: float | None) -> float | None:
@@ -214,6 +225,11 @@ class Store:
             (json.dumps(SCHEMA_VERSION),),
         )
 
+    def has_table(self, table: str) -> bool:
+        """True when the database has `table` (a database of an older schema opened read-only may lack one)."""
+        row = self.conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,))
+        return row.fetchone() is not None
+
     def columns(self, table: str) -> list[str]:
         """Column names of one table."""
         return [r[1] for r in self.conn.execute(f"PRAGMA table_info({table})")]
@@ -318,6 +334,11 @@ class Store:
                     (*key, rank, int(i), _real(s), int(g))
                     for rank, (i, s, g) in enumerate(zip(r.selected, scores, groups))
                 ],
+            )
+            c.executemany(
+                "INSERT INTO evals (dataset, sampler, seed, cycle, split, grp, value, n_images) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(*key, e.split, e.group, _real(e.value), int(e.n_images)) for e in r.evals],
             )
             c.executemany(
                 "INSERT INTO arrays (dataset, sampler, seed, cycle, name, data) VALUES (?, ?, ?, ?, ?, ?)",

@@ -2,7 +2,8 @@
 
 A sampler keeps the same colour, marker and name in every figure the benchmark draws, so a reader who learned that
 VL4Pose is vermilion in the curves finds it vermilion in the timing chart too. Random, the baseline, is always grey
-and dashed. Built-in samplers get fixed Okabe-Ito colours (distinguishable with the common colour-vision
+and dashed; reference samplers that read the pool's labels (oracles) are dash-dotted with hollow markers, so they are
+never mistaken for samplers. Built-in samplers get fixed Okabe-Ito colours (distinguishable with the common colour-vision
 deficiencies); a third-party sampler gets a colour chosen by a stable hash of its name, so it too never changes
 between figures or runs. Display names come from the samplers themselves (`Sampler.label`), metric labels from
 `alpose_bench.metrics.METRICS`.
@@ -29,6 +30,9 @@ _BUILTIN: dict[str, tuple[str, str]] = {  # name -> (colour, marker)
     "mpe": ("#0072B2", "P"),
     "vl4pose": ("#D55E00", "*"),
     "learning_loss_pp": ("#000000", "<"),
+    # references (oracles): Tol's wine and green, outside the samplers' palette
+    "oracle-hard": ("#882255", "^"),
+    "oracle-easy": ("#117733", "v"),
 }
 # Colours for samplers the benchmark does not ship (plugins); none of them is grey or a built-in colour.
 _EXTRA_COLOURS = ("#8C564B", "#1F3A93", "#BCBD22", "#17BECF", "#9467BD", "#7B1E3C", "#2CA02C", "#F0E442")
@@ -60,8 +64,18 @@ def sampler_marker(name: str) -> str:
 
 
 def sampler_linestyle(name: str) -> str:
-    """Dashed for the random baseline, solid for everything else."""
-    return "--" if name == BASELINE else "-"
+    """Dashed for the random baseline, dash-dotted for references, solid for samplers."""
+    return "--" if name == BASELINE else "-." if is_reference(name) else "-"
+
+
+@cache
+def is_reference(name: str) -> bool:
+    """True for a reference sampler that reads the pool's labels (`Sampler.reference`): shown apart, never ranked.
+    A sampler not installed here counts as a sampler."""
+    from alpose_bench.registry import samplers
+
+    plugin = samplers().get(name)
+    return bool(getattr(plugin.obj, "reference", False)) if plugin is not None else False
 
 
 @cache
@@ -76,20 +90,26 @@ def sampler_label(name: str) -> str:
 
 
 def sampler_style(name: str) -> dict[str, object]:
-    """Keyword arguments for ``Axes.plot`` that draw this sampler's line."""
-    return {
+    """Keyword arguments for ``Axes.plot`` that draw this sampler's line (references: hollow markers, and
+    "(reference)" in the legend)."""
+    kwargs: dict[str, object] = {
         "color": sampler_color(name),
         "linestyle": sampler_linestyle(name),
         "marker": sampler_marker(name),
         "label": sampler_label(name),
     }
+    if is_reference(name):
+        kwargs.update(markerfacecolor="white", label=f"{sampler_label(name)} (reference)")
+    return kwargs
 
 
 def sampler_order(names: Iterable[str]) -> list[str]:
-    """Samplers in a fixed reading order: random first, then the built-ins in paper order, then plugins A-Z."""
+    """Samplers in a fixed reading order: random first, then the built-ins in paper order, then plugins A-Z, and the
+    references last."""
     unique = set(names)
     builtin = [n for n in _BUILTIN if n in unique]
-    return builtin + sorted(unique - set(builtin))
+    ordered = builtin + sorted(unique - set(builtin))
+    return [n for n in ordered if not is_reference(n)] + [n for n in ordered if is_reference(n)]
 
 
 def metric_label(metric: str) -> str:

@@ -143,8 +143,9 @@ def _build_context(
         if isinstance(aux, nn.Module):
             aux.eval()
     return context_cls(
-        model=model, aux=aux, dataset=dataset, labelled=labelled, pool=pool, batch_size=16, seed=seed
-    )
+        model=model, aux=aux, dataset=dataset, labelled=labelled, pool=pool, batch_size=16, seed=seed,
+        labels_allowed=sampler is not None and "labels" in sampler.needs,
+    )  # fmt: skip
 
 
 def train_batch(dataset: PoseDataset, info: ModelInfo, n: int = 4) -> TrainBatch:
@@ -251,6 +252,12 @@ def _check_class(cls: type[Sampler]) -> None:
         raise _fail(
             "check_class",
             f"{cls.__name__}.needs must be a frozenset within {sorted(KNOWN_NEEDS)}, got {cls.needs!r}",
+        )
+    if "labels" in cls.needs and not cls.reference:
+        raise _fail(
+            "check_class",
+            f"{cls.__name__} reads the pool's labels ('labels' in needs): only a reference sampler may; set "
+            "reference = True (it is then shown apart and never ranked)",
         )
     if not isinstance(cls.tasks, frozenset) or not cls.tasks or not cls.tasks <= set(TASKS):
         raise _fail("check_class", f"{cls.__name__}.tasks must be a non-empty frozenset within {TASKS}")

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from alpose_bench.augment import AugmentSettings, augment_2d, augment_3d
 from alpose_bench.compute import Compute, as_compute
 from alpose_bench.data import PoseDataset, PoseSplit
+from alpose_bench.evaluation import SplitScore, held_out_splits, split_scores
 from alpose_bench.heatmaps import decode_keypoints, keypoints_to_heatmap_coords, pose_loss, render_heatmaps
 from alpose_bench.metrics import MetricResult, evaluate
 from alpose_bench.models import model_info
@@ -166,12 +167,35 @@ def evaluate_model(
     """The dataset's metric of `model` on the test split (or `split`)."""
     split = dataset.test if split is None else split
     pred = predict(model, split, compute=compute, batch_size=batch_size, cube_mm=dataset.cube_mm)
-    result = evaluate(
+    return _checked(evaluate(
         dataset.metric, pred, split.keypoints, split.visible.astype(bool), split.normalizer, dataset.skeleton
-    )
+    ), dataset)  # fmt: skip
+
+
+def _checked(result: MetricResult, dataset: PoseDataset) -> MetricResult:
     if not math.isfinite(result.mean):
         raise TrainingDivergedError(f"the {dataset.metric} of the trained model is {result.mean}")
     return result
+
+
+def evaluate_splits(
+    model: nn.Module, dataset: PoseDataset, *, compute: Compute | torch.device, batch_size: int = 64
+) -> tuple[MetricResult, list[SplitScore]]:
+    """The test metric (per joint) and the scores of every held-out split, overall and per pose mode
+    (`alpose_bench.evaluation`); one prediction pass per split."""
+    scores: list[SplitScore] = []
+    result: MetricResult | None = None
+    for name, split in held_out_splits(dataset).items():
+        pred = predict(model, split, compute=compute, batch_size=batch_size, cube_mm=dataset.cube_mm)
+        if name == "test":
+            result = _checked(evaluate(
+                dataset.metric, pred, split.keypoints, split.visible.astype(bool), split.normalizer,
+                dataset.skeleton,
+            ), dataset)  # fmt: skip
+        scores.extend(split_scores(dataset, name, split, pred))
+    if result is None:
+        raise ValueError(f"dataset {dataset.name!r} has an empty test split; nothing to evaluate on")
+    return result, scores
 
 
 @dataclass
@@ -182,6 +206,7 @@ class CycleResult:
     train: Timing
     evaluate: Timing
     stats: TrainStats
+    scores: list[SplitScore]  # every held-out split, overall and per pose mode
 
 
 def train_and_evaluate(
@@ -199,5 +224,5 @@ def train_and_evaluate(
     with timed() as train_time:
         stats = train(model, dataset, rows, settings, compute=compute, seed=seed, heads=heads)
     with timed() as eval_time:
-        result = evaluate_model(model, dataset, compute=compute, batch_size=eval_batch_size)
-    return CycleResult(result=result, train=train_time, evaluate=eval_time, stats=stats)
+        result, scores = evaluate_splits(model, dataset, compute=compute, batch_size=eval_batch_size)
+    return CycleResult(result=result, train=train_time, evaluate=eval_time, stats=stats, scores=scores)

@@ -45,6 +45,16 @@ def test_cycles_grow_the_labelled_set_without_reselecting(tmp_path, dataset, met
         picked = g["index"].to_numpy()
         assert len(np.unique(picked)) == len(picked) == spec.cycles * spec.budget
         assert not np.isin(picked, init).any()
+    # every cycle (the shared cycle 0 too) is scored on the test and ood splits, whole and per pose mode
+    evals = results.load_evals(tmp_path / spec.name)
+    whole = evals[(evals["split"] == "test") & (evals["group"] == "all")].set_index(["seed", "cycle"])[
+        "value"
+    ]
+    np.testing.assert_allclose(whole.sort_index(), df.set_index(["seed", "cycle"])["value"].sort_index())
+    ood = evals[evals["split"] == "ood"]
+    assert ood.groupby(["seed", "cycle"]).size().size == len(df)
+    per_mode = ood[ood["group"] != "all"].groupby(["seed", "cycle"])["n_images"].sum()
+    assert (per_mode == ds.ood.images.shape[0]).all() and set(ood["group"]) - {"all"} <= set(ds.group_names)
 
 
 def test_same_seed_same_rows_and_resume_after_interruption(tmp_path):

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 from plot_report_factory import write_results
 
-from alpose_bench.analysis import ResultSet, aubc_per_seed, load_result_set, paired_test, sampler_summary
+from alpose_bench.analysis import ResultSet, aubc_per_seed, load_result_set, sampler_summary
 from alpose_bench.cli import cli
 from alpose_bench.report import build_document, dataset_table, timing_table, to_markdown, write_report
 
@@ -66,38 +66,59 @@ def test_aubc_per_seed_hand_computed_and_incomplete_seeds_left_out():
     assert ("mpe", 0) not in a.index
 
 
-def test_paired_test_exact_wilcoxon_and_its_seed_floor():
-    base = np.zeros(6)
-    six = paired_test(np.arange(1.0, 7.0), base)
-    assert six.p_value == pytest.approx(
-        2 / 2**6
-    )  # every difference positive: the smallest exact p with 6 pairs
-    assert six.text == "0.0312"
-    five = paired_test(np.arange(1.0, 6.0), base[:5])
-    assert np.isnan(five.p_value) and five.text == "n/a (needs >= 6 seeds, has 5)"
-    same = paired_test(np.ones(8), np.ones(8))
-    assert same.p_value == 1.0
-    # zero differences carry no sign: 6 seeds with one tie leave 5 pairs, too few
-    assert np.isnan(paired_test(np.array([0.0, 1, 2, 3, 4, 5]), base).p_value)
-
-
-def test_sampler_summary_rank_and_test():
+def test_sampler_summary_rank_and_paired_tests():
+    """mpe's per-seed AUBC gain is seed + 1 (1..6): mean 3.5, sample std 1.871; t = 3.5 / (1.871 / sqrt 6) = 4.58 on
+    5 degrees of freedom -> two-sided p = 0.0059; every difference positive -> exact Wilcoxon p = 2 / 2^6."""
     s = sampler_summary(cycles(seeds=6)).set_index("sampler")
     assert s.loc["random", "aubc_mean"] == pytest.approx(60.25)  # 60 + 0.1 * mean(0..5)
     assert s.loc["mpe", "aubc_mean"] == pytest.approx(60.25 + 3.5)
     assert (s.loc["mpe", "rank"], s.loc["random", "rank"]) == (1, 2)
-    assert s.loc["mpe", "p_value"] == pytest.approx(0.03125) and s.loc["random", "test"] == "baseline"
+    assert s.loc["mpe", "gain"] == pytest.approx(3.5)
+    half = 2.5706 * np.std(np.arange(1, 7), ddof=1) / np.sqrt(6)
+    assert (s.loc["mpe", "gain_ci_low"], s.loc["mpe", "gain_ci_high"]) == pytest.approx(
+        (3.5 - half, 3.5 + half), abs=1e-3
+    )
+    assert s.loc["mpe", "p_t"] == pytest.approx(0.00594, abs=5e-5)
+    assert s.loc["mpe", "p_holm"] == pytest.approx(s.loc["mpe", "p_t"])  # a family of one
+    assert s.loc["mpe", "p_wilcoxon"] == pytest.approx(0.03125)
+    assert bool(s.loc["mpe", "significant"]) and s.loc["mpe", "test"] == "p = 0.0059"
+    assert s.loc["random", "test"] == "baseline"
     err = sampler_summary(cycles(seeds=6, metric="mpjpe")).set_index("sampler")
     assert (err.loc["mpe", "rank"], err.loc["random", "rank"]) == (2, 1)  # lower error wins
 
 
+def test_summary_holm_corrects_over_samplers_and_never_ranks_references():
+    df = cycles(seeds=4)
+    other = df[df["sampler"] == "mpe"].assign(sampler="vl4pose")
+    other["value"] = other["value"] + np.where(other["seed"] % 2 == 0, 0.5, -0.4)  # a noisy, small gain
+    oracle = df[df["sampler"] == "mpe"].assign(sampler="oracle-hard")
+    s = sampler_summary(pd.concat([df, other, oracle])).set_index("sampler")
+    assert pd.isna(s.loc["oracle-hard", "rank"]) and bool(s.loc["oracle-hard", "reference"])
+    assert sorted(s.loc[["random", "mpe", "vl4pose"], "rank"]) == [1, 2, 3]
+    from statsmodels.stats.multitest import multipletests
+
+    raw = s.loc[["mpe", "vl4pose"], "p_t"].to_numpy()
+    np.testing.assert_allclose(s.loc[["mpe", "vl4pose"], "p_holm"], multipletests(raw, method="holm")[1])
+    assert np.isnan(s.loc["oracle-hard", "p_holm"])  # references are not part of the family
+
+
 def test_dataset_table_strings():
+    """mpe's gains over 5 seeds are 1..5: mean 3, std 1.581, t = 4.24 on 4 df -> p = 0.013, interval 3 ± 1.96."""
     t = dataset_table(result_set(cycles(seeds=5)), "d").set_index("Sampler")
-    assert list(t.columns) == ["n=100", "n=200", "n=300", "AUBC", "Rank", "p vs random"]
+    assert list(t.columns) == [
+        "n=100",
+        "n=200",
+        "n=300",
+        "AUBC",
+        "AUBC − random [95 % CI]",
+        "Rank",
+        "vs random",
+    ]
     sd = np.std(0.1 * np.arange(5), ddof=1)  # 0.158
     assert t.loc["Random", "n=100"] == f"50.20 ± {sd:.2f}" == "50.20 ± 0.16"
     assert t.loc["Multi-Peak Entropy", "AUBC"] == f"{60.2 + 3:.2f} ± {np.std(np.arange(5) * 1.1, ddof=1):.2f}"
-    assert t.loc["Multi-Peak Entropy", "p vs random"] == "n/a (needs >= 6 seeds, has 5)"
+    assert t.loc["Multi-Peak Entropy", "AUBC − random [95 % CI]"] == "+3.00 [+1.04, +4.96]"
+    assert t.loc["Multi-Peak Entropy", "vs random"] == "p = 0.013"
     assert t.loc["Random", "Rank"] == "2"
 
 
@@ -141,10 +162,10 @@ def test_markdown_report_hand_case_with_failed_run():
     }
     md = to_markdown(build_document(result_set(cycles(seeds=6), runs)))
     assert "| Multi-Peak Entropy | 53.75 ± 2.06 |" in md  # n=100: 51 + 1.1 * seed over seeds 0..5
-    assert "| 1 | 0.0312 |" in md
+    assert "| +3.50 [+1.54, +5.46] | 1 | p = 0.0059 |" in md
     assert "| Git revision | deadbeef |" in md and "| torch | 2.13.0 |" in md
     assert "| d/vl4pose/0 | CUDA OOM |" in md and "1 done, 1 failed" in md
-    assert "Wilcoxon signed-rank" in md
+    assert "paired t-test on per-seed AUBC" in md and "Holm" in md
 
 
 @pytest.fixture(scope="module")
@@ -159,13 +180,18 @@ def test_every_format_is_written(store, tmp_path):
     (md,) = write_report(rs, "md", tmp_path)
     assert md.name == "report.md" and "## synth-human: PCKh@0.5 (%)" in md.read_text()
     csvs = write_report(rs, "csv", tmp_path)
-    assert sorted(p.name for p in csvs) == ["report-budgets.csv", "report-samplers.csv", "report-timing.csv"]
+    assert sorted(p.name for p in csvs) == [
+        "report-budgets-ood.csv", "report-budgets.csv", "report-gains-ood.csv", "report-gains.csv",
+        "report-modes.csv", "report-samplers-ood.csv", "report-samplers.csv", "report-timing.csv",
+    ]  # fmt: skip
     budgets = pd.read_csv(tmp_path / "report-budgets.csv")
     assert len(budgets) == 3 * 10 and set(budgets["n_seeds"]) == {3}
     (page,) = write_report(rs, "html", tmp_path)
     text = page.read_text()
     images = re.findall(r'src="data:image/png;base64,([^"]+)"', text)
-    assert len(images) == 5  # curves, gain, joints, timing, pose modes
+    assert (
+        len(images) == 7
+    )  # curves, gain, critical difference, per-mode accuracy, joints, timing, pose modes
     assert all(base64.b64decode(i)[:8] == b"\x89PNG\r\n\x1a\n" for i in images)
     assert not re.search(r'(src|href)="(?!data:)', text)  # self-contained: nothing fetched from elsewhere
 

@@ -151,9 +151,28 @@ def test_a_version_1_database_gains_the_cpu_columns_and_keeps_its_rows(tmp_path)
     old = results.load(tmp_path)
     assert old["train_cpu_s"].isna().all() and list(old["value"]) == [50.0]
     with Store(tmp_path) as store:
-        assert "train_cpu_s" in store.columns("cycles") and store.get_meta("schema") == 2
+        assert "train_cpu_s" in store.columns("cycles") and store.get_meta("schema") == 3
         r = record(1)
         r.train_cpu_s = 1.25
         store.commit_cycle(r)
     new = results.load(tmp_path)
     assert np.isnan(new["train_cpu_s"].iloc[0]) and new["train_cpu_s"].iloc[1] == 1.25
+
+
+def test_scores_of_every_split_and_mode_round_trip_and_old_databases_have_none(tmp_path):
+    from alpose_bench.evaluation import SplitScore
+
+    r = record(0)
+    r.evals = [SplitScore("test", "all", 50.0, 40), SplitScore("test", "lying", float("nan"), 0),
+               SplitScore("ood", "all", 20.0, 40), SplitScore("ood", "lying", 12.5, 9)]  # fmt: skip
+    with Store(tmp_path) as store:
+        store.commit_cycle(r)
+    evals = results.load_evals(tmp_path)
+    assert list(zip(evals["split"], evals["group"])) == [("test", "all"), ("test", "lying"), ("ood", "all"),
+                                                         ("ood", "lying")]  # fmt: skip
+    assert evals["value"].isna().tolist() == [False, True, False, False]
+    assert list(evals["n_labelled"]) == [10] * 4 and list(evals["n_images"]) == [40, 0, 40, 9]
+    with Store(tmp_path) as store:  # a version-2 database: no evals table
+        store.conn.execute("DROP TABLE evals")
+        store.conn.commit()
+    assert results.load_evals(tmp_path).empty

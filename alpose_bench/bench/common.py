@@ -247,6 +247,7 @@ class _Setting:
             model=self.model if model is None else model, aux=aux, dataset=self.dataset, labelled=self.labelled,
             pool=self.pool if pool is None else pool, compute=self.compute if compute is None else compute,
             batch_size=self.spec.eval_batch_size, seed=seed,
+            labels_allowed=True,  # a measurement harness: reference samplers are timed like the others
         )  # fmt: skip
 
 

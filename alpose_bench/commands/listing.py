@@ -26,6 +26,8 @@ def list_command() -> None:
                 tasks = getattr(plugin.obj, "tasks", frozenset())
                 if tasks == frozenset({"heatmap2d"}):
                     extra = " [dim](2D heatmaps only)[/dim]"
+                if getattr(plugin.obj, "reference", False):
+                    extra += " [yellow](reference: reads labels, never ranked)[/yellow]"
             style = "red" if plugin.obj is None else None
             table.add_row(name, desc + extra, plugin.distribution, style=style)
         console.print(table)

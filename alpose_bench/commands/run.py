@@ -107,6 +107,27 @@ def summary_table(out_dir: Path) -> Table:
     return table
 
 
+def regime_lines(out_dir: Path) -> list[str]:
+    """The regime each dataset and held-out split is in (`analysis.regime`), or how to find out."""
+    from alpose_bench.analysis import ResultsError, load_result_set, regime
+
+    try:
+        rs = load_result_set(out_dir)
+    except ResultsError:
+        return []
+    lines = []
+    for split in rs.splits:
+        for r in regime(rs.split_cycles(split), split=split):
+            colour = {"error-seeking pays": "green", "easy and typical pays": "yellow"}.get(r.verdict, "red")
+            lines.append(f"[bold {colour}]regime[/bold {colour}] {r.line()}\n  {r.meaning}.")
+    if not lines:
+        lines.append(
+            "regime: unknown; add random,oracle-hard,oracle-easy to --samplers to see whether this experiment can "
+            "rank samplers at all"
+        )
+    return lines
+
+
 @click.command()
 @spec_options(several_datasets=True)
 @click.option("--seeds", type=int, default=None, help="Number of seeded repeats (seeds 0..N-1).")
@@ -218,6 +239,8 @@ def run(
                 for t, e in failed.items():
                     console.print(f"  {t}: {e}")
     console.print(summary_table(the_plan.out_dir))
+    for line in regime_lines(the_plan.out_dir):
+        console.print(line)
     console.print(f"results: {the_plan.out_dir / 'results.sqlite'}")
     if the_plan.pending and any(results.values()):
         raise SystemExit(1)

@@ -118,7 +118,7 @@ def protocol(spec: ExperimentSpec) -> Protocol:
         first=train_settings(spec, spec.epochs_first), later=train_settings(spec, spec.epochs),
         model=ModelSpec(
             stacks=spec.stacks, channels=spec.channels, depth=spec.depth, stem_stride=spec.stem_stride,
-            regressor_width=spec.regressor_width, regressor_fc=spec.regressor_fc,
+            regressor_width=spec.regressor_width, regressor_fc=spec.regressor_fc, dropout=spec.dropout,
         ),
         eval_batch_size=spec.eval_batch_size,
     )  # fmt: skip

@@ -35,6 +35,14 @@ MAX_SEEDS = 1000  # a guard against a mistyped --seeds (each seed is a full run 
 DEFAULT_EVAL_BATCH_SIZE = 64
 
 
+#: what `run` compares when --samplers is not given: the published winners (VL4Pose, Multi-Peak Entropy), the
+#: low-budget winner (TypiClust), the random baseline and the two references that say which regime the experiment is
+#: in; small enough for the quick preset to finish in about 10 minutes on 2 CPU cores. `all`: every installed sampler.
+DEFAULT_SAMPLERS: tuple[str, ...] = ("random", "vl4pose", "mpe", "typiclust", "oracle-hard", "oracle-easy")
+#: names that stand for a group of samplers in `samplers`; those a dataset's task or model cannot run are left out
+SAMPLER_GROUPS = ("default", "all")
+
+
 @dataclass(frozen=True)
 class ExperimentSpec:
     """Everything that defines an experiment. `cycles` counts acquisition rounds: the model is trained cycles + 1
@@ -46,7 +54,7 @@ class ExperimentSpec:
     name: str = ""
     preset: str = "quick"
     datasets: tuple[str, ...] = ("synth-human",)
-    samplers: tuple[str, ...] = ("all",)
+    samplers: tuple[str, ...] = ("default",)  # "default": DEFAULT_SAMPLERS; "all": every installed sampler
     seeds: int = param(3, low=0, low_open=True)
     # data
     resolution: int = param(64, low=0, low_open=True)
@@ -73,6 +81,8 @@ class ExperimentSpec:
     stem_stride: Literal[2, 4] = 2  # hourglass heatmaps are input / stem_stride pixels (4: the reference)
     regressor_width: int = param(16, low=0, low_open=True)  # 3D regressor: channels of the first conv stage
     regressor_fc: int = param(256, low=0, low_open=True)  # 3D regressor: width of its fully connected layers
+    # hourglass: dropout before each heatmap head (0 = none, the reference; MC dropout samplers need it > 0)
+    dropout: float = param(0.0, low=0, high=1, high_open=True)
     sigma: float = param(1.0, low=0, low_open=True)  # target Gaussian width in heatmap pixels
     amplitude: float = param(30.0, low=0, low_open=True)  # target peak height (reference hm_peak)
     # execution
@@ -124,6 +134,7 @@ LEGACY: dict[str, Any] = {
     "eval_batch_size": DEFAULT_EVAL_BATCH_SIZE,
     "precision": "fp32",
     "fast_kernels": False,
+    "dropout": 0.0,
 }
 # the dataset_options key of options for every dataset of the run (`--dataset-option KEY=VALUE`)
 ALL_DATASETS = "*"
@@ -135,6 +146,11 @@ PRESETS: dict[str, dict[str, Any]] = {
         stem_stride=4, lr=3e-4, seeds=1, regressor_width=8, regressor_fc=64,
     ),
     "quick": dict(),
+    # the published regime on a 2-core CPU, found by measurement (docs/protocol-search.md): competent models, budgets
+    # of hundreds, dropout for the MC samplers; synth-human scored on its deployment split too (PRESET_DATASET_OPTIONS)
+    "cpu": dict(
+        pool_size=2000, test_size=400, init=300, budget=300, cycles=3, epochs_first=30, epochs=6, dropout=0.2,
+    ),
     "paper": dict(
         resolution=256, pool_size=None, test_size=None, init=1000, budget=1000, cycles=5, epochs_first=150,
         epochs=100, stacks=2, channels=256, depth=4, stem_stride=4, lr=3e-4, sigma=1.75, amplitude=30.0, seeds=5,
@@ -145,6 +161,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 PRESET_DESCRIPTIONS = {
     "smoke": "Seconds: tiny model and pool, 2 cycles, 1 seed (tests and plumbing checks).",
     "quick": "The CPU default: 64 px, 1-stack 32-channel hourglass (32x32 heatmaps), 100 + 4 x 100, 3 seeds.",
+    "cpu": "The published regime on a CPU: 300 + 3 x 300 (lspet 500 + 2 x 500), 30/6 epochs, dropout 0.2, 3 seeds.",
     "paper": "The published protocol: 256 px, 2-stack 256-ch hourglass, 1,000 + 5 x 1,000, Adam 3e-4, 150/100 epochs.",
 }
 
@@ -161,6 +178,19 @@ DATASET_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
         "synth-hand": dict(epochs_first=100, epochs=20, lr=3e-4),
         "lspet": dict(test_size=None),  # the whole fixed test split of 1,000 people
     },
+    "cpu": {
+        "icvl": dict(epochs_first=100, epochs=20, lr=3e-4, init=100, budget=100, cycles=4),
+        "synth-hand": dict(epochs_first=100, epochs=20, lr=3e-4, init=100, budget=100, cycles=4),
+        "lspet": dict(pool_size=4000, test_size=None, init=500, budget=500, cycles=2, epochs=8),
+    },
+}
+
+# Dataset options a preset sets unless the experiment sets them. synth-human's `ood` split becomes the deployment
+# distribution: the pool's look with the pose-mode prior reversed (the rare modes common), so a sampler that seeks the
+# rare modes is measured where they matter, beside the in-distribution test split (docs/protocol-search.md).
+PRESET_DATASET_OPTIONS: dict[str, dict[str, dict[str, Any]]] = {
+    "quick": {"synth-human": {"ood_appearance": "pool"}},
+    "cpu": {"synth-human": {"ood_appearance": "pool"}},
 }
 
 
@@ -268,8 +298,9 @@ def validate(spec: ExperimentSpec) -> ExperimentSpec:
         )
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", spec.device):
         raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {spec.device!r}")
-    if "all" in spec.samplers and len(spec.samplers) > 1:
-        raise ConfigError("use either 'all' or a list of sampler names, not both")
+    for group in SAMPLER_GROUPS:
+        if group in spec.samplers and len(spec.samplers) > 1:
+            raise ConfigError(f"use either {group!r} or a list of sampler names, not both")
     if spec.name in (".", "..") or any(c in spec.name for c in "/\\\0"):
         raise ConfigError(f"name must be a plain folder name (no '/', '\\' or '..'), got {spec.name!r}")
     for dataset in spec.dataset_options:
@@ -307,7 +338,8 @@ def build_spec(
                 values[k] = v
     coerced = {k: _coerce(k, v) for k, v in values.items()}
     # dataset options merge per dataset and per key (preset < file < command line); "*" means every dataset
-    layers = [file_values.get("dataset_options"), (overrides or {}).get("dataset_options")]
+    preset_layer = {d: o for d, o in PRESET_DATASET_OPTIONS.get(preset, {}).items() if d in datasets}
+    layers = [preset_layer, file_values.get("dataset_options"), (overrides or {}).get("dataset_options")]
     coerced["dataset_options"] = {}
     for layer in layers:
         for target, options in (_coerce("dataset_options", layer) if layer is not None else {}).items():

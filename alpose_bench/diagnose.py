@@ -181,7 +181,9 @@ def concat_splits(splits: Sequence[PoseSplit]) -> PoseSplit:
 def resolve_samplers(
     spec: ExperimentSpec, samplers: Sequence[str | Sampler] | str | None, dataset: PoseDataset
 ) -> tuple[list[Sampler], dict[str, str]]:
-    """Sampler instances to diagnose (names built with the spec's parameters), and those "all" left out."""
+    """Sampler instances to diagnose (names built with the spec's parameters), and those a group ("default",
+    "all") left out."""
+    from alpose_bench.config import DEFAULT_SAMPLERS, SAMPLER_GROUPS
     from alpose_bench.registry import get_sampler, working_samplers
 
     wanted = spec.samplers if samplers is None else samplers
@@ -189,16 +191,22 @@ def resolve_samplers(
         wanted = [w.strip() for w in wanted.split(",") if w.strip()]
     wanted = list(wanted)
     skipped: dict[str, str] = {}
-    if wanted == ["all"]:
+    model = build.protocol(spec).model
+    if len(wanted) == 1 and wanted[0] in SAMPLER_GROUPS:
+        group = (
+            working_samplers()
+            if wanted == ["all"]
+            else [s for s in DEFAULT_SAMPLERS if s in working_samplers()]
+        )
         wanted = []
-        for name in working_samplers():
-            reason = get_sampler(name).unsupported_reason(dataset.task)
+        for name in group:
+            reason = get_sampler(name).unsupported_reason(dataset.task, model)
             if reason:
                 skipped[name] = reason
             else:
                 wanted.append(name)
-    elif "all" in wanted:
-        raise ConfigError("use either 'all' or a list of sampler names, not both")
+    elif any(g in wanted for g in SAMPLER_GROUPS):
+        raise ConfigError("use either 'default', 'all' or a list of sampler names, not both")
     if not wanted:
         raise ConfigError("no sampler to diagnose; pass --samplers NAME[,NAME...] (see `alpose-bench list`)")
     out: list[Sampler] = []
@@ -206,7 +214,7 @@ def resolve_samplers(
         sampler = build.make_sampler(spec, item) if isinstance(item, str) else item
         if not isinstance(sampler, Sampler):
             raise ConfigError(f"{item!r} is not a sampler; pass sampler names or Sampler instances")
-        reason = type(sampler).unsupported_reason(dataset.task)
+        reason = type(sampler).unsupported_reason(dataset.task, model)
         if reason:
             raise ConfigError(f"{reason}; drop {sampler.name!r} from --samplers for {dataset.name!r}")
         if any(s.name == sampler.name for s in out):
@@ -422,7 +430,7 @@ def diagnose(
     named = spec.samplers if samplers is None else samplers
     named = named.split(",") if isinstance(named, str) else named
     for item in named:  # unknown names and bad parameters fail before the dataset is loaded
-        if isinstance(item, str) and item.strip() != "all":
+        if isinstance(item, str) and item.strip() not in ("all", "default"):
             build.make_sampler(spec, item.strip())
     name = spec.datasets[0]
     compute = build.compute_of(spec)

@@ -8,6 +8,7 @@ Nothing holds all pool heatmaps in memory unless a sampler asks for them.
 from __future__ import annotations
 
 from collections.abc import Generator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
 
@@ -94,15 +95,16 @@ class SelectionContext:
         return self.compute.model_input(torch.from_numpy(self.dataset.train.images[rows]))
 
     def labels(self, which: Which, positions: np.ndarray | None = None) -> PoseSplit:
-        """The ground truth of the pool or labelled set (all of it, or `positions` into it) in the dataset's units:
-        keypoints in image pixels (2D) or millimetres (3D), visibility, normaliser, pose mode.
+        """The ground truth of the labelled set or the pool (all of it, or `positions` into it) in the dataset's
+        units: keypoints in image pixels (2D) or millimetres (3D), visibility, normaliser, pose mode.
 
-        Only for reference samplers (oracles) that declare "labels" in `needs`: an active-learning sampler that read
-        the pool's labels would be measuring something no annotator could do, so any other caller gets an error."""
-        if not self.labels_allowed:
+        The labelled set's labels are what the annotator gave: any sampler may read them (pose-PCA fits its
+        subspace on them). The pool's are only for reference samplers (oracles, `reference = True` with "labels"
+        in `needs`): a sampler that read them would measure something no annotator could do."""
+        if which == "pool" and not self.labels_allowed:
             raise PermissionError(
                 "this selection context does not give the pool's labels: only reference samplers (reference = True"
-                " with 'labels' in needs) may read them"
+                " with 'labels' in needs) may read them; the labelled set's labels are ctx.labels('labelled')"
             )
         rows = self.indices(which)
         return self.dataset.train.subset(rows if positions is None else rows[np.asarray(positions)])
@@ -134,6 +136,55 @@ class SelectionContext:
         finally:
             self.model.train(was_training)
 
+    @torch.no_grad()
+    def mc_keypoints(self, which: Which, passes: int) -> np.ndarray:
+        """(passes, N, J, D) keypoints of `passes` stochastic forward passes with the model's dropout on (MC dropout,
+        Gal & Ghahramani 2016), decoded as `collect("keypoints")`; computed once per pass count and cached.
+
+        The passes are batched: each chunk of images is repeated `passes` times and goes through the model in one
+        forward (about `batch_size` rows), so the cost is `passes` inference passes, not a Python loop of them.
+        Every row's dropout masks come from its own generator, seeded by the context's seed and cycle, the image
+        and the pass (`mc_dropout_masks`), so an image's passes do not depend on the batch it is in, and the global
+        RNG is untouched. ValueError when the model has no dropout (every pass would be the same)."""
+        if isinstance(passes, bool) or not isinstance(passes, int) or passes < 2:
+            raise ValueError(f"MC dropout needs at least 2 passes, got {passes!r}")
+        key = (which, f"mc_keypoints:{passes}")
+        if key in self._cache:
+            return self._cache[key]
+        from alpose_bench.heatmaps import decode_keypoints
+        from alpose_bench.seeds import derive_seed
+
+        rows = self.indices(which)
+        chunk = max(1, self.batch_size // passes)
+        parts: list[Tensor] = []
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with mc_dropout_masks(self.model) as generators:
+                for start in range(0, len(rows), chunk):
+                    pos = np.arange(start, min(len(rows), start + chunk))
+                    with timed() as t:
+                        generators[:] = [
+                            torch.Generator(device=self.device).manual_seed(
+                                derive_seed("mc-dropout", self.seed, self.cycle, int(rows[p]), k)
+                            )
+                            for k in range(passes) for p in pos
+                        ]  # fmt: skip
+                        x = self.images(which, pos)
+                        with self.compute.autocast():
+                            out = self.model(x.repeat(passes, *([1] * (x.ndim - 1))))  # pass-major rows
+                        kp = decode_keypoints(_to_float(out), input_size=x.shape[-1]).float()
+                    self.inference.wall_s += t.wall_s
+                    self.inference.cpu_s += t.cpu_s
+                    self.forward_passes += passes * len(pos)
+                    parts.append(kp.reshape(passes, len(pos), *kp.shape[1:]).cpu())
+        finally:
+            self.model.train(was_training)
+        self._cache[key] = (
+            torch.cat(parts, dim=1).numpy() if parts else np.zeros((passes, 0), dtype=np.float32)
+        )
+        return self._cache[key]
+
     def collect(self, which: Which, name: str) -> np.ndarray:
         """A per-image output over the whole pool/labelled set as one array, computed once and cached.
 
@@ -160,6 +211,37 @@ class SelectionContext:
                     raise ValueError(f"unknown output {name!r}")
             self._cache[key] = torch.cat(parts).cpu().numpy() if parts else np.zeros((0,), dtype=np.float32)
         return self._cache[key]
+
+
+@contextmanager
+def mc_dropout_masks(model: nn.Module) -> Generator[list[torch.Generator], None, None]:
+    """Within the block, every dropout layer of the (eval-mode) `model` drops units again, drawing the mask of batch
+    row i from the i-th generator of the yielded list (fill it before each forward); element-wise for nn.Dropout,
+    channel-wise for Dropout1d/2d/3d. ValueError when the model has no dropout layer with p > 0."""
+    layers = [m for m in model.modules() if isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0]
+    if not layers:
+        raise ValueError(
+            "MC dropout needs dropout in the pose model, and it has none; set --dropout (e.g. 0.25) for the "
+            "hourglass (the 3D regressor has dropout 0.3 by default)"
+        )
+    generators: list[torch.Generator] = []
+
+    def drop(module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> Tensor:
+        x = inputs[0]
+        keep = 1.0 - float(module.p)  # type: ignore[arg-type]
+        shape = x.shape[1:] if type(module) is nn.Dropout else (x.shape[1],) + (1,) * (x.ndim - 2)
+        if len(generators) != len(x):
+            raise RuntimeError(f"mc_dropout_masks got {len(generators)} generators for a batch of {len(x)}")
+        probs = torch.full(shape, keep, device=x.device)
+        masks = torch.stack([torch.bernoulli(probs, generator=g) for g in generators])
+        return x * masks.to(x.dtype) / keep
+
+    handles = [m.register_forward_hook(drop) for m in layers]
+    try:
+        yield generators
+    finally:
+        for h in handles:
+            h.remove()
 
 
 def _to_float(out: PoseOutput) -> PoseOutput:

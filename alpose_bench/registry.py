@@ -94,7 +94,16 @@ def datasets() -> dict[str, Plugin]:
 
 
 def get_sampler(name: str) -> type[Sampler]:
-    """The sampler class registered under `name` (UnknownNameError lists the known ones)."""
+    """The sampler class registered under `name` (UnknownNameError lists the known ones), or the composite
+    `SCORER+SELECTOR` (`alpose_bench.samplers.diverse`: e.g. mpe+kmeans, vl4pose+coreset)."""
+    if "+" in name:
+        from alpose_bench.samplers.diverse import diverse_class
+
+        base, _, selector = name.rpartition("+")
+        try:
+            return diverse_class(get_sampler(base), selector)
+        except ValueError as exc:
+            raise UnknownNameError(f"sampler {name!r}: {exc}") from None
     return _get(SAMPLER_GROUP, "sampler", name)  # type: ignore[return-value]
 
 

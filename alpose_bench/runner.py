@@ -23,10 +23,10 @@ from pathlib import Path
 
 import torch
 
-from alpose_bench import checkpoints
+from alpose_bench import build, checkpoints
 from alpose_bench.build import Task, check_fits, compute_of, dataset_of, make_sampler, resolve_device
 from alpose_bench.compute import Compute, cpu_name, native_bf16, resolve_precision
-from alpose_bench.config import LEGACY, ConfigError, ExperimentSpec
+from alpose_bench.config import DEFAULT_SAMPLERS, LEGACY, SAMPLER_GROUPS, ConfigError, ExperimentSpec
 from alpose_bench.progress import Progress
 from alpose_bench.registry import get_dataset, get_sampler, working_samplers
 from alpose_bench.store import Store
@@ -50,8 +50,12 @@ class Plan:
 
 
 def resolve_samplers(spec: ExperimentSpec) -> list[str]:
+    """The sampler names of the spec: its list, or the group it names ("default": `DEFAULT_SAMPLERS`, "all": every
+    installed sampler)."""
     if spec.samplers == ("all",):
         return working_samplers()
+    if spec.samplers == ("default",):
+        return [s for s in DEFAULT_SAMPLERS if s in working_samplers()]
     for name in spec.samplers:
         get_sampler(name)  # raises with the list of known samplers
     return list(dict.fromkeys(spec.samplers))
@@ -95,12 +99,16 @@ def plan(spec: ExperimentSpec, out_root: Path) -> Plan:
     for s in samplers:
         make_sampler(spec, s)  # checks every parameter of every sampler before any data is loaded
     datasets = {}
+    model = build.protocol(spec).model
+    skipped: dict[str, list[str]] = {}  # dataset -> samplers a group ("default", "all") leaves out there
     for name in spec.datasets:
         ds = dataset_of(spec, name)
         check_fits(ds, spec)
         for s in samplers:
-            reason = get_sampler(s).unsupported_reason(ds.task)
-            if reason:
+            reason = get_sampler(s).unsupported_reason(ds.task, model)
+            if reason and spec.samplers[0] in SAMPLER_GROUPS:
+                skipped.setdefault(name, []).append(s)
+            elif reason:
                 raise ConfigError(f"{reason}; drop {s!r} from --samplers for {name!r}")
         datasets[name] = ds
     out_dir = out_root / spec.name
@@ -120,10 +128,17 @@ def plan(spec: ExperimentSpec, out_root: Path) -> Plan:
             }  # fmt: skip
             _check_same_data(store, name, info)
             store.set_dataset_info(name, info)
-        tasks = [Task(d, s, k) for d in spec.datasets for s in samplers for k in spec.seed_values()]
+        tasks = [
+            Task(d, s, k) for d in spec.datasets for s in samplers if s not in skipped.get(d, [])
+            for k in spec.seed_values()
+        ]  # fmt: skip
         done = {t: store.committed(t.dataset, t.sampler, t.seed) for t in tasks}
     finally:
         store.close()
+    for name, left_out in skipped.items():
+        notes.append(
+            f"{name}: {spec.samplers[0]!r} leaves out {', '.join(left_out)} (not applicable to this dataset or model)"
+        )
     return Plan(spec=spec, out_dir=out_dir, tasks=tasks, done=done, notes=notes)
 
 

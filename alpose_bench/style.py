@@ -30,12 +30,24 @@ _BUILTIN: dict[str, tuple[str, str]] = {  # name -> (colour, marker)
     "mpe": ("#0072B2", "P"),
     "vl4pose": ("#D55E00", "*"),
     "learning_loss_pp": ("#000000", "<"),
+    # the field's other samplers: Paul Tol's muted palette, then a few distinct extras
+    "least-confidence": ("#332288", "X"),
+    "peak-margin": ("#44AA99", "h"),
+    "heatmap-entropy": ("#999933", "p"),
+    "pose-pca": ("#AA4499", ">"),
+    "mc-dropout": ("#88CCEE", "d"),
+    "mcd-cke": ("#DDCC77", "8"),
+    "coreset-pose": ("#8C564B", "H"),
+    "coregcn": ("#1F3A93", "1"),
+    "uncertaingcn": ("#17BECF", "2"),
+    "typiclust": ("#BCBD22", "*"),
     # references (oracles): Tol's wine and green, outside the samplers' palette
     "oracle-hard": ("#882255", "^"),
     "oracle-easy": ("#117733", "v"),
 }
-# Colours for samplers the benchmark does not ship (plugins); none of them is grey or a built-in colour.
-_EXTRA_COLOURS = ("#8C564B", "#1F3A93", "#BCBD22", "#17BECF", "#9467BD", "#7B1E3C", "#2CA02C", "#F0E442")
+# Colours for samplers the benchmark does not ship (plugins, SCORER+SELECTOR composites); none of them is grey or a
+# built-in colour.
+_EXTRA_COLOURS = ("#7B1E3C", "#2CA02C", "#9467BD", "#FF7F0E", "#393B79", "#8C6D31", "#E7969C", "#637939")
 _EXTRA_MARKERS = ("X", "h", "p", "<", ">", "d", "8", "H")
 
 
@@ -68,24 +80,27 @@ def sampler_linestyle(name: str) -> str:
     return "--" if name == BASELINE else "-." if is_reference(name) else "-"
 
 
-@cache
 def is_reference(name: str) -> bool:
     """True for a reference sampler that reads the pool's labels (`Sampler.reference`): shown apart, never ranked.
     A sampler not installed here counts as a sampler."""
-    from alpose_bench.registry import samplers
-
-    plugin = samplers().get(name)
-    return bool(getattr(plugin.obj, "reference", False)) if plugin is not None else False
+    return bool(getattr(_sampler_class(name), "reference", False))
 
 
 @cache
+def _sampler_class(name: str) -> type | None:
+    """The class behind a sampler name (registered or composite), or None where it is not installed here."""
+    from alpose_bench.registry import get_sampler
+
+    try:
+        return get_sampler(name)
+    except (LookupError, ImportError):
+        return None
+
+
 def sampler_label(name: str) -> str:
     """The name readers know from the papers (`Sampler.label`, e.g. "Multi-Peak Entropy" for ``mpe``); the
     registered name for a sampler that sets none or is not installed here."""
-    from alpose_bench.registry import samplers
-
-    plugin = samplers().get(name)
-    display = getattr(plugin.obj, "display_name", None) if plugin is not None else None
+    display = getattr(_sampler_class(name), "display_name", None)
     return display() if callable(display) else name
 
 

@@ -134,7 +134,11 @@ def _build_context(
     dataset = make_dataset(task, n_train=n_pool + n_labelled, resolution=resolution, seed=seed)
     order = np.random.default_rng([seed, 0x1ABE1]).permutation(n_pool + n_labelled)
     labelled, pool = np.sort(order[:n_labelled]), np.sort(order[n_labelled:])
-    model = tiny_model(dataset, seed=seed)
+    # samplers that run MC dropout passes get the kit's model with dropout in it (the 3D regressor always has some)
+    mc = sampler is not None and "mc_dropout" in type(sampler).needs
+    model = tiny_model(
+        dataset, seed=seed, spec=dataclasses.replace(TINY_SPEC, dropout=0.25) if mc else TINY_SPEC
+    )
     aux = None
     if sampler is not None:
         with torch.random.fork_rng(devices=[]):
@@ -191,6 +195,14 @@ class _RecordingContext(SelectionContext):
                 f"{sorted(self.declared)}; add {name!r} to `needs`"
             )
         return super().collect(which, name)
+
+    def mc_keypoints(self, which, passes):  # type: ignore[override]
+        if "mc_dropout" not in self.declared:
+            raise AssertionError(
+                f"[check_needs_declared] sampler {self.sampler_name!r} ran MC dropout passes but its `needs` is "
+                f"{sorted(self.declared)}; add 'mc_dropout' to `needs`"
+            )
+        return super().mc_keypoints(which, passes)
 
 
 def _context(

@@ -16,7 +16,7 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import numpy as np
 
@@ -210,6 +210,9 @@ class SynthHumanOptions:
     """Options of `synth-human`."""
 
     ood_size: int | None = param(None, low=0, high=MAX_SPLIT)  # images of the ood split (None: the test size)
+    # how the ood split looks: "shifted" (synth-human: neon clothes, striped backgrounds, more clutter; synth-hand:
+    # other viewpoints) or "pool" (the pool's own look, so the only shift is the reversed pose-mode prior)
+    ood_appearance: Literal["shifted", "pool"] = "shifted"
 
 
 @dataclass(frozen=True)
@@ -244,7 +247,12 @@ class _SyntheticDataset(DatasetPlugin):
             if size > MAX_SPLIT:  # a mistyped size would otherwise generate for hours, then run out of memory
                 raise DatasetError(f"{self.name}: {what} must be at most {MAX_SPLIT:,}, got {size:,}")
         seed = _positive_int(config.seed, f"{self.name}: seed", 0)
-        return {"resolution": res, "pool_size": pool, "test_size": test, "ood_size": ood, "seed": seed}
+        params = {"resolution": res, "pool_size": pool, "test_size": test, "ood_size": ood, "seed": seed}
+        if (
+            options["ood_appearance"] != "shifted"
+        ):  # the default stays out of the cache key (caches stay valid)
+            params["ood_appearance"] = options["ood_appearance"]
+        return params
 
     def _make_chunk(
         self, params: dict, split: str
@@ -301,7 +309,8 @@ class SynthHuman(_SyntheticDataset):
 
     keypoints (N, 16, 2) float32 pixels, pixel centres at integer coordinates; visible = inside the image (joints
     under an occluder stay annotated, as on MPII); normalizer = head-box diagonal (`render.head_boxes`);
-    groups = pose mode (`group_names`). Options: ood_size (default: the test size).
+    groups = pose mode (`group_names`). Options: ood_size (default: the test size), ood_appearance ("shifted":
+    neon clothes and striped, cluttered backgrounds; "pool": the pool's look, only the mode prior reversed).
     """
 
     name = "synth-human"
@@ -321,7 +330,8 @@ class SynthHuman(_SyntheticDataset):
         self, params: dict, split: str
     ) -> Callable[[np.random.Generator, int], dict[str, np.ndarray]]:
         prior = reversed_prior(HUMAN_MODE_PRIOR) if split == "ood" else np.asarray(HUMAN_MODE_PRIOR)
-        style = OOD_STYLE if split == "ood" else DEFAULT_STYLE
+        shifted = split == "ood" and params.get("ood_appearance", "shifted") == "shifted"
+        style = OOD_STYLE if shifted else DEFAULT_STYLE
         return lambda rng, n: human_chunk(rng, n, params["resolution"], prior, style)
 
 
@@ -331,7 +341,8 @@ class SynthHand(_SyntheticDataset):
     keypoints (N, 16, 3) float32 mm relative to the hand centre, x right, y down, z away from the camera; the
     image is the orthographic projection of the cube [-cube_mm, cube_mm]^3 (pixel = (x / cube_mm + 1) * res / 2
     - 0.5); uint8 depth = round((z / cube_mm + 1) / 2 * 254) (near is dark); background and anything beyond the
-    cube's far face is 255. Single channel, normalizer = 1, groups = gesture. Options: ood_size, cube_mm (120).
+    cube's far face is 255. Single channel, normalizer = 1, groups = gesture. Options: ood_size, cube_mm (120),
+    ood_appearance ("shifted": other viewpoints; "pool": the pool's viewpoints, only the gesture prior reversed).
     """
 
     name = "synth-hand"
@@ -362,5 +373,6 @@ class SynthHand(_SyntheticDataset):
         self, params: dict, split: str
     ) -> Callable[[np.random.Generator, int], dict[str, np.ndarray]]:
         prior = reversed_prior(GESTURE_PRIOR) if split == "ood" else np.asarray(GESTURE_PRIOR)
-        view = OOD_VIEW if split == "ood" else TRAIN_VIEW
+        shifted = split == "ood" and params.get("ood_appearance", "shifted") == "shifted"
+        view = OOD_VIEW if shifted else TRAIN_VIEW
         return lambda rng, n: hand_chunk(rng, n, params["resolution"], prior, view, params["cube_mm"])

@@ -25,14 +25,16 @@ import numpy as np
 from torch import Tensor, nn
 
 from alpose_bench.data import Task
+from alpose_bench.models import ModelSpec
 from alpose_bench.models.outputs import ModelInfo, PoseOutput, TrainBatch
 from alpose_bench.validation import check_instance
 
 if TYPE_CHECKING:
     from alpose_bench.pool import ForwardBatch, SelectionContext
 
-#: the pool outputs a sampler may declare in `needs` ("labels": the pool's ground truth, references only)
-KNOWN_NEEDS = frozenset({"heatmaps", "keypoints", "embedding", "aux", "model", "labels"})
+#: the pool outputs a sampler may declare in `needs` ("labels": the pool's ground truth, references only;
+#: "mc_dropout": keypoints of stochastic passes with dropout on, `SelectionContext.mc_keypoints`)
+KNOWN_NEEDS = frozenset({"heatmaps", "keypoints", "embedding", "aux", "model", "labels", "mc_dropout"})
 
 
 @dataclass(frozen=True)
@@ -102,8 +104,9 @@ class Sampler(ABC):
     # -- helpers -------------------------------------------------------------------------------------------------
 
     @classmethod
-    def unsupported_reason(cls, task: Task) -> str | None:
-        """Why this sampler cannot run on a dataset of `task`, or None when it can."""
+    def unsupported_reason(cls, task: Task, model: ModelSpec | None = None) -> str | None:
+        """Why this sampler cannot run on a dataset of `task` (with pose model `model`, when given), or None when it
+        can. Override to add a requirement on the model (MC dropout needs dropout in it)."""
         if task not in cls.tasks:
             kinds = {"heatmap2d": "heatmap (2D)", "regression3d": "3D regression"}
             return (

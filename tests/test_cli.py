@@ -80,7 +80,7 @@ def test_unknown_names_list_the_known_ones(tmp_path):
         (["--name", "../elsewhere"], "name must be a plain folder name"),
         (
             ["--dataset-option", "bogus=1"],
-            "dataset 'synth-human' has no option 'bogus'; its options: ood_size",
+            "dataset 'synth-human' has no option 'bogus'; its options: ood_appearance, ood_size",
         ),
         (["--dataset-option", "synth-hand.cube_mm=150"], "dataset 'synth-hand', which is not in this run"),
         (["--dataset-option", "ood_size"], "--dataset-option expects KEY=VALUE"),
@@ -109,7 +109,7 @@ def test_diagnose_takes_the_shared_dataset_options():
     one_line_error(
         invoke("diagnose", "--preset", "smoke", "--samplers", "random", "--dataset-option", "bogus=1"),
         "dataset 'synth-human' has no option 'bogus'",
-        "its options: ood_size",
+        "its options: ood_appearance, ood_size",
     )
 
 

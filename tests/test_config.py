@@ -89,7 +89,7 @@ def test_bad_values_are_one_line_errors(overrides, message):
 
 
 def test_unknown_preset_lists_known_ones():
-    with pytest.raises(ConfigError, match="Known presets: smoke, quick, paper"):
+    with pytest.raises(ConfigError, match="Known presets: smoke, quick, cpu, paper"):
         build_spec("fast")
 
 
@@ -230,12 +230,22 @@ def test_the_presets_keep_the_fingerprints_their_experiments_were_stored_with():
     def legacy(spec):
         return spec.replace(precision=LEGACY["precision"], fast_kernels=LEGACY["fast_kernels"])
 
-    assert legacy(build_spec("smoke")).fingerprint() == "ae95881bfd94febf"
-    assert legacy(build_spec("quick")).fingerprint() == "4c4875a17b8b807e"
-    assert legacy(build_spec("paper")).fingerprint() == "4811fe5f2827e41a"
-    assert legacy(build_spec("quick", None, {"datasets": "synth-hand"})).fingerprint() == "9119b60be02cc7cb"
+    # experiments of every sampler ("all", the default before the default set) keep theirs
+    every = {"samplers": "all"}
+    assert legacy(build_spec("smoke", None, every)).fingerprint() == "ae95881bfd94febf"
+    assert legacy(build_spec("paper", None, every)).fingerprint() == "4811fe5f2827e41a"
+    old_quick = legacy(build_spec("quick", None, every)).replace(dataset_options={})
+    assert old_quick.fingerprint() == "4c4875a17b8b807e"
+    assert (
+        legacy(build_spec("quick", None, {"datasets": "synth-hand", **every})).fingerprint()
+        == "9119b60be02cc7cb"
+    )
+    # the default sampler set and quick's deployment split (issue 12) made new experiments: pinned from here on
+    assert legacy(build_spec("smoke")).fingerprint() == "817d3a6f4a8abdee"
+    assert legacy(build_spec("quick")).fingerprint() == "5d5ef4bc1cbe7385"
+    assert legacy(build_spec("paper")).fingerprint() == "86f01cfe9c11e884"
     # the speed settings change numbers, so they are part of a new experiment's fingerprint
-    assert build_spec("smoke").fingerprint() != "ae95881bfd94febf"
+    assert build_spec("smoke").fingerprint() != "817d3a6f4a8abdee"
 
 
 def test_the_inference_batch_size_is_part_of_the_fingerprint_when_not_the_default():
@@ -248,7 +258,35 @@ def test_the_inference_batch_size_is_part_of_the_fingerprint_when_not_the_defaul
 
 
 def test_the_quick_preset_is_the_spec_defaults():
-    from alpose_bench.config import PRESETS, ExperimentSpec
+    from alpose_bench.config import PRESET_DATASET_OPTIONS, PRESETS, ExperimentSpec
 
     assert PRESETS["quick"] == {}
-    assert build_spec("quick").replace(name="") == ExperimentSpec()
+    quick = build_spec("quick")
+    assert quick.replace(name="", dataset_options={}) == ExperimentSpec()
+    assert quick.dataset_options == PRESET_DATASET_OPTIONS["quick"]  # synth-human's deployment split
+
+
+def test_a_preset_sets_dataset_options_that_the_experiment_can_override():
+    assert build_spec("cpu").dataset_options == {"synth-human": {"ood_appearance": "pool"}}
+    own = build_spec("cpu", None, {"dataset_options": {"synth-human": {"ood_appearance": "shifted"}}})
+    assert own.dataset_options == {"synth-human": {"ood_appearance": "shifted"}}
+    assert build_spec("cpu", None, {"datasets": "synth-hand"}).dataset_options == {}
+    lspet = build_spec("cpu", None, {"datasets": "lspet"})
+    assert (lspet.init, lspet.budget, lspet.cycles, lspet.test_size) == (500, 500, 2, None)
+
+
+def test_the_default_sampler_set_leaves_out_what_a_dataset_cannot_run(tmp_path):
+    """`run --dataset synth-hand` (default samplers) plans without the heatmap-only ones and says so; naming one of
+    them explicitly is a one-line error."""
+    from alpose_bench.config import DEFAULT_SAMPLERS
+    from alpose_bench.runner import plan
+
+    the_plan = plan(build_spec("smoke", None, {"datasets": "synth-hand"}), tmp_path)
+    planned = {t.sampler for t in the_plan.tasks}
+    assert planned == set(DEFAULT_SAMPLERS) - {"mpe"}
+    assert any("'default' leaves out mpe" in n for n in the_plan.notes)
+    with pytest.raises(ConfigError, match="drop 'mpe' from --samplers"):
+        plan(build_spec("smoke", None, {"datasets": "synth-hand", "samplers": "random,mpe"}), tmp_path / "b")
+    every = plan(build_spec("smoke", None, {"datasets": "synth-hand", "samplers": "all"}), tmp_path / "c")
+    assert "mc-dropout" in {t.sampler for t in every.tasks}  # the 3D regressor has dropout
+    assert "mpe" not in {t.sampler for t in every.tasks}

@@ -45,6 +45,8 @@ def test_a_context_gives_labels_only_to_samplers_that_declare_them() -> None:
     ctx = make_context("heatmap2d", sampler=create_sampler("random"))
     with pytest.raises(PermissionError, match="only reference samplers"):
         ctx.labels("pool")
+    # the labelled set's labels are the annotator's: anyone may read them
+    np.testing.assert_array_equal(ctx.labels("labelled").keypoints, ctx.dataset.train.keypoints[ctx.labelled])
     ctx = make_context("heatmap2d", sampler=create_sampler("oracle-hard"))
     truth = ctx.labels("pool", np.array([3, 0]))
     np.testing.assert_array_equal(truth.keypoints, ctx.dataset.train.keypoints[ctx.pool[[3, 0]]])

@@ -279,10 +279,12 @@ def test_filters_list_the_known_names(rs):
 
 def test_style_is_stable():
     assert style.sampler_color("random") == style.RANDOM_GREY and style.sampler_linestyle("random") == "--"
-    builtin = {style.sampler_color(s) for s in SAMPLERS}
-    assert len(builtin) == len(SAMPLERS)
-    plugin = style.sampler_color("least-confidence")
-    assert plugin == style.sampler_color("least-confidence") and plugin not in builtin
+    from alpose_bench.registry import working_samplers
+
+    builtin = {style.sampler_color(s) for s in working_samplers()}
+    assert len(builtin) == len(working_samplers())  # every built-in has its own colour
+    plugin = style.sampler_color("flip-consistency")
+    assert plugin == style.sampler_color("flip-consistency") and plugin not in builtin | {style.RANDOM_GREY}
     assert style.sampler_order(["zeta", "vl4pose", "random", "alpha"]) == [
         "random",
         "vl4pose",

@@ -53,35 +53,54 @@ def test_registry_finds_the_installed_plugin_and_it_passes_check_sampler(install
         torch.set_num_threads(1)
         from alpose_bench import registry
         from alpose_bench.testing import check_sampler
-        cls = registry.get_sampler("least-confidence")
-        assert cls.__module__ == "alpose_least_confidence", cls.__module__
-        assert registry.samplers()["least-confidence"].distribution == "alpose-least-confidence"
-        assert "least-confidence" in registry.working_samplers()
+        cls = registry.get_sampler("flip-consistency")
+        assert cls.__module__ == "alpose_flip_consistency", cls.__module__
+        assert registry.samplers()["flip-consistency"].distribution == "alpose-flip-consistency"
+        assert "flip-consistency" in registry.working_samplers()
         check_sampler(cls)
         print("OK", cls.unsupported_reason("regression3d"))
         """,
     )
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.startswith("OK sampler 'least-confidence' needs a heatmap (2D) model")
+    assert proc.stdout.startswith("OK sampler 'flip-consistency' needs a heatmap (2D) model")
 
 
-def test_least_confidence_picks_the_flattest_heatmaps(installed: Path) -> None:
+def test_flip_consistency_scores_a_mirror_consistent_model_zero_and_an_inconsistent_one_above(
+    installed: Path,
+) -> None:
     proc = _run(
         installed,
         """
         import numpy as np, torch
+        from torch import nn
         from alpose_bench.models.outputs import PoseOutput
         from alpose_bench.pool import ForwardBatch
         from alpose_bench.registry import get_sampler
-        sampler = get_sampler("least-confidence")(amplitude=10.0)
-        hm = torch.zeros(3, 2, 4, 4)
-        hm[0, :, 1, 1] = 10.0           # confident: both peaks at the amplitude -> score 0
-        hm[1, 0, 2, 2] = 5.0            # one joint at half height, one empty -> 1 - 2.5 / 10 = 0.75
-        hm[2, :, 0, 0] = 5.0            # both at half height -> 0.5
-        out = PoseOutput(heatmaps=[hm], keypoints=None, features=[], embedding=torch.zeros(3, 1))
-        batch = ForwardBatch(positions=np.arange(3), images=torch.zeros(3, 3, 16, 16), out=out, aux=None)
-        print(np.round(sampler.score_batch(batch, None), 6).tolist())
+        from alpose_bench.testing import make_context
+
+        class Mirrored(nn.Module):  # every joint's heatmap is the image's brightness: flips with the image
+            def forward(self, x):
+                hm = nn.functional.avg_pool2d(x.mean(dim=1, keepdim=True), 2).repeat(1, 16, 1, 1)
+                return PoseOutput(heatmaps=[hm], keypoints=None, features=[], embedding=hm.flatten(1))
+
+        class Fixed(nn.Module):  # every joint peaks off-centre whatever the image: not mirror-consistent
+            def forward(self, x):
+                hm = torch.zeros(len(x), 16, 8, 8)
+                hm[:, :, 4, 1] = 30.0
+                return PoseOutput(heatmaps=[hm], keypoints=None, features=[], embedding=hm.flatten(1))
+
+        sampler = get_sampler("flip-consistency")()
+        ctx = make_context("heatmap2d", n_pool=2, resolution=16)
+        images = torch.zeros(2, 3, 16, 16)
+        images[0, :, 5, 3] = 1.0  # one bright pixel, off-centre
+        images[1, :, 10, 12] = 1.0
+        scores = []
+        for model in (Mirrored(), Fixed()):
+            ctx.model = model
+            batch = ForwardBatch(positions=np.arange(2), images=images, out=model(images), aux=None)
+            scores.append(sampler.score_batch(batch, ctx))
+        print(np.round(scores[0], 6).tolist(), bool((scores[1] > 0.2).all()))
         """,
     )
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "[0.0, 0.75, 0.5]"
+    assert proc.stdout.strip() == "[0.0, 0.0] True"

@@ -186,7 +186,7 @@ def test_256_px_works(tmp_path):
         ({"resolution": 16}, "resolution must be an integer >= 32"),
         ({"pool_size": 0}, "pool_size must be an integer >= 1"),
         ({"seed": -1}, "seed must be an integer >= 0"),
-        ({"options": {"oodsize": 3}}, "has no option .oodsize.; its options: ood_size"),
+        ({"options": {"oodsize": 3}}, "has no option .oodsize.; its options: ood_appearance, ood_size"),
         ({"options": {"ood_size": -1}}, r"ood_size must be in \[0, 1,000,000\], got -1"),
     ],
 )

@@ -64,9 +64,10 @@ def run(bench: BenchRun) -> dict[str, Any]:
     budget = s.spec.budget if settings.budget is None else settings.budget
     budget = min(budget, len(s.pool) if settings.budget is not None else max(1, len(s.pool) // 5))
     rows = []
+    model_spec = build.protocol(s.spec).model
     for name, cls in resolve_samplers(settings):
         row: dict[str, Any] = {"sampler": name, "target": cls.overhead_target}
-        reason = cls.unsupported_reason(s.dataset.task)
+        reason = cls.unsupported_reason(s.dataset.task, model_spec)
         if reason is None and not getattr(cls, "works_without_labelled", True) and len(s.labelled) == 0:
             reason = "needs labelled images; pass --labelled N"
         if reason is not None:

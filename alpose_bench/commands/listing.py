@@ -31,6 +31,11 @@ def list_command() -> None:
             style = "red" if plugin.obj is None else None
             table.add_row(name, desc + extra, plugin.distribution, style=style)
         console.print(table)
+        if title == "Samplers":
+            console.print(
+                "Any scorer + a diversity step, by name: SCORER+kmeans (k-means on the embedding of the top m x budget) "
+                "or SCORER+coreset (k-center greedy inside them), e.g. mpe+kmeans; parameters as the scorer's, plus m."
+            )
     table = Table(title="Presets", title_justify="left")
     table.add_column("name", style="bold")
     table.add_column("description")

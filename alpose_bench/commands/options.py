@@ -22,7 +22,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def spec_options(*, several_datasets: bool) -> Callable[[F], F]:
-    """Add --samplers, --dataset, --preset, --resolution, --pool-size, --device, --data-root, --sampler-param,
+    """Add --samplers, --dataset, --preset, --resolution, --dropout, --pool-size, --device, --data-root, --sampler-param,
     --dataset-option and --config. `several_datasets`: --dataset takes a comma-separated list (parameter
     `datasets`) rather than one name (parameter `dataset`)."""
     if several_datasets:
@@ -39,8 +39,14 @@ def spec_options(*, several_datasets: bool) -> Callable[[F], F]:
             "--samplers", default=None, help="Comma-separated sampler names, or 'all' (default: all)."
         ),
         dataset,
-        click.option("--preset", default=None, help="smoke | quick | paper (default: quick)."),
+        click.option("--preset", default=None, help="smoke | quick | cpu | paper (default: quick)."),
         click.option("--resolution", type=int, default=None, help="Input size in pixels."),
+        click.option(
+            "--dropout",
+            type=float,
+            default=None,
+            help="Hourglass dropout before each heatmap head (default 0; mc-dropout and mcd-cke need > 0).",
+        ),
         click.option(
             "--pool-size", type=int, default=None, help="Synthetic datasets: images in the training pool."
         ),

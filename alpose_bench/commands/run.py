@@ -170,6 +170,7 @@ def run(
     datasets,
     preset,
     resolution,
+    dropout,
     pool_size,
     device,
     data_root,
@@ -201,7 +202,7 @@ def run(
         preset, config_file, sampler_params, dataset_options,
         samplers=samplers, datasets=datasets, seeds=seeds, init=init, budget=budget, cycles=cycles, epochs=epochs,
         epochs_first=epochs_first, resolution=resolution, pool_size=pool_size, device=device, data_root=data_root,
-        name=name, warm_start=False if from_scratch else None,
+        name=name, warm_start=False if from_scratch else None, dropout=dropout,
     )  # fmt: skip
     console = Console()
     console.print(

@@ -49,6 +49,9 @@ class ModelSpec:
     regressor_width: int = 32
     regressor_fc: int = 1024
     regressor_dropout: float = 0.3
+    #: hourglass: dropout on each stack's features before its heatmap head (0 = none, the reference); MC dropout
+    #: samplers keep it on at inference
+    dropout: float = 0.0
 
 
 def build_model(
@@ -64,6 +67,7 @@ def build_model(
             channels=spec.channels,
             depth=spec.depth,
             stem_stride=spec.stem_stride,
+            dropout=spec.dropout,
         )
     if task == "regression3d":
         return KeypointRegressor(

@@ -109,8 +109,11 @@ class StackedHourglass(nn.Module):
         channels: int = 256,
         depth: int = 4,
         stem_stride: int = 4,
+        dropout: float = 0.0,
     ) -> None:
         super().__init__()
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"hourglass dropout must be in [0, 1), got {dropout}")
         if stem_stride not in (2, 4):
             raise ValueError(f"stem_stride must be 4 (the reference) or 2, got {stem_stride}")
         if stacks < 1:
@@ -149,6 +152,8 @@ class StackedHourglass(nn.Module):
             for _ in range(stacks)
         )
         self.outs = nn.ModuleList(nn.Conv2d(channels, joints, 1) for _ in range(stacks))
+        # dropout on the features each heatmap head reads (none by default; MC dropout keeps it on at inference)
+        self.drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.merge_features = nn.ModuleList(nn.Conv2d(channels, channels, 1) for _ in range(stacks - 1))
         self.merge_preds = nn.ModuleList(nn.Conv2d(joints, channels, 1) for _ in range(stacks - 1))
 
@@ -176,7 +181,7 @@ class StackedHourglass(nn.Module):
         for i in range(self.stacks):
             hg, decoder = self.hourglasses[i](x)
             feature = self.features[i](hg)
-            pred = self.outs[i](feature)
+            pred = self.outs[i](self.drop(feature))
             heatmaps.append(pred)
             if i < self.stacks - 1:
                 x = x + self.merge_preds[i](pred) + self.merge_features[i](feature)

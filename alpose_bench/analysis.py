@@ -38,6 +38,7 @@ from alpose_bench import stats as st
 from alpose_bench import style
 from alpose_bench.evaluation import ALL
 from alpose_bench.metrics import aubc
+from alpose_bench.results import EVAL_COLUMNS
 
 CONFIDENCE = st.CONFIDENCE
 KEYS = ["dataset", "metric", "sampler", "n_labelled"]
@@ -47,18 +48,6 @@ TEST_NAME = (
 HARD, EASY = "oracle-hard", "oracle-easy"  # the references `regime` reads
 
 
-_EVAL_COLUMNS = [
-    "dataset",
-    "sampler",
-    "seed",
-    "cycle",
-    "n_labelled",
-    "metric",
-    "split",
-    "group",
-    "value",
-    "n_images",
-]
 
 
 class ResultsError(ValueError):
@@ -83,7 +72,7 @@ class ResultSet:
     experiment: dict[str, Any]
     samplers: tuple[str, ...] = field(default=())
     #: the metric on every held-out split, overall and per pose mode (`alpose_bench.results.load_evals`)
-    evals: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=_EVAL_COLUMNS))
+    evals: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=EVAL_COLUMNS))
 
     @property
     def name(self) -> str:

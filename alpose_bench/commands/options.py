@@ -36,7 +36,10 @@ def spec_options(*, several_datasets: bool) -> Callable[[F], F]:
         dataset = click.option("--dataset", default=None, help="One dataset name (default: synth-human).")
     options = [
         click.option(
-            "--samplers", default=None, help="Comma-separated sampler names, or 'all' (default: all)."
+            "--samplers",
+            default=None,
+            help="Comma-separated sampler names (or SCORER+kmeans, SCORER+coreset), 'default' (random, vl4pose, "
+            "mpe, typiclust and the two references; used when omitted) or 'all'.",
         ),
         dataset,
         click.option("--preset", default=None, help="smoke | quick | cpu | paper (default: quick)."),

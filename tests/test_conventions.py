@@ -169,7 +169,8 @@ def test_lspet_is_found_beside_the_checkout_and_trains_and_selects_on_real_photo
     tmp_path: Path,
 ) -> None:
     """With no --data-root the shared/data beside the checkout is used; a smoke-sized run trains and selects on
-    real LSPET crops (a few hundred people) and records PCK@0.2 on the fixed test split."""
+    real LSPET crops (a few hundred people) and records PCK@0.2 on the fixed test split, with samplers of every
+    kind: heatmap, pose-space, MC dropout, graph, typicality and a composite."""
     need("lspet", "images")
     import os
 
@@ -177,20 +178,40 @@ def test_lspet_is_found_beside_the_checkout_and_trains_and_selects_on_real_photo
     from alpose_bench.config import build_spec
     from alpose_bench.runner import plan, run_plan
 
+    names = [
+        "random",
+        "vl4pose",
+        "least-confidence",
+        "pose-pca",
+        "mcd-cke",
+        "coregcn",
+        "typiclust",
+        "mpe+kmeans",
+    ]
     env = {k: os.environ.pop(k) for k in ("ALPOSE_DATA_ROOT",) if k in os.environ}
     try:
         spec = build_spec(
             "smoke",
             None,
-            {"datasets": "lspet", "samplers": "random,vl4pose", "pool_size": 300, "test_size": 100},
+            {
+                "datasets": "lspet",
+                "samplers": ",".join(names),
+                "pool_size": 300,
+                "test_size": 100,
+                "dropout": 0.2,
+            },
         )
         the_plan = plan(spec, tmp_path)
         assert not any(run_plan(the_plan).values())
     finally:
         os.environ.update(env)
     df = results.load(the_plan.out_dir)
-    assert set(df["metric"]) == {"pck"} and set(df["sampler"]) == {"random", "vl4pose"}
-    assert np.isfinite(df["value"]).all() and len(df) == 2 * (spec.cycles + 1)
+    assert set(df["metric"]) == {"pck"} and set(df["sampler"]) == set(names)
+    assert np.isfinite(df["value"]).all() and len(df) == len(names) * (spec.cycles + 1)
+    picked = results.load_selections(the_plan.out_dir)
+    assert picked.groupby("sampler")["index"].nunique().to_dict() == dict.fromkeys(
+        names, spec.budget * spec.cycles
+    )
     info = results.load_experiment(the_plan.out_dir)["datasets"]["lspet"]
     assert info["pool"] == 300 and info["test"] == 100
     assert any("l_shoulder - r_hip" in c for c in info["conventions"])

@@ -80,10 +80,22 @@ def _grid(
     return fig, flat[:n]
 
 
+#: height of one legend entry at the figures' font size
+LEGEND_ROW_INCHES = 0.25
+
+
 def _sampler_legend(fig: Figure, samplers: Sequence[str]) -> None:
     """One legend for the whole figure, outside every panel (colours are the same in all panels)."""
     handles = [Line2D([], [], **style.sampler_style(s)) for s in samplers]
-    fig.legend(handles=handles, loc="outside right center", title="Sampler", frameon=False)
+    # as many columns as it takes to fit the figure's height (20 samplers do not fit one column of one panel row)
+    rows = max(4, int((fig.get_figheight() - 0.7) / LEGEND_ROW_INCHES))
+    fig.legend(
+        handles=handles,
+        loc="outside right center",
+        title="Sampler",
+        frameon=False,
+        ncols=math.ceil(len(handles) / rows),
+    )
 
 
 def _draw_lines(ax: Axes, data: pd.DataFrame, samplers: Sequence[str]) -> None:

@@ -153,7 +153,19 @@ def _cycles(db) -> int:
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
 def test_a_killed_run_resumes_to_the_rows_of_an_uninterrupted_one(tmp_path, sig):
     exe = [sys.executable, "-m", "alpose_bench.cli"]
-    common = ["run", "--preset", "smoke", "--samplers", "random", "--cycles", "3", "--out", str(tmp_path)]
+    # enough cycles that a loaded machine cannot finish the run between the first commit and the signal
+    cycles = 6
+    common = [
+        "run",
+        "--preset",
+        "smoke",
+        "--samplers",
+        "random",
+        "--cycles",
+        str(cycles),
+        "--out",
+        str(tmp_path),
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     subprocess.run(exe + common + ["--name", "full"], check=True, capture_output=True, env=env, timeout=300)
     proc = subprocess.Popen(
@@ -169,7 +181,7 @@ def test_a_killed_run_resumes_to_the_rows_of_an_uninterrupted_one(tmp_path, sig)
     assert proc.returncode != 0
     if sig == signal.SIGINT:
         assert "Rerun the same command to resume" in output and "Traceback" not in output
-    assert 1 <= _cycles(db) < 4
+    assert 1 <= _cycles(db) < cycles + 1
     subprocess.run(exe + common + ["--name", "cut"], check=True, capture_output=True, env=env, timeout=300)
     cols = ["dataset", "sampler", "seed", "cycle", "n_labelled", "value"]
     full, cut = results.load(tmp_path / "full"), results.load(tmp_path / "cut")

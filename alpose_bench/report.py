@@ -34,11 +34,19 @@ from alpose_bench.analysis import (
     timing_data,
 )
 from alpose_bench.atomic import write_atomic
+from alpose_bench.metrics import metric_info
 
 FORMATS = ("md", "html", "csv")
 
 
 # -- formatting --------------------------------------------------------------------------------------------------
+
+
+def _difference_note(metric: str) -> str:
+    """What a difference to random means for `metric`: its sign and unit (MPJPE: below 0 is better)."""
+    info = metric_info(metric)
+    better = "above" if info.higher_is_better else "below"
+    return f"Difference to random (sampler − random, {info.difference_unit}; {better} 0 is better)"
 
 
 def mean_std(mean: float, std: float, digits: int = 2) -> str:
@@ -294,7 +302,10 @@ def build_document(rs: ResultSet, figures: bool = False) -> list[Block]:
             gains = gain_table(rs, dataset, split)
             if not gains.empty:
                 blocks.append(
-                    ("p", "Gain over random per budget, paired by seed: mean [95 % CI], * p < 0.05.")
+                    (
+                        "p",
+                        f"{_difference_note(metric)} per budget, paired by seed: mean [95 % CI], * p < 0.05.",
+                    )
                 )
                 blocks.append(("table", gains))
         for split in rs.splits:
@@ -302,7 +313,10 @@ def build_document(rs: ResultSet, figures: bool = False) -> list[Block]:
             if table is not None:
                 blocks.append(("h3", f"{dataset}, per pose mode on the {split} split at the final budget"))
                 blocks.append(
-                    ("p", "Metric of each mode's images (gain over random, paired by seed; * p < 0.05).")
+                    (
+                        "p",
+                        f"Metric of each mode's images ({_difference_note(metric).lower()}, paired by seed; * p < 0.05).",
+                    )
                 )
                 blocks.append(("table", table))
     blocks.append(("h2", "Ranks over datasets and budgets"))

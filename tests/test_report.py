@@ -208,3 +208,11 @@ def test_cli_report_bad_input(store, tmp_path):
     assert missing.exit_code == 2 and missing.output.count("\n") == 1 and "does not exist" in missing.output
     bad = runner.invoke(cli, ["report", str(store), "--format", "xlsx"])
     assert bad.exit_code == 2 and "'md', 'html', 'csv'" in bad.output
+
+
+def test_differences_to_random_say_which_sign_is_better_for_each_metric():
+    """MPJPE differences are sampler − random in mm, where below 0 is better; PCKh's in points, above 0."""
+    from alpose_bench.report import _difference_note
+
+    assert "mm; below 0 is better" in _difference_note("mpjpe")
+    assert "above 0 is better" in _difference_note("pckh")

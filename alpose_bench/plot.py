@@ -188,7 +188,7 @@ def plot_gain(rs: ResultSet) -> Figure:
         ax.set_xlabel("Labelled images")
         ax.set_title(_panel_title(rs, dataset, split))
     fig.suptitle(
-        f"{rs.name}: gain over random, paired by seed\n{_band_note(pd.concat([p[2] for p in panels]))}"
+        f"{rs.name}: difference to random (sampler − random), paired by seed\n{_band_note(pd.concat([p[2] for p in panels]))}"
     )
     _sampler_legend(fig, rs.samplers if style.BASELINE in rs.samplers else [style.BASELINE, *rs.samplers])
     return fig

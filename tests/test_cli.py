@@ -168,8 +168,14 @@ def test_a_killed_run_resumes_to_the_rows_of_an_uninterrupted_one(tmp_path, sig)
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     subprocess.run(exe + common + ["--name", "full"], check=True, capture_output=True, env=env, timeout=300)
+    # a suite started in the background of a non-interactive shell inherits SIGINT ignored, and Python then keeps
+    # it ignored: give the run the default disposition, as a terminal's Ctrl-C finds it
     proc = subprocess.Popen(
-        exe + common + ["--name", "cut"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env
+        exe + common + ["--name", "cut"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     db = tmp_path / "cut" / "results.sqlite"
     deadline = time.time() + 240

@@ -48,8 +48,6 @@ TEST_NAME = (
 HARD, EASY = "oracle-hard", "oracle-easy"  # the references `regime` reads
 
 
-
-
 class ResultsError(ValueError):
     """The results folder is missing, empty, or does not hold what was asked for (one-line message)."""
 

@@ -183,8 +183,9 @@ def resolve_samplers(
 ) -> tuple[list[Sampler], dict[str, str]]:
     """Sampler instances to diagnose (names built with the spec's parameters), and those a group ("default",
     "all") left out."""
-    from alpose_bench.config import DEFAULT_SAMPLERS, SAMPLER_GROUPS
-    from alpose_bench.registry import get_sampler, working_samplers
+    from alpose_bench.config import SAMPLER_GROUPS
+    from alpose_bench.registry import get_sampler
+    from alpose_bench.runner import group_members
 
     wanted = spec.samplers if samplers is None else samplers
     if isinstance(wanted, str):
@@ -193,11 +194,7 @@ def resolve_samplers(
     skipped: dict[str, str] = {}
     model = build.protocol(spec).model
     if len(wanted) == 1 and wanted[0] in SAMPLER_GROUPS:
-        group = (
-            working_samplers()
-            if wanted == ["all"]
-            else [s for s in DEFAULT_SAMPLERS if s in working_samplers()]
-        )
+        group = group_members(wanted[0])
         wanted = []
         for name in group:
             reason = get_sampler(name).unsupported_reason(dataset.task, model)

@@ -49,13 +49,16 @@ class Plan:
         return [t for t in self.tasks if len(self.done.get(t, {})) < self.spec.cycles + 1]
 
 
+def group_members(group: str) -> list[str]:
+    """The installed samplers of a group: "all" every one, "default" those of `DEFAULT_SAMPLERS`, in its order."""
+    installed = working_samplers()
+    return installed if group == "all" else [s for s in DEFAULT_SAMPLERS if s in installed]
+
+
 def resolve_samplers(spec: ExperimentSpec) -> list[str]:
-    """The sampler names of the spec: its list, or the group it names ("default": `DEFAULT_SAMPLERS`, "all": every
-    installed sampler)."""
-    if spec.samplers == ("all",):
-        return working_samplers()
-    if spec.samplers == ("default",):
-        return [s for s in DEFAULT_SAMPLERS if s in working_samplers()]
+    """The sampler names of the spec: its list, or the members of the group it names (`group_members`)."""
+    if len(spec.samplers) == 1 and spec.samplers[0] in SAMPLER_GROUPS:
+        return group_members(spec.samplers[0])
     for name in spec.samplers:
         get_sampler(name)  # raises with the list of known samplers
     return list(dict.fromkeys(spec.samplers))

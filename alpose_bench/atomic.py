@@ -26,6 +26,49 @@ class DiskFullError(OSError):
         super().__init__(errno.ENOSPC, f"disk full while writing {path}")
         self.path = path
 
+    def __str__(self) -> str:
+        return f"disk full while writing {self.path}; free space and run the command again"
+
+
+def _stale(tmp: Path) -> bool:
+    """True for a temporary file of this writer whose writing process is gone (`.NAME.PID.XXXX.tmp`)."""
+    parts = tmp.name.rsplit(".", 3)
+    if len(parts) != 4 or not parts[1].isdigit():
+        return False
+    try:
+        os.kill(int(parts[1]), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, OverflowError):
+        return False
+    return False
+
+
+def remove_stale_temporaries(folder: Path) -> None:
+    """Remove the temporary files that interrupted writes (a killed process) left in `folder`."""
+    with contextlib.suppress(OSError):
+        for tmp in folder.glob(".*.tmp"):
+            if _stale(tmp):
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+
+
+def _temporary(path: Path) -> tuple[int, str]:
+    """A new temporary file beside `path`, named after it and this process (so a later writer can tell a file
+    whose writer was killed)."""
+    return tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
+
+
+def _fill(fd: int, tmp: str, content: bytes | Callable[[BinaryIO], object], mode: int) -> None:
+    with os.fdopen(fd, "wb") as fh:
+        if isinstance(content, (bytes, bytearray, memoryview)):
+            fh.write(content)
+        else:
+            content(fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.chmod(tmp, mode)  # mkstemp creates files readable by their owner only
+
 
 def write_atomic(
     path: str | Path, content: bytes | Callable[[BinaryIO], object], mode: int = FILE_MODE
@@ -33,23 +76,32 @@ def write_atomic(
     """Write `content` (bytes, or a function that writes into a binary file) to `path` atomically.
 
     Raises DiskFullError when space runs out and OSError for other failures (read-only folder, ...)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    return write_all_atomic({Path(path): content}, mode)[0]
+
+
+def write_all_atomic(
+    files: dict[Path, bytes | Callable[[BinaryIO], object]], mode: int = FILE_MODE
+) -> list[Path]:
+    """Write a set of files all or none: every one goes to a temporary file first, and only when all are written
+    are they renamed into place (a failure leaves the previous files as they were). Stale temporaries of killed
+    writers in the target folders are removed first."""
+    written: list[tuple[str, Path]] = []
+    current = Path(next(iter(files), "."))
     try:
-        with os.fdopen(fd, "wb") as fh:
-            if isinstance(content, (bytes, bytearray, memoryview)):
-                fh.write(content)
-            else:
-                content(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)  # mkstemp creates files readable by their owner only
-        os.replace(tmp, path)
+        for path, content in files.items():
+            path = current = Path(path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            remove_stale_temporaries(path.parent)
+            fd, tmp = _temporary(path)
+            written.append((tmp, path))
+            _fill(fd, tmp, content, mode)
+        for tmp, path in written:
+            os.replace(tmp, path)
     except BaseException as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+        for tmp, _ in written:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
         if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise DiskFullError(path) from None
+            raise DiskFullError(current) from None
         raise
-    return path
+    return [Path(p) for p in files]

@@ -13,13 +13,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from alpose_bench import seeds
+from alpose_bench import activity, seeds
 from alpose_bench.augment import AugmentSettings
 from alpose_bench.compute import Compute, as_compute, resolve_precision
 from alpose_bench.config import ConfigError, ExperimentSpec, dataset_config
 from alpose_bench.data import DatasetConfig, PoseDataset
 from alpose_bench.models import ModelSpec, build_model, model_info
-from alpose_bench.samplers.base import Sampler
+from alpose_bench.samplers.base import Sampler, sampler_code
 from alpose_bench.samplers.factory import create_sampler
 from alpose_bench.train import TrainSettings
 
@@ -63,7 +63,8 @@ def load_dataset(name: str, config: DatasetConfig) -> PoseDataset:
     if key not in _LOADED:
         if len(_LOADED) >= 4:
             _LOADED.pop(next(iter(_LOADED)))
-        _LOADED[key] = get_dataset(name)().load(config)
+        with activity.phase(f"preparing dataset {name}"):
+            _LOADED[key] = get_dataset(name)().load(config)
     return _LOADED[key]
 
 
@@ -136,7 +137,8 @@ def new_head(
 ) -> nn.Module | None:
     """The sampler's auxiliary head on `model` (None if it has none), initialised from its own stream."""
     torch.manual_seed(seeds.head_seed(sampler.name, seed))
-    head = sampler.auxiliary(model_info(model))
+    with sampler_code(sampler.name, "auxiliary"):
+        head = sampler.auxiliary(model_info(model))
     return None if head is None else as_compute(compute).prepare(head)
 
 

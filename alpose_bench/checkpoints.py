@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from alpose_bench.atomic import DiskFullError, write_atomic
+from alpose_bench.atomic import DiskFullError, remove_stale_temporaries, write_atomic
 from alpose_bench.store import StoreError
 
 RETRAIN_CYCLE0 = "delete it and rerun: cycle 0 is trained again"
@@ -55,18 +55,50 @@ def save(obj: dict[str, Any], path: Path) -> None:
         ) from None
 
 
-def load(path: Path, fix: str) -> dict[str, Any]:
+class CheckpointError(StoreError):
+    """A checkpoint that is missing, damaged or not this experiment's (retrain what it held), or `tampered` with:
+    it holds Python objects besides weights, which is never the work of a crash; that is refused, never replaced."""
+
+    def __init__(self, message: str, tampered: bool = False) -> None:
+        super().__init__(message)
+        self.tampered = tampered
+
+
+def load(path: Path, fix: str, keys: tuple[str, ...] = ()) -> dict[str, Any]:
     """Load a checkpoint as plain tensors and containers only (weights_only=True: no code in it is ever run).
 
-    A file that is not such a checkpoint (tampered with, or damaged) is a one-line StoreError ending with `fix`."""
+    A file that is missing, is not such a checkpoint (tampered with, damaged, cut short) or lacks one of `keys` is a
+    one-line CheckpointError ending with `fix`."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint {path} is missing; {fix}") from None
     except pickle.UnpicklingError:
-        reason = "it holds Python objects other than weights, which are never unpickled"
-    except (RuntimeError, EOFError, ValueError) as exc:
+        raise CheckpointError(
+            f"checkpoint {path} cannot be loaded (it holds Python objects other than weights, which are never "
+            f"unpickled: it was tampered with or is not this project's); {fix}",
+            tampered=True,
+        ) from None
+    except Exception as exc:  # a truncated or foreign file fails in many ways inside torch
         detail = str(exc).strip().split(". ")[0].splitlines()
         reason = f"damaged: {detail[0] if detail else type(exc).__name__}"
-    raise StoreError(f"checkpoint {path} cannot be loaded ({reason}); {fix}")
+    else:
+        if isinstance(saved, dict) and all(k in saved for k in keys):
+            return saved
+        reason = f"not a checkpoint of this experiment (a {type(saved).__name__} without {', '.join(keys)})"
+    raise CheckpointError(f"checkpoint {path} cannot be loaded ({reason}); {fix}")
+
+
+def restore(module: torch.nn.Module, state: Any, path: Path, fix: str) -> None:
+    """Load `state` into `module`; weights of another shape or with other keys are a CheckpointError."""
+    try:
+        module.load_state_dict(state)
+    except Exception as exc:
+        detail = str(exc).strip().splitlines()
+        raise CheckpointError(
+            f"checkpoint {path} does not fit this experiment's model ({detail[0] if detail else type(exc).__name__}); "
+            f"{fix}"
+        ) from None
 
 
 def _prune(folder: Path, stop: Path) -> None:
@@ -89,6 +121,7 @@ def discard_after_commit(
     if final:
         path = task_checkpoint(out_dir, dataset, sampler, seed, cycle)
         path.unlink(missing_ok=True)
+        remove_stale_temporaries(path.parent)
         _prune(path.parent, out_dir)
 
 
@@ -96,6 +129,7 @@ def discard_shared(out_dir: Path, dataset: str, seed: int) -> None:
     """Remove the shared cycle-0 checkpoint of (dataset, seed) and the folders it leaves empty."""
     path = cycle0_path(out_dir, dataset, seed)
     path.unlink(missing_ok=True)
+    remove_stale_temporaries(path.parent)
     _prune(path.parent, out_dir)
 
 

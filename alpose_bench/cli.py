@@ -18,6 +18,7 @@ COMMANDS = {
     "report": "alpose_bench.commands.report:report",
     "diagnose": "alpose_bench.commands.diagnose:diagnose",
     "bench": "alpose_bench.commands.bench:bench",
+    "status": "alpose_bench.commands.status:status",
 }
 
 

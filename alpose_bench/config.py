@@ -200,6 +200,10 @@ def preset_values(preset: str) -> dict[str, Any]:
     return dict(PRESETS[preset])
 
 
+#: the longest experiment name: a folder name, with room for the files and suffixes inside it (255 on most systems)
+MAX_NAME_BYTES = 200
+
+
 def read_toml(path: str | Path) -> dict[str, Any]:
     """Read an experiment TOML file (keys of ExperimentSpec, optionally under [experiment], sampler parameters under
     [sampler_params.NAME], dataset options under [dataset_options.NAME])."""
@@ -213,6 +217,10 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         ) from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(
+            f"config file {path} nests tables or arrays too deeply to read; an experiment file needs two levels"
+        ) from None
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
     if "experiment" in data:
@@ -303,6 +311,11 @@ def validate(spec: ExperimentSpec) -> ExperimentSpec:
             raise ConfigError(f"use either {group!r} or a list of sampler names, not both")
     if spec.name in (".", "..") or any(c in spec.name for c in "/\\\0"):
         raise ConfigError(f"name must be a plain folder name (no '/', '\\' or '..'), got {spec.name!r}")
+    if len(spec.name.encode()) > MAX_NAME_BYTES:
+        raise ConfigError(
+            f"name is {len(spec.name.encode())} bytes long; an experiment name has at most {MAX_NAME_BYTES} "
+            "(it is a folder name)"
+        )
     for dataset in spec.dataset_options:
         if dataset not in spec.datasets:
             raise ConfigError(

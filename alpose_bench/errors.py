@@ -14,6 +14,7 @@ class UserError(click.ClickException):
 def user_error_types() -> tuple[type[BaseException], ...]:
     """Exception types raised by the library for bad input (turned into UserError by the CLI)."""
     from alpose_bench.analysis import ResultsError
+    from alpose_bench.atomic import DiskFullError
     from alpose_bench.config import ConfigError
     from alpose_bench.data import DatasetError
     from alpose_bench.registry import PluginLoadError, UnknownNameError
@@ -28,4 +29,5 @@ def user_error_types() -> tuple[type[BaseException], ...]:
         StoreError,
         ExperimentLockedError,
         ResultsError,
+        DiskFullError,
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 import uuid
 from abc import ABC, abstractmethod
@@ -20,9 +21,11 @@ from pathlib import Path
 import torch
 
 from alpose_bench import checkpoints
+from alpose_bench.activity import ACTIVITY
 from alpose_bench.build import Task, cycle0_setup, task_setup
 from alpose_bench.config import ConfigError, ExperimentSpec
 from alpose_bench.loop import run_task, train_shared_cycle0
+from alpose_bench.ownership import EXIT_OWNER_GONE, Owner, RunGoneError, watch, worker_lock
 from alpose_bench.progress import Progress
 from alpose_bench.store import CycleRecord, Store
 
@@ -40,21 +43,39 @@ def committed(out_dir: Path, task: Task) -> dict:
         return store.committed(task.dataset, task.sampler, task.seed)
 
 
+def activity_key(task: Task) -> str:
+    """The name of a task's activity file (`alpose_bench.activity`)."""
+    return f"task~{task.dataset}~{task.sampler}~{task.seed}"
+
+
 def execute_cycle0(
-    spec: ExperimentSpec, dataset: str, seed: int, samplers: list[str], out_dir: str
+    spec: ExperimentSpec,
+    dataset: str,
+    seed: int,
+    samplers: list[str],
+    out_dir: str,
+    owner: Owner | None = None,
 ) -> tuple[str, int]:
-    """Train the shared cycle 0 of (dataset, seed) in this process."""
+    """Train the shared cycle 0 of (dataset, seed) in this process (a worker of `owner`'s run, when given)."""
     torch.set_num_threads(THREADS_PER_TASK)
-    train_shared_cycle0(cycle0_setup(spec, dataset, seed, samplers), Path(out_dir))
+    _stop_when_gone(owner)
+    with (
+        worker_lock(Path(out_dir), owner),
+        ACTIVITY.task(f"{dataset}/seed{seed} (shared cycle 0)", Path(out_dir), f"cycle0~{dataset}~{seed}"),
+    ):
+        ACTIVITY.cycle(0)
+        train_shared_cycle0(cycle0_setup(spec, dataset, seed, samplers), Path(out_dir))
     return dataset, seed
 
 
 def _failure(exc: BaseException) -> str | None:
     """A message for failures that end one task but not the experiment (None: let it propagate)."""
-    from alpose_bench.loop import SamplerContractError
+    from alpose_bench.samplers.base import SamplerContractError
     from alpose_bench.train import TrainingDivergedError
 
-    if isinstance(exc, (TrainingDivergedError, SamplerContractError, ConfigError)):
+    if isinstance(exc, SamplerContractError):
+        return str(exc)  # it names the sampler
+    if isinstance(exc, (TrainingDivergedError, ConfigError)):
         return f"{type(exc).__name__}: {exc}"
     return None
 
@@ -65,23 +86,51 @@ def execute_task(
     out_dir: str,
     sink: Callable[[CycleRecord], None] | None = None,
     on_cycle: Callable[[int], None] | None = None,
+    owner: Owner | None = None,
 ) -> tuple[Task, str | None]:
-    """Run one task in this process from its last committed cycle. Without a `sink` the cycles are committed here."""
+    """Run one task in this process from its last committed cycle. Without a `sink` the cycles are committed here.
+
+    In a worker process of `owner`'s run the task stops, committing nothing more, once that run is gone."""
     torch.set_num_threads(THREADS_PER_TASK)
+    _stop_when_gone(owner)
     out = Path(out_dir)
+    with worker_lock(out, owner):
+        return _execute_task(spec, task, out, sink, on_cycle, owner)
+
+
+def _stop_when_gone(owner: Owner | None) -> None:
+    try:
+        watch(owner)
+    except RunGoneError:
+        os._exit(EXIT_OWNER_GONE)
+
+
+def _execute_task(
+    spec: ExperimentSpec,
+    task: Task,
+    out: Path,
+    sink: Callable[[CycleRecord], None] | None,
+    on_cycle: Callable[[int], None] | None,
+    owner: Owner | None,
+) -> tuple[Task, str | None]:
     store = None
     if sink is None:
         store = Store(out)
         store.set_status(task.dataset, task.sampler, task.seed, "running")
 
         def sink(record: CycleRecord) -> None:
+            if owner is not None:
+                owner.check()  # never commit for a run that is gone
             store.commit_cycle(record)
             checkpoints.discard_after_commit(
                 out, task.dataset, task.sampler, task.seed, record.cycle, record.cycle == spec.cycles
             )
 
     try:
-        run_task(task_setup(spec, task), out, committed(out, task), sink, on_cycle)
+        with ACTIVITY.task(str(task), out, activity_key(task)):
+            run_task(task_setup(spec, task), out, committed(out, task), sink, on_cycle)
+    except RunGoneError:
+        os._exit(EXIT_OWNER_GONE)  # its run was killed: leave the task as it is, for the rerun to resume
     except BaseException as exc:
         message = _failure(exc)
         if store is not None:
@@ -155,28 +204,45 @@ class SequentialExecutor(Executor):
 
 
 class JoblibExecutor(Executor):
-    """Tasks in `jobs` worker processes on this machine (joblib/loky), one torch thread each."""
+    """Tasks in `jobs` worker processes on this machine (joblib's loky executor), one torch thread each.
+
+    Every worker is started with its owner, this process (`ownership.watch` as the pool's initializer): a worker,
+    busy or idle, ends soon after this process is gone, whatever killed it."""
 
     def __init__(self, jobs: int) -> None:
         self.jobs = jobs
 
     @contextlib.contextmanager
     def session(self):
-        from joblib import Parallel
+        from joblib.externals.loky import get_reusable_executor
 
-        with Parallel(n_jobs=self.jobs, return_as="generator_unordered") as self._parallel:
-            yield
+        self._owner = Owner.this_process()
+        self._pool = get_reusable_executor(
+            max_workers=self.jobs, timeout=60, initializer=watch, initargs=(self._owner,)
+        )
+        yield
+
+    def _unordered(self, calls: list[tuple[Callable, tuple, dict]]) -> Iterator:
+        """Run the calls in the workers; yield their results as they finish."""
+        from concurrent.futures import as_completed
+
+        futures = [self._pool.submit(fn, *args, **kwargs) for fn, args, kwargs in calls]
+        try:
+            for future in as_completed(futures):
+                yield future.result()
+        finally:
+            for future in futures:
+                future.cancel()
 
     def run_cycle0(self, spec, out_dir, cycle0, samplers):
-        from joblib import delayed
-
-        yield from self._parallel(delayed(execute_cycle0)(spec, d, s, samplers, out_dir) for d, s in cycle0)
+        yield from self._unordered(
+            [(execute_cycle0, (spec, d, s, samplers, out_dir, self._owner), {}) for d, s in cycle0]
+        )
 
     def run_tasks(self, spec, out_dir, tasks, progress):
-        from joblib import delayed
-
         results = {}
-        for task, error in self._parallel(delayed(execute_task)(spec, t, out_dir) for t in tasks):
+        calls = [(execute_task, (spec, t, out_dir), {"owner": self._owner}) for t in tasks]
+        for task, error in self._unordered(calls):
             results[task] = error
             progress.task_done(task, error)
         return results

@@ -11,6 +11,7 @@ rows of an uninterrupted run.
 from __future__ import annotations
 
 import dataclasses
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,17 +19,14 @@ import numpy as np
 from torch import nn
 
 from alpose_bench import checkpoints, seeds
+from alpose_bench.activity import ACTIVITY, phase
 from alpose_bench.build import Cycle0Setup, TaskSetup, initial_labelled, new_head, new_model
 from alpose_bench.evaluation import SplitScore
 from alpose_bench.pool import SelectionContext
-from alpose_bench.samplers.base import Sampler, Selection, as_selection
+from alpose_bench.samplers.base import Sampler, SamplerContractError, Selection, as_selection, sampler_code
 from alpose_bench.store import CycleRecord
 from alpose_bench.timing import Timing, timed
-from alpose_bench.train import predict, train_and_evaluate
-
-
-class SamplerContractError(RuntimeError):
-    """A sampler returned an invalid selection (duplicates, out of range, wrong count)."""
+from alpose_bench.train import predict, train, train_and_evaluate
 
 
 def validate_selection(selection: Selection, pool_size: int, budget: int, sampler: str) -> Selection:
@@ -53,7 +51,9 @@ def validate_selection(selection: Selection, pool_size: int, budget: int, sample
 
 def run_selection(sampler: Sampler, ctx: SelectionContext, budget: int) -> Selection:
     """The sampler's checked selection from `ctx.pool`, with the scores of its picks when it gives them."""
-    return validate_selection(as_selection(sampler.select(ctx, budget)), len(ctx.pool), budget, sampler.name)
+    with sampler_code(sampler.name, "select"):
+        chosen = as_selection(sampler.select(ctx, budget))
+    return validate_selection(chosen, len(ctx.pool), budget, sampler.name)
 
 
 def train_shared_cycle0(setup: Cycle0Setup, out_dir: Path) -> Path:
@@ -61,28 +61,47 @@ def train_shared_cycle0(setup: Cycle0Setup, out_dir: Path) -> Path:
     path = checkpoints.cycle0_path(out_dir, setup.dataset_name, setup.seed)
     names = [s.name for s in setup.samplers]
     if path.exists():
-        saved = checkpoints.load(path, checkpoints.RETRAIN_CYCLE0)
-        if set(saved["heads"]) >= {s for s in names if s in saved["has_head"]} and set(
-            saved["samplers"]
-        ) >= set(names):
+        try:
+            saved = checkpoints.load(path, checkpoints.RETRAIN_CYCLE0, CYCLE0_KEYS)
+        except (
+            checkpoints.CheckpointError
+        ) as exc:  # damaged, cut short or foreign: trained again, replaced below
+            if exc.tampered:
+                raise
+            warn(f"{exc}; training cycle 0 of {setup.dataset_name} seed {setup.seed} again")
+            saved = {"heads": {}, "has_head": names, "samplers": []}
+        if (
+            set(saved["heads"]) >= {s for s in names if s in saved["has_head"]}
+            and set(saved["samplers"]) >= set(names)
+            and not set(saved.get("failed", {})) & set(names)  # a sampler that failed there gets another try
+        ):
             return path
     dataset, compute = setup.dataset, setup.compute
-    model = new_model(setup.protocol.model, dataset, setup.seed, compute)
-    heads: dict[str, tuple[nn.Module, Sampler]] = {}
-    for sampler in setup.samplers:
-        head = new_head(sampler, model, setup.seed, compute)
-        if head is not None:
-            heads[sampler.name] = (head, sampler)
-    rows = initial_labelled(dataset, setup.protocol.init, setup.seed)
-    cycle = train_and_evaluate(
-        model, dataset, rows, setup.protocol.first, compute=compute, seed=seeds.train_seed(setup.seed, 0),
-        heads=heads, eval_batch_size=setup.protocol.eval_batch_size,
-    )  # fmt: skip
+    failed: dict[str, str] = {}
+    while True:  # a sampler whose head fails is dropped and cycle 0 trained again: the pose model is the same
+        model = new_model(setup.protocol.model, dataset, setup.seed, compute)
+        heads: dict[str, tuple[nn.Module, Sampler]] = {}
+        try:
+            for sampler in [s for s in setup.samplers if s.name not in failed]:
+                head = new_head(sampler, model, setup.seed, compute)
+                if head is not None:
+                    heads[sampler.name] = (head, sampler)
+            rows = initial_labelled(dataset, setup.protocol.init, setup.seed)
+            cycle = train_and_evaluate(
+                model, dataset, rows, setup.protocol.first, compute=compute, seed=seeds.train_seed(setup.seed, 0),
+                heads=heads, eval_batch_size=setup.protocol.eval_batch_size,
+            )  # fmt: skip
+            break
+        except SamplerContractError as exc:
+            if exc.sampler is None or exc.sampler in failed:
+                raise
+            failed[exc.sampler] = str(exc)
     checkpoints.save(
         {
             "model": model.state_dict(),
             "heads": {n: h.state_dict() for n, (h, _) in heads.items()},
             "has_head": list(heads),
+            "failed": failed,
             "samplers": names,
             "value": cycle.result.mean,
             "per_joint": cycle.result.per_joint.tolist(),
@@ -95,6 +114,41 @@ def train_shared_cycle0(setup: Cycle0Setup, out_dir: Path) -> Path:
         path,
     )
     return path
+
+
+def warn(message: str) -> None:
+    """A line on stderr about something repaired on the way (the run goes on)."""
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+CYCLE0_KEYS = ("model", "heads", "has_head", "samplers", "value", "per_joint", "train_s", "eval_s")
+
+
+def replay(
+    setup: TaskSetup, upto: int, done: dict[int, np.ndarray], model: nn.Module, head: nn.Module | None
+) -> None:
+    """Bring `model` and `head` to their state after cycle `upto` by training cycles 0..upto again on the committed
+    selections in `done`, with the same seeds: what resuming needs when a checkpoint is missing or damaged.
+
+    Training alone decides the weights (evaluation and selection run in eval mode and change nothing), so the pose
+    model is the one the lost checkpoint held; so is the head, unless it draws from torch's global random stream."""
+    task, proto = setup.task, setup.protocol
+    fresh = setup.new_model()
+    fresh_head = setup.new_head(fresh)
+    heads = {task.sampler: (fresh_head, setup.sampler)} if fresh_head is not None else {}
+    labelled = setup.initial_labelled()
+    with phase(f"retraining cycles 0-{upto} (checkpoint lost)"):
+        for cycle in range(upto + 1):
+            if cycle > 0:
+                labelled = np.concatenate([labelled, done[cycle - 1]])
+            train(
+                fresh, setup.dataset, labelled, proto.first if cycle == 0 else proto.later, compute=setup.compute,
+                seed=seeds.train_seed(task.seed, 0) if cycle == 0 else seeds.train_seed(task.seed, cycle, task.sampler),
+                heads=heads,
+            )  # fmt: skip
+    model.load_state_dict(fresh.state_dict())
+    if head is not None and fresh_head is not None:
+        head.load_state_dict(fresh_head.state_dict())
 
 
 def run_task(
@@ -120,26 +174,34 @@ def run_task(
     model = setup.new_model()
     head = setup.new_head(model)
     for cycle in range(len(done), proto.cycles + 1):
+        ACTIVITY.cycle(cycle)
         if cycle == 0:
-            saved = checkpoints.load(
-                checkpoints.cycle0_path(out_dir, task.dataset, task.seed), checkpoints.RETRAIN_CYCLE0
-            )
-            model.load_state_dict(saved["model"])
+            path = checkpoints.cycle0_path(out_dir, task.dataset, task.seed)
+            saved = checkpoints.load(path, checkpoints.RETRAIN_CYCLE0, CYCLE0_KEYS)
+            if task.sampler in saved.get("failed", {}):
+                raise SamplerContractError(saved["failed"][task.sampler], task.sampler)
+            checkpoints.restore(model, saved["model"], path, checkpoints.RETRAIN_CYCLE0)
             if head is not None:
-                head.load_state_dict(saved["heads"][task.sampler])
+                checkpoints.restore(head, saved["heads"].get(task.sampler), path, checkpoints.RETRAIN_CYCLE0)
             value, per_joint = saved["value"], np.asarray(saved["per_joint"], dtype=float)
             train_t = Timing(saved["train_s"], saved.get("train_cpu_s", float("nan")))
             eval_t = Timing(saved["eval_s"], saved.get("eval_cpu_s", float("nan")))
             evals = [SplitScore(**e) for e in saved.get("evals", [])]  # absent in checkpoints of old versions
         else:
             if proto.warm_start:
-                saved = checkpoints.load(
-                    checkpoints.task_checkpoint(out_dir, task.dataset, task.sampler, task.seed, cycle - 1),
-                    checkpoints.RESTART_TASK,
-                )
-                model.load_state_dict(saved["model"])
-                if head is not None:
-                    head.load_state_dict(saved["head"])
+                path = checkpoints.task_checkpoint(out_dir, task.dataset, task.sampler, task.seed, cycle - 1)
+                try:
+                    saved = checkpoints.load(path, checkpoints.RESTART_TASK, ("model", "head"))
+                    checkpoints.restore(model, saved["model"], path, checkpoints.RESTART_TASK)
+                    if head is not None:
+                        checkpoints.restore(head, saved["head"], path, checkpoints.RESTART_TASK)
+                except (
+                    checkpoints.CheckpointError
+                ) as exc:  # missing, damaged or foreign: retrain what it held
+                    if exc.tampered:
+                        raise
+                    warn(f"{exc}; retraining {task} up to cycle {cycle - 1} from its committed selections")
+                    replay(setup, cycle - 1, done, model, head)
             else:
                 model = setup.new_model()
                 head = setup.new_head(model)
@@ -163,7 +225,7 @@ def run_task(
                 batch_size=proto.eval_batch_size, seed=seeds.select_seed(task.seed, task.sampler), cycle=cycle,
                 labels_allowed="labels" in sampler.needs,
             )  # fmt: skip
-            with timed() as select_t:
+            with timed() as select_t, phase("selecting", total=len(pool), unit="pool images"):
                 selection = run_selection(sampler, ctx, proto.budget)
             infer_t = ctx.inference
             arrays["keypoints"] = predict(

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import matplotlib
 import numpy as np
@@ -38,7 +38,7 @@ from alpose_bench.analysis import (
     mode_data,
     timing_data,
 )
-from alpose_bench.atomic import write_atomic
+from alpose_bench.atomic import write_all_atomic, write_atomic
 from alpose_bench.metrics import metric_info
 
 FORMATS = ("png", "pdf", "svg")
@@ -535,17 +535,23 @@ class PlotOutput:
     skipped: list[str] = field(default_factory=list)
 
 
-def save_figure(fig: Figure, path: Path, fmt: str) -> Path:
-    """Write `fig` as png/pdf/svg atomically and without a timestamp, so the same results give the same file."""
+def figure_writer(fig: Figure, fmt: str) -> Callable[[BinaryIO], None]:
+    """A function that writes `fig` as png/pdf/svg into a binary file, without a timestamp, so the same results
+    give the same file."""
     metadata = {"png": {}, "pdf": {"CreationDate": None}, "svg": {"Date": None}}[fmt]
 
-    def draw(fh) -> None:
+    def draw(fh: BinaryIO) -> None:
         with matplotlib.rc_context(
             {"svg.hashsalt": "alpose-bench"}
         ):  # fixed SVG element ids, not random ones
             fig.savefig(fh, format=fmt, metadata=metadata, dpi=DPI)
 
-    return write_atomic(path, draw)
+    return draw
+
+
+def save_figure(fig: Figure, path: Path, fmt: str) -> Path:
+    """Write one figure atomically (`figure_writer`)."""
+    return write_atomic(path, figure_writer(fig, fmt))
 
 
 def overview_figures(rs: ResultSet) -> dict[str, Figure | str]:
@@ -643,12 +649,14 @@ def plot_results(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     result = PlotOutput()
+    files: dict[Path, Callable[[BinaryIO], None]] = {}
     for stem, fig in overview_figures(rs).items():
         if isinstance(fig, str):
             result.skipped.append(f"{stem}: {fig}")
         else:
-            result.written.append(save_figure(fig, out / f"{stem}.{fmt}", fmt))
+            files[out / f"{stem}.{fmt}"] = figure_writer(fig, fmt)
     if show_selection:
         for stem, fig in selection_figures(rs, seed=seed, cycle=cycle, max_images=max_images):
-            result.written.append(save_figure(fig, out / f"{stem}.{fmt}", fmt))
+            files[out / f"{stem}.{fmt}"] = figure_writer(fig, fmt)
+    result.written = write_all_atomic(files)  # the whole set, or (on any failure) none of it
     return result

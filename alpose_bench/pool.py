@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from alpose_bench import activity
 from alpose_bench.compute import Compute, as_compute
 from alpose_bench.data import PoseDataset, PoseSplit, Task
 from alpose_bench.models.outputs import PoseOutput
@@ -132,6 +133,8 @@ class SelectionContext:
                 self.inference.wall_s += t.wall_s
                 self.inference.cpu_s += t.cpu_s
                 self.forward_passes += len(pos)
+                if which == "pool":
+                    activity.advance(len(pos))
                 yield ForwardBatch(positions=pos, images=x, out=out, aux=None if aux is None else aux.float())
         finally:
             self.model.train(was_training)

@@ -33,7 +33,7 @@ from alpose_bench.analysis import (
     sampler_summary,
     timing_data,
 )
-from alpose_bench.atomic import write_atomic
+from alpose_bench.atomic import write_all_atomic, write_atomic
 from alpose_bench.metrics import metric_info
 
 FORMATS = ("md", "html", "csv")
@@ -280,6 +280,11 @@ def build_document(rs: ResultSet, figures: bool = False) -> list[Block]:
         from alpose_bench.plot import overview_figures  # matplotlib only for the HTML report
 
         figs = overview_figures(rs)
+        for stem, why in [(k, v) for k, v in figs.items() if isinstance(v, str)]:
+            figs.pop(
+                stem
+            )  # a figure the data cannot draw (e.g. a CD diagram from one seed) is named, not drawn
+            blocks.append(("p", f"Figure {stem} left out: {why}."))
     else:
         figs = {}
     if "curves" in figs:
@@ -464,10 +469,12 @@ def write_report(rs: ResultSet, fmt: str = "md", out: str | Path | None = None) 
     folder = Path(out) if out is not None else rs.path
     folder.mkdir(parents=True, exist_ok=True)
     if fmt == "csv":
-        written = []
-        for stem, frame in csv_frames(rs).items():
-            written.append(write_atomic(folder / f"{stem}.csv", frame.to_csv(index=False).encode("utf-8")))
-        return written
+        return write_all_atomic(
+            {
+                folder / f"{stem}.csv": frame.to_csv(index=False).encode("utf-8")
+                for stem, frame in csv_frames(rs).items()
+            }
+        )
     if fmt == "md":
         text = to_markdown(build_document(rs))
         path = folder / "report.md"

@@ -9,6 +9,7 @@ committed to the store as soon as it is done.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import platform
@@ -27,9 +28,10 @@ from alpose_bench import build, checkpoints
 from alpose_bench.build import Task, check_fits, compute_of, dataset_of, make_sampler, resolve_device
 from alpose_bench.compute import Compute, cpu_name, native_bf16, resolve_precision
 from alpose_bench.config import DEFAULT_SAMPLERS, LEGACY, SAMPLER_GROUPS, ConfigError, ExperimentSpec
+from alpose_bench.ownership import wait_for_workers
 from alpose_bench.progress import Progress
 from alpose_bench.registry import get_dataset, get_sampler, working_samplers
-from alpose_bench.store import Store
+from alpose_bench.store import Store, StoreError
 
 
 class ExperimentLockedError(RuntimeError):
@@ -103,6 +105,7 @@ def plan(spec: ExperimentSpec, out_root: Path) -> Plan:
         make_sampler(spec, s)  # checks every parameter of every sampler before any data is loaded
     datasets = {}
     model = build.protocol(spec).model
+    notes: list[str] = []
     skipped: dict[str, list[str]] = {}  # dataset -> samplers a group ("default", "all") leaves out there
     for name in spec.datasets:
         ds = dataset_of(spec, name)
@@ -114,12 +117,15 @@ def plan(spec: ExperimentSpec, out_root: Path) -> Plan:
             elif reason:
                 raise ConfigError(f"{reason}; drop {s!r} from --samplers for {name!r}")
         datasets[name] = ds
+        for key, value in (ds.info.get("counts") or {}).items():
+            if key.startswith("people skipped") and value:  # data the user gave that is not trained on
+                notes.append(f"{name}: {value:,} {key}")
     out_dir = out_root / spec.name
     spec = spec.replace(precision=resolve_precision(spec.precision, device))
-    notes: list[str] = []
     store = Store(out_dir)
     try:
-        spec, notes = _as_stored(spec, store, device)
+        spec, resumed = _as_stored(spec, store, device)
+        notes += resumed
         store.claim(spec.to_dict(), spec.fingerprint(), provenance(device, compute_of(spec, device)))
         for name, ds in datasets.items():
             info = {
@@ -168,10 +174,15 @@ def _as_stored(spec: ExperimentSpec, store: Store, device: torch.device) -> tupl
 
 @contextlib.contextmanager
 def experiment_lock(out_dir: Path) -> Iterator[None]:
-    """One process per experiment folder: a second `alpose-bench run` on it stops with a clear message."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    """One process per experiment folder: a second `alpose-bench run` on it stops with a clear message; the lock is
+    taken only once every worker of an earlier run of it is gone (`ownership.wait_for_workers`)."""
     lock_path = out_dir / ".lock"
-    with open(lock_path, "a+") as fh:
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        fh = open(lock_path, "a+")
+    except OSError as exc:
+        raise _unwritable(out_dir, lock_path, exc) from None
+    with fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -180,14 +191,30 @@ def experiment_lock(out_dir: Path) -> Iterator[None]:
             raise ExperimentLockedError(
                 f"{out_dir} is being run by {holder}; wait for it to finish or use another --name"
             ) from None
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"pid {os.getpid()} on {platform.node()}")
-        fh.flush()
         try:
+            try:
+                fh.seek(0)
+                fh.truncate()
+                fh.write(f"pid {os.getpid()} on {platform.node()}")
+                fh.flush()
+            except OSError as exc:
+                raise _unwritable(out_dir, lock_path, exc) from None
+            if not wait_for_workers(out_dir):
+                raise ExperimentLockedError(
+                    f"worker processes of an earlier run of {out_dir} are still running; wait a minute, or stop "
+                    f"them (`alpose-bench status {out_dir}` names their pids)"
+                )
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _unwritable(out_dir: Path, path: Path, exc: OSError) -> StoreError:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return StoreError.disk_full(path)
+    return StoreError(
+        f"cannot write to {out_dir}: {exc.strerror or exc}; choose a writable folder with --out"
+    )
 
 
 # -- execution ----------------------------------------------------------------------------------------------------
@@ -239,6 +266,29 @@ def run_plan(
     finally:
         _discard_shared_checkpoints(the_plan)
         progress.finish(time.perf_counter() - started)
+
+
+def finish_complete_tasks(the_plan: Plan) -> list[Task]:
+    """Close the tasks whose every cycle is committed but whose run ended before it recorded them done (a kill after
+    the final commit): status `done`, their checkpoints and the shared ones nobody needs removed. Call it holding
+    the experiment lock; returns the tasks it closed."""
+    closed = []
+    if not (the_plan.out_dir / Store.FILENAME).exists():
+        return closed
+    with Store(the_plan.out_dir) as store:
+        statuses = store.statuses()
+        for t in the_plan.tasks:
+            complete = len(the_plan.done.get(t, {})) >= the_plan.spec.cycles + 1
+            if complete and statuses.get((t.dataset, t.sampler, t.seed), ("",))[0] != "done":
+                store.set_status(t.dataset, t.sampler, t.seed, "done")
+                closed.append(t)
+    for t in the_plan.tasks:
+        if len(the_plan.done.get(t, {})) >= the_plan.spec.cycles + 1:
+            checkpoints.discard_after_commit(
+                the_plan.out_dir, t.dataset, t.sampler, t.seed, the_plan.spec.cycles, final=True
+            )
+    _discard_shared_checkpoints(the_plan)
+    return closed
 
 
 def _discard_shared_checkpoints(the_plan: Plan) -> None:

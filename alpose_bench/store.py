@@ -17,10 +17,12 @@ without it see no rows.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
 import sqlite3
+import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -128,6 +130,24 @@ def _from_npy(b: bytes) -> np.ndarray:
     return np.load(io.BytesIO(b), allow_pickle=False)
 
 
+def _full(exc: BaseException, folder: Path) -> bool:
+    """True when `exc` is (or, for SQLite's vague I/O errors, most likely is) a full disk."""
+    import errno
+    import shutil
+
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    message = str(exc).lower()
+    if "full" in message:
+        return True
+    if "disk i/o error" in message or "unable to open" in message:
+        try:
+            return shutil.disk_usage(folder).free < 1 << 20  # SQLite needs room for its log and shared memory
+        except OSError:
+            return False
+    return False
+
+
 def _damaged(path: Path, problem: str) -> StoreError:
     return StoreError(
         f"results database {path} {problem}; it was left as it is: move it away (or restore a backup) and rerun, "
@@ -136,7 +156,8 @@ def _damaged(path: Path, problem: str) -> StoreError:
 
 
 def check_database(path: Path) -> int:
-    """Check an existing results database without changing it; returns its schema version.
+    """Check an existing results database without changing it; returns its schema version (0: a database with
+    no table at all, which an interrupted creation of an older version could leave).
 
     Raises a one-line StoreError when the file cannot be read, is not SQLite, is damaged, lacks this project's
     tables, or comes from a newer version of alpose-bench."""
@@ -148,6 +169,8 @@ def check_database(path: Path) -> int:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=60)
         try:
             tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if not tables:
+                return 0  # an empty database (an interrupted creation of an older version): nothing to lose
             missing = [t for t in REQUIRED_TABLES if t not in tables]
             if missing:
                 raise _damaged(
@@ -155,11 +178,20 @@ def check_database(path: Path) -> int:
                 )
             row = conn.execute("SELECT value FROM experiment WHERE key = 'schema'").fetchone()
             conn.execute("SELECT count(*) FROM cycles").fetchone()
+            meta = dict(conn.execute("SELECT key, value FROM experiment"))
+            problem = _malformed(conn, meta)
         finally:
             conn.close()
     except sqlite3.DatabaseError as exc:
+        if _full(exc, path.parent):
+            raise StoreError(
+                f"cannot open results database {path}: the disk is full (SQLite needs room for its write-ahead "
+                "log); the database is not damaged: free space and rerun"
+            ) from None
         problem = "is not an SQLite database" if "not a database" in str(exc) else f"is damaged ({exc})"
         raise _damaged(path, problem) from None
+    if problem:
+        raise _damaged(path, f"holds a malformed {problem}")
     version = 1 if row is None else int(json.loads(row[0]))
     if version > SCHEMA_VERSION:
         raise StoreError(
@@ -167,6 +199,38 @@ def check_database(path: Path) -> int:
             f"({SCHEMA_VERSION}); upgrade alpose-bench"
         )
     return version
+
+
+#: what each experiment record must decode to
+META_TYPES: dict[str, tuple[type, ...]] = {
+    "schema": (int,), "spec": (dict,), "fingerprint": (str,), "provenance": (dict,), "run": (dict,),
+}  # fmt: skip
+#: columns that must hold numbers (NULL allowed where the schema allows it)
+NUMERIC_COLUMNS = {
+    "cycles": ("cycle", "seed", "n_labelled", "value", "train_s", "eval_s", "select_s", "select_images"),
+    "selections": ("cycle", "seed", "rank", "idx", "score"),
+}
+
+
+def _malformed(conn: sqlite3.Connection, meta: dict[str, str]) -> str | None:
+    """What in a database does not have the type this version writes (a tampered or foreign file), or None."""
+    for key, kinds in META_TYPES.items():
+        if key not in meta:
+            continue
+        try:
+            value = json.loads(meta[key])
+        except (TypeError, ValueError):
+            return f"experiment record {key!r} (not JSON)"
+        if not isinstance(value, kinds) or isinstance(value, bool):
+            return f"experiment record {key!r} (a {type(value).__name__}, expected {kinds[0].__name__})"
+    for table, columns in NUMERIC_COLUMNS.items():
+        for column in columns:
+            bad = conn.execute(
+                f"SELECT count(*) FROM {table} WHERE typeof({column}) NOT IN ('integer', 'real', 'null')"
+            ).fetchone()[0]
+            if bad:
+                return f"{table}.{column} ({bad} row(s) that are not numbers)"
+    return None
 
 
 def _reading_connection(path: Path) -> sqlite3.Connection:
@@ -193,8 +257,8 @@ class Store:
         exists = (
             self.path.exists() and os.path.getsize(self.path) > 0
         )  # SQLite treats an empty file as a new database
-        if exists:
-            check_database(self.path)
+        if exists and check_database(self.path) == 0:
+            exists = False  # a database without a single table holds nothing: it is created anew
         if readonly:
             if not exists:
                 raise StoreError(
@@ -204,6 +268,8 @@ class Store:
         else:
             try:
                 self.directory.mkdir(parents=True, exist_ok=True)
+                if not exists:
+                    self._create()
                 self.conn = sqlite3.connect(self.path, timeout=60)
                 self.conn.execute("PRAGMA journal_mode=WAL")
                 self.conn.execute("PRAGMA synchronous=NORMAL")
@@ -211,19 +277,55 @@ class Store:
                 self._migrate()
                 self.conn.commit()
             except (OSError, sqlite3.OperationalError) as exc:
+                if _full(exc, self.directory):
+                    raise StoreError.disk_full(self.path) from None
                 raise StoreError(
                     f"cannot write results to {self.directory}: {exc}; choose a writable folder with --out"
                 ) from None
+
+    def _create(self) -> None:
+        """Create the database whole or not at all: its schema is written into a temporary file that is renamed
+        into place, so a full disk never leaves a database without its tables."""
+        from alpose_bench.atomic import remove_stale_temporaries
+
+        remove_stale_temporaries(self.directory)
+        fd, tmp = tempfile.mkstemp(
+            dir=self.directory, prefix=f".{self.FILENAME}.{os.getpid()}.", suffix=".tmp"
+        )
+        os.close(fd)
+        try:
+            conn = sqlite3.connect(tmp)
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.executescript(SCHEMA)
+                conn.execute(
+                    "INSERT OR REPLACE INTO experiment (key, value) VALUES ('schema', ?)",
+                    (json.dumps(SCHEMA_VERSION),),
+                )
+                conn.commit()
+            finally:
+                conn.close()
+            os.chmod(tmp, 0o644)
+            for stale in (f"{self.path}-wal", f"{self.path}-shm"):  # left by an empty database it replaces
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(stale)
+            os.replace(tmp, self.path)
+        finally:
+            for leftover in (tmp, f"{tmp}-wal", f"{tmp}-shm"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(leftover)
 
     def _migrate(self) -> None:
         """Bring a version-1 database to the current schema (new nullable columns) and record the version."""
         for table, column, kind in ADDED_COLUMNS:
             if column not in self.columns(table):
                 self.conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
-        self.conn.execute(
-            "INSERT OR REPLACE INTO experiment (key, value) VALUES ('schema', ?)",
-            (json.dumps(SCHEMA_VERSION),),
-        )
+        row = self.conn.execute("SELECT value FROM experiment WHERE key = 'schema'").fetchone()
+        if row is None or row[0] != json.dumps(SCHEMA_VERSION):  # a database already current is not touched
+            self.conn.execute(
+                "INSERT OR REPLACE INTO experiment (key, value) VALUES ('schema', ?)",
+                (json.dumps(SCHEMA_VERSION),),
+            )
 
     def has_table(self, table: str) -> bool:
         """True when the database has `table` (a database of an older schema opened read-only may lack one)."""

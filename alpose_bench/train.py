@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from alpose_bench import activity
 from alpose_bench.augment import AugmentSettings, augment_2d, augment_3d
 from alpose_bench.compute import Compute, as_compute
 from alpose_bench.data import PoseDataset, PoseSplit
@@ -24,6 +25,7 @@ from alpose_bench.heatmaps import decode_keypoints, keypoints_to_heatmap_coords,
 from alpose_bench.metrics import MetricResult, evaluate
 from alpose_bench.models import model_info
 from alpose_bench.models.outputs import TrainBatch
+from alpose_bench.samplers.base import SamplerContractError, sampler_code
 from alpose_bench.timing import Timing, timed
 
 
@@ -107,28 +109,33 @@ def train(
     bs = min(settings.batch_size, len(rows))
     steps_per_epoch = max(1, len(rows) // bs)  # drop_last, as the reference
     start, steps, last = time.perf_counter(), 0, float("nan")
-    for _ in range(settings.epochs):
-        order = rows[torch.randperm(len(rows), generator=g).numpy()]
-        for step in range(steps_per_epoch):
-            batch = make_batch(
-                dataset, order[step * bs : (step + 1) * bs], compute, heatmap_size, settings, g
-            )
-            with compute.autocast():
-                out = model(batch.images)
-                loss = pose_loss(out, batch)
-                total = loss
-                for name, (head, sampler) in heads.items():
-                    aux_loss = sampler.auxiliary_loss(head(out.features), batch, out)
-                    if not torch.isfinite(aux_loss):
-                        raise TrainingDivergedError(f"auxiliary loss of {name} became {aux_loss.item()}")
-                    total = total + aux_loss
-            if not torch.isfinite(loss):
-                raise TrainingDivergedError(f"pose loss became {loss.item()} at step {steps}; lower --lr")
-            opt.zero_grad(set_to_none=True)
-            total.backward()
-            opt.step()
-            steps += 1
-        last = float(loss.detach())
+    with activity.phase("training", total=settings.epochs * steps_per_epoch, unit="steps"):
+        for _ in range(settings.epochs):
+            order = rows[torch.randperm(len(rows), generator=g).numpy()]
+            for step in range(steps_per_epoch):
+                batch = make_batch(
+                    dataset, order[step * bs : (step + 1) * bs], compute, heatmap_size, settings, g
+                )
+                with compute.autocast():
+                    out = model(batch.images)
+                    loss = pose_loss(out, batch)
+                    total = loss
+                    for name, (head, sampler) in heads.items():
+                        with sampler_code(name, "its auxiliary head or loss"):
+                            aux_loss = sampler.auxiliary_loss(head(out.features), batch, out)
+                        if not torch.isfinite(aux_loss):
+                            raise SamplerContractError(
+                                f"sampler {name!r}: its auxiliary loss became {aux_loss.item()}", name
+                            )
+                        total = total + aux_loss
+                if not torch.isfinite(loss):
+                    raise TrainingDivergedError(f"pose loss became {loss.item()} at step {steps}; lower --lr")
+                opt.zero_grad(set_to_none=True)
+                total.backward()
+                opt.step()
+                steps += 1
+                activity.advance()
+            last = float(loss.detach())
     return TrainStats(seconds=time.perf_counter() - start, steps=steps, images=steps * bs, final_loss=last)
 
 
@@ -223,6 +230,6 @@ def train_and_evaluate(
     """Train on train rows `rows` (with `heads`), then evaluate on the test split: the recipe of every cycle."""
     with timed() as train_time:
         stats = train(model, dataset, rows, settings, compute=compute, seed=seed, heads=heads)
-    with timed() as eval_time:
+    with timed() as eval_time, activity.phase("evaluating"):
         result, scores = evaluate_splits(model, dataset, compute=compute, batch_size=eval_batch_size)
     return CycleResult(result=result, train=train_time, evaluate=eval_time, stats=stats, scores=scores)

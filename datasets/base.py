@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from alpose_bench import activity
 from alpose_bench.data import (
     CheckReport,
     DatasetConfig,
@@ -33,7 +34,15 @@ from alpose_bench.data import (
     ProgressFn,
 )
 from alpose_bench.datasets.cache import cache_file, fingerprint, load_arrays, pack, save_arrays, unpack
-from alpose_bench.datasets.files import MAX_LISTED, data_root, decode_crops, require_files, survey_images
+from alpose_bench.datasets.files import (
+    MAX_IMAGE_PIXELS,
+    MAX_LISTED,
+    data_root,
+    decode_crops,
+    require_files,
+    survey_images,
+    too_large,
+)
 from alpose_bench.datasets.geometry import to_crop
 
 # -- subsets -------------------------------------------------------------------------------------------------
@@ -132,8 +141,9 @@ class CachedDataset(DatasetPlugin):
         paths = np.concatenate([s.image_paths for s in sources.splits.values()])
         boxes = np.concatenate([s.boxes for s in sources.splits.values()])  # type: ignore[misc]
         images = decode_crops(
-            self.name, paths, boxes, res, self.hint, progress, int(options.get("workers", 0))
-        )
+            self.name, paths, boxes, res, self.hint, progress, int(options.get("workers", 0)),
+            int(options.get("max_image_pixels") or MAX_IMAGE_PIXELS),
+        )  # fmt: skip
         out, start = {}, 0
         for split_name, s in sources.splits.items():
             stop = start + len(s)
@@ -198,7 +208,8 @@ class CachedDataset(DatasetPlugin):
             options = self.options(config)
             sources = self.parse(self.root(config), options)
             sources = self._subset(sources, config)
-            splits = self.materialise(sources, config, options, progress)
+            with activity.phase(f"decoding {self.name} images", unit="images"):
+                splits = self.materialise(sources, config, options, progress or activity.ACTIVITY.progress)
             info = {
                 **sources.info,
                 "options": options,
@@ -281,7 +292,8 @@ class CachedDataset(DatasetPlugin):
             report.info(key, f"{value:,}" if isinstance(value, int) else str(value))
         if self.uses_images:
             paths = np.concatenate([s.image_paths for s in sources.splits.values()])
-            found, missing, unreadable = survey_images(paths.tolist())
+            bound = int(options.get("max_image_pixels") or MAX_IMAGE_PIXELS)
+            found, missing, unreadable, oversized = survey_images(paths.tolist(), bound)
             total = found + len(missing)
             report.info("images expected", f"{total:,}")
             report.info("images found", f"{found:,}")
@@ -293,6 +305,9 @@ class CachedDataset(DatasetPlugin):
                 listed = ", ".join(rel(p) for p in unreadable[:MAX_LISTED])
                 report.bad("images", "unreadable", f"{len(unreadable)} files are not readable images or are truncated "
                            f"(first: {listed}); replace them with the originals from {self.hint}")  # fmt: skip
+            if oversized:
+                report.bad("images", "too large", str(too_large(oversized[0], _size(oversized[0]), bound))
+                           + (f" ({len(oversized)} such images)" if len(oversized) > 1 else ""))  # fmt: skip
         return report
 
 
@@ -309,3 +324,11 @@ def crop_split(source: SourceSplit, images: np.ndarray, resolution: int) -> Pose
         visible=source.visible.astype(bool),
         normalizer=(source.normalizer * resolution / boxes[:, 2]).astype(np.float32),
     )
+
+
+def _size(path: str) -> tuple[int, int]:
+    """An image's (width, height) from its header."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return image.size

@@ -156,26 +156,99 @@ def read_coco(path: Path, name: str, category: str) -> tuple[dict[str, Any], lis
         raise DatasetError(
             f"dataset {name!r}: {path} is not a COCO keypoint file (needs images, annotations and categories)"
         )
-    cats = [c for c in data["categories"] if isinstance(c, dict) and c.get("keypoints")]
+    for key in ("images", "annotations", "categories"):
+        if not isinstance(data[key], list):
+            raise DatasetError(
+                f"dataset {name!r}: {path}: '{key}' must be a list of objects, got {type(data[key]).__name__}"
+            )
+        for n, item in enumerate(data[key]):
+            if not isinstance(item, dict):
+                raise DatasetError(
+                    f"dataset {name!r}: {path}: {key}[{n}] must be an object, got {type(item).__name__} {item!r:.40}"
+                )
+    cats = [c for c in data["categories"] if isinstance(c.get("keypoints"), list) and c.get("keypoints")]
     if category:
         cats = [c for c in cats if c.get("name") == category]
     if not cats:
         wanted = f"named {category!r} " if category else ""
         raise DatasetError(f"dataset {name!r}: {path} has no category {wanted}with keypoints")
     cat = cats[0]
-    try:
-        images = {int(im["id"]): str(im["file_name"]) for im in data["images"]}
-    except (KeyError, TypeError, ValueError):
-        raise DatasetError(f"dataset {name!r}: {path} has images without id/file_name") from None
+    images: dict[int, str] = {}
+    sizes: dict[int, tuple[float, float]] = {}
+    for n, im in enumerate(data["images"]):
+        try:
+            image_id, file_name = int(im["id"]), im["file_name"]
+        except (KeyError, TypeError, ValueError):
+            raise DatasetError(
+                f"dataset {name!r}: {path}: images[{n}] needs an integer 'id' and a 'file_name'"
+            ) from None
+        if not isinstance(file_name, str) or not file_name:
+            raise DatasetError(f"dataset {name!r}: {path}: images[{n}].file_name must be a non-empty string")
+        if image_id in images:
+            raise DatasetError(
+                f"dataset {name!r}: {path}: image id {image_id} is listed twice ({images[image_id]!r} and "
+                f"{file_name!r}); give every image its own id"
+            )
+        images[image_id] = file_name
+        w, h = im.get("width"), im.get("height")
+        if isinstance(w, (int, float)) and isinstance(h, (int, float)) and w > 0 and h > 0:
+            sizes[image_id] = (float(w), float(h))
     anns = [a for a in data["annotations"] if a.get("category_id", cat.get("id")) == cat.get("id")]
-    return cat, anns, images
+    return cat, anns, images, sizes
+
+
+#: no photograph is this many pixels across: coordinates beyond it are a broken annotation, not a person
+MAX_COORDINATE = 100_000.0
+#: how far outside its image (as a fraction of the image side) a labelled keypoint may lie (annotation slack)
+IMAGE_SLACK = 0.1
+#: how far outside its box (in box sides) a labelled keypoint may lie
+BOX_SLACK = 1.0
+SKIPPED_CROWD = "people skipped (crowd or too few keypoints)"
+SKIPPED_GEOMETRY = "people skipped (keypoints or box implausible: far outside the image or box)"
+SKIPPED_DUPLICATE = "people skipped (duplicate annotations)"
+
+
+def implausible(
+    raw: np.ndarray, lab: np.ndarray, box: np.ndarray | None, size: tuple[float, float] | None
+) -> bool:
+    """True when a person's labelled keypoints (or given box) cannot belong to its image: coordinates beyond any
+    photograph, keypoints far outside the image (when its size is known) or far outside the box."""
+    pts = raw[lab, :2]
+    if (np.abs(pts) > MAX_COORDINATE).any():
+        return True
+    if box is not None and (np.abs(box) > MAX_COORDINATE).any():
+        return True
+    if size is not None:
+        w, h = size
+        lo, hi = -IMAGE_SLACK * np.array([w, h]), (1 + IMAGE_SLACK) * np.array([w, h])
+        if ((pts < lo) | (pts > hi)).any():
+            return True
+        if box is not None and (
+            box[0] > hi[0] or box[1] > hi[1] or box[0] + box[2] < lo[0] or box[1] + box[3] < lo[1]
+        ):
+            return True
+    if box is not None:
+        side = max(box[2], box[3]) * BOX_SLACK
+        if ((pts < box[:2] - side) | (pts > box[:2] + box[2:] + side)).any():
+            return True
+    return False
 
 
 def people(
-    path: Path, anns: list[dict], images: dict[int, str], k: int, options: dict[str, Any], name: str
-) -> dict[str, np.ndarray]:
-    """Arrays of the usable people: image file, keypoints (N, K, 2), labelled mask, box (x, y, w, h)."""
-    files, kps, labelled, boxes, skipped = [], [], [], [], 0
+    path: Path,
+    anns: list[dict],
+    images: dict[int, str],
+    k: int,
+    options: dict[str, Any],
+    name: str,
+    sizes: dict[int, tuple[float, float]] | None = None,
+) -> dict[str, Any]:
+    """Arrays of the usable people: image file, keypoints (N, K, 2), labelled mask, box (x, y, w, h); and counts of
+    the people left out, by reason."""
+    files, kps, labelled, boxes = [], [], [], []
+    skipped = {SKIPPED_CROWD: 0, SKIPPED_GEOMETRY: 0, SKIPPED_DUPLICATE: 0}
+    seen: set[tuple[int, bytes]] = set()
+    sizes = sizes or {}
     for n, ann in enumerate(anns):
         try:
             raw = np.asarray(ann["keypoints"], dtype=np.float64)
@@ -200,10 +273,26 @@ def people(
             )
         lab = raw[:, 2] > 0
         if ann.get("iscrowd", 0) or lab.sum() < max(1, options["min_keypoints"]):
-            skipped += 1
+            skipped[SKIPPED_CROWD] += 1
             continue
-        box = np.asarray(ann.get("bbox") or [np.nan] * 4, dtype=np.float64).reshape(-1)[:4]
-        if box.size != 4 or not np.isfinite(box).all() or box[2] <= 0 or box[3] <= 0:
+        try:
+            given = np.asarray(ann.get("bbox") or [np.nan] * 4, dtype=np.float64).reshape(-1)[:4]
+        except (TypeError, ValueError):
+            raise DatasetError(
+                f"dataset {name!r}: {path} annotation {n} (id {ann.get('id')}): bbox must be 4 numbers [x, y, w, h]"
+            ) from None
+        box = (
+            given if given.size == 4 and np.isfinite(given).all() and given[2] > 0 and given[3] > 0 else None
+        )
+        if implausible(raw, lab, box, sizes.get(image_id)):
+            skipped[SKIPPED_GEOMETRY] += 1
+            continue
+        key = (image_id, raw.tobytes())
+        if key in seen:
+            skipped[SKIPPED_DUPLICATE] += 1
+            continue
+        seen.add(key)
+        if box is None:
             pts = raw[lab, :2]
             box = np.array([*pts.min(axis=0), *(pts.max(axis=0) - pts.min(axis=0))])
         files.append(images[image_id])
@@ -216,7 +305,7 @@ def people(
         "keypoints": np.array(kps, dtype=np.float64).reshape(n, k, 2),
         "labelled": np.array(labelled, dtype=bool).reshape(n, k),
         "boxes": np.array(boxes, dtype=np.float64).reshape(n, 4),
-        "skipped": np.array(skipped),
+        "skipped": skipped,
     }
 
 
@@ -235,6 +324,9 @@ class COCOOptions:
     min_keypoints: int = param(1, low=0)  # people with fewer labelled keypoints are left out
     normalizer: Literal["bbox", "torso"] = "bbox"  # PCK normaliser: longer box side, or the torso
     workers: int = param(0, low=0)  # decoding threads (0: up to 8); changes speed only
+    max_image_pixels: int = param(
+        0, low=0
+    )  # images with more pixels are refused (0: 200 M, the default bound)
 
 
 class COCODataset(CachedDataset):
@@ -248,6 +340,7 @@ class COCODataset(CachedDataset):
     hint = COCO_HINT
     expected = "a COCO keypoint JSON (option annotations) and its images folder (option images)"
     options_class = COCOOptions
+    runtime_options = ("workers", "max_image_pixels")
 
     def _annotations(self, root: Path, options: dict[str, Any]) -> Path:
         if options["annotations"]:
@@ -267,20 +360,20 @@ class COCODataset(CachedDataset):
 
     def parse(self, root: Path, options: dict[str, Any]) -> Sources:
         files = self.annotation_files(root, options)
-        cat, anns, images = read_coco(files[0], self.name, options["category"])
+        cat, anns, images, sizes = read_coco(files[0], self.name, options["category"])
         skeleton = skeleton_from_coco(cat, name=f"coco-{cat.get('name', 'keypoints')}")
         k = skeleton.num_joints
-        parts = [people(files[0], anns, images, k, options, self.name)]
+        parts = [people(files[0], anns, images, k, options, self.name, sizes)]
         if len(files) > 1:
-            cat2, anns2, images2 = read_coco(
+            cat2, anns2, images2, sizes2 = read_coco(
                 files[1], self.name, options["category"] or str(cat.get("name", ""))
             )
             if list(cat2["keypoints"]) != list(cat["keypoints"]):
                 raise DatasetError(
                     f"dataset {self.name!r}: {files[1]} names other keypoints than {files[0]}; use one category"
                 )
-            parts.append(people(files[1], anns2, images2, k, options, self.name))
-        counts = {"people skipped (crowd or too few keypoints)": int(sum(int(p["skipped"]) for p in parts))}
+            parts.append(people(files[1], anns2, images2, k, options, self.name, sizes2))
+        counts = {why: int(sum(p["skipped"][why] for p in parts)) for why in parts[0]["skipped"]}
         splits = [self._split(root, p, skeleton, options) for p in parts]
         if len(splits) == 2:
             train, test = splits

@@ -123,16 +123,41 @@ def crop_window(
     return patch.resize((resolution, resolution), resample, box=(x0 - ex0, y0 - ey0, x1 - ex0, y1 - ey0))
 
 
-def _open_rgb(path: str, min_side: float, resolution: int) -> tuple[Any, float]:
+#: the most pixels an image may have before it is decoded (a guard against decompression bombs and broken
+#: headers); a dataset option (`max_image_pixels`) raises it for trusted data
+MAX_IMAGE_PIXELS = 200_000_000
+
+
+def too_large(path: str, size: tuple[int, int], bound: int) -> str | None:
+    """Why an image of `size` is not decoded (None when it is within `bound` pixels)."""
+    width, height = size
+    if width * height <= bound:
+        return None
+    return (
+        f"image {path} is {width:,} x {height:,} px ({width * height / 1e6:,.0f} M pixels), over the bound of "
+        f"{bound / 1e6:,.0f} M pixels that guards against decompression bombs; if the file is yours, raise it "
+        f"with --option max_image_pixels={width * height} (coco) or shrink the image"
+    )
+
+
+def _open_rgb(
+    path: str, min_side: float, resolution: int, max_pixels: int = MAX_IMAGE_PIXELS
+) -> tuple[Any, float]:
     """Decode an image as RGB, JPEGs at the coarsest DCT scale (1/2, 1/4, 1/8) that keeps every crop >=
-    resolution."""
+    resolution. An image over `max_pixels` is a DatasetError before anything is decoded."""
     from PIL import Image
 
+    from alpose_bench.data import DatasetError
+
+    Image.MAX_IMAGE_PIXELS = None  # the bound is checked here, with a message that says what to do
     reduce = 1
     while reduce < 8 and min_side / (reduce * 2) >= resolution:
         reduce *= 2
     with Image.open(path) as source:
         width, height = source.size
+        why = too_large(path, (width, height), max_pixels)
+        if why:
+            raise DatasetError(why)
         if reduce > 1 and source.format == "JPEG":
             source.draft("RGB", (math.ceil(width / reduce), math.ceil(height / reduce)))
         image = source.convert("RGB")
@@ -198,6 +223,7 @@ def decode_crops(
     hint: str,
     progress: ProgressFn | None = None,
     workers: int = 0,
+    max_pixels: int = MAX_IMAGE_PIXELS,
 ) -> np.ndarray:
     """(N, res, res, 3) uint8 crops of `boxes` from the images `paths` (each image decoded once, in threads)."""
     from PIL import Image
@@ -206,7 +232,7 @@ def decode_crops(
 
     def work(k: int) -> np.ndarray:
         rows = groups[k]
-        image, scale = _open_rgb(unique[k], float(boxes[rows, 2].min()), resolution)
+        image, scale = _open_rgb(unique[k], float(boxes[rows, 2].min()), resolution, max_pixels)
         bilinear = Image.Resampling.BILINEAR
         return np.stack(
             [np.asarray(crop_window(image, tuple(boxes[r]), scale, resolution, bilinear)) for r in rows]
@@ -234,22 +260,29 @@ def cut_short(path: str, image_format: str | None) -> bool:
         return marker not in fh.read()
 
 
-def survey_images(paths: Iterable[str]) -> tuple[int, list[str], list[str]]:
-    """(found, missing, unreadable) over unique image paths; readability = a valid image header and, for JPEG and
-    PNG, the format's closing marker or else a full decode (a truncated file is unreadable)."""
+def survey_images(
+    paths: Iterable[str], max_pixels: int = MAX_IMAGE_PIXELS
+) -> tuple[int, list[str], list[str], list[str]]:
+    """(found, missing, unreadable, too large) over unique image paths; readability = a valid image header and,
+    for JPEG and PNG, the format's closing marker or else a full decode (a truncated file is unreadable); too large
+    = over `max_pixels` (`too_large`)."""
     from PIL import Image, UnidentifiedImageError
 
+    Image.MAX_IMAGE_PIXELS = None  # the bound is checked here (`too_large`)
     unique = sorted(set(paths))
     missing = missing_files(unique)
     absent = set(missing)
-    unreadable = []
+    unreadable, oversized = [], []
     for path in unique:
         if path in absent:
             continue
         try:
             with Image.open(path) as image:
+                if too_large(path, image.size, max_pixels):
+                    oversized.append(path)
+                    continue
                 if cut_short(path, image.format):
                     image.load()  # no closing marker: decode to be sure (data may follow the marker)
         except (OSError, UnidentifiedImageError, SyntaxError):
             unreadable.append(path)
-    return len(unique) - len(missing), missing, unreadable
+    return len(unique) - len(missing), missing, unreadable, oversized

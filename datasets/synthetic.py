@@ -20,6 +20,7 @@ from typing import ClassVar, Literal
 
 import numpy as np
 
+from alpose_bench import activity
 from alpose_bench.atomic import write_atomic
 from alpose_bench.data import (
     DatasetConfig,
@@ -144,10 +145,10 @@ def generate_split(
     make_chunk: Callable[[np.random.Generator, int], dict[str, np.ndarray]], n: int, seed: int, split: int
 ) -> dict[str, np.ndarray]:
     """Concatenate chunks of CHUNK samples, chunk c drawn from the random stream (seed, split, c)."""
-    parts = [
-        make_chunk(np.random.default_rng([seed, split, c]), min(CHUNK, n - start))
-        for c, start in enumerate(range(0, n, CHUNK))
-    ]
+    parts = []
+    for c, start in enumerate(range(0, n, CHUNK)):
+        parts.append(make_chunk(np.random.default_rng([seed, split, c]), min(CHUNK, n - start)))
+        activity.advance(min(CHUNK, n - start))
     return {k: np.concatenate([p[k] for p in parts]) for k in _FIELDS}
 
 
@@ -279,7 +280,10 @@ class _SyntheticDataset(DatasetPlugin):
             for split_id, split in enumerate(SPLITS):
                 if sizes[split] == 0:
                     continue
-                data = generate_split(self._make_chunk(params, split), sizes[split], params["seed"], split_id)
+                with activity.phase(f"rendering {self.name} {split}", total=sizes[split], unit="images"):
+                    data = generate_split(
+                        self._make_chunk(params, split), sizes[split], params["seed"], split_id
+                    )
                 arrays.update({f"{split}_{k}": v for k, v in data.items()})
             _write_cache(path, arrays)
         splits = {

@@ -15,10 +15,13 @@ without one (random, Core-Set). Most samplers are score-and-rank: subclass `Scor
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import traceback
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -50,6 +53,34 @@ class Selection:
                 f"Selection.scores has shape {np.shape(self.scores)}, positions {np.shape(self.positions)}; "
                 "give one score per selected position"
             )
+
+
+class SamplerContractError(RuntimeError):
+    """A sampler broke its contract (a selection of the wrong size, duplicates, scores of the wrong shape or all
+    NaN), or raised: the task fails, naming the sampler; the other tasks go on. `sampler` names it where known."""
+
+    def __init__(self, message: str, sampler: str | None = None) -> None:
+        super().__init__(message)
+        self.sampler = sampler
+
+
+@contextlib.contextmanager
+def sampler_code(sampler: str, what: str) -> Iterator[None]:
+    """Within the block, an exception (or SystemExit) raised by a sampler's own code becomes a one-line
+    SamplerContractError naming the sampler, the call and where it was raised."""
+    try:
+        yield
+    except SamplerContractError:
+        raise
+    except (Exception, SystemExit) as exc:
+        frames = traceback.extract_tb(exc.__traceback__)
+        where = f" at {Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else ""
+        detail = str(exc).strip().splitlines()
+        raise SamplerContractError(
+            f"sampler {sampler!r} raised {type(exc).__name__} in {what}{where}"
+            + (f": {detail[0]}" if detail else ""),
+            sampler,
+        ) from exc
 
 
 def as_selection(result: np.ndarray | Selection) -> Selection:
@@ -154,10 +185,21 @@ class ScoringSampler(Sampler):
 
     def score(self, ctx: SelectionContext, positions: np.ndarray | None = None) -> np.ndarray:
         """Scores of the pool (or of `positions` into it), in that order."""
-        parts = [
-            np.asarray(self.score_batch(b, ctx), dtype=np.float64) for b in ctx.batches("pool", positions)
-        ]
-        return np.concatenate(parts) if parts else np.zeros(0)
+        parts = []
+        for b in ctx.batches("pool", positions):
+            scores = np.asarray(self.score_batch(b, ctx), dtype=np.float64)
+            if scores.shape != (len(b.positions),):
+                raise SamplerContractError(
+                    f"sampler {self.name!r}: score_batch returned scores of shape {scores.shape} for a batch of "
+                    f"{len(b.positions)} images; return one score per image"
+                )
+            parts.append(scores)
+        scores = np.concatenate(parts) if parts else np.zeros(0)
+        if len(scores) and np.isnan(scores).all():
+            raise SamplerContractError(
+                f"sampler {self.name!r}: every score is NaN ({len(scores)} pool images); nothing can be ranked"
+            )
+        return scores
 
     def select(self, ctx: SelectionContext, budget: int) -> Selection:
         """The `budget` highest scores of the pool, with their scores."""

@@ -537,9 +537,9 @@ class Payload:
 
 @pytest.mark.parametrize("kind", ["tampered", "damaged"])
 def test_a_checkpoint_that_is_not_plain_weights_is_refused(tmp_path: Path, kind: str) -> None:
-    """A shared cycle-0 checkpoint replaced by a pickle that runs code, or cut short: the run stops with one line
-    naming the file and the fix; the tampered file's code never runs (torch.load(weights_only=True)), though a
-    plain unpickling of the same file does run it."""
+    """A shared cycle-0 checkpoint replaced by a pickle that runs code: the run stops with one line naming the file
+    and the fix; the tampered file's code never runs (torch.load(weights_only=True)), though a plain unpickling of
+    the same file does run it. Cut short instead (what a crash leaves): cycle 0 is trained again, with a warning."""
     marker = tmp_path / "code-ran"
     ckpt = cycle0_path(tmp_path / "out" / "e", "synth-human", 0)
     ckpt.parent.mkdir(parents=True)
@@ -547,9 +547,12 @@ def test_a_checkpoint_that_is_not_plain_weights_is_refused(tmp_path: Path, kind:
     if kind == "damaged":
         ckpt.write_bytes(ckpt.read_bytes()[:100])
     result = run_cli(tmp_path / "out", "e", "--samplers", "random")
-    reason = "never unpickled" if kind == "tampered" else "damaged:"
-    one_line_error(result, f"checkpoint {ckpt} cannot be loaded", reason, "delete it and rerun")
     assert not marker.exists()
+    if kind == "damaged":  # what a crash can leave: trained again, and the run goes on
+        assert result.exit_code == 0, result.output
+        assert f"checkpoint {ckpt} cannot be loaded (damaged:" in result.output
+        return
+    one_line_error(result, f"checkpoint {ckpt} cannot be loaded", "never unpickled", "delete it and rerun")
     if kind == "tampered":
         torch.load(ckpt, weights_only=False)  # the payload is live: plain unpickling runs it
         assert marker.is_dir()

@@ -2,20 +2,30 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 from rich.progress import Progress as RichBars
 from rich.table import Table
+from rich.text import Text
 
+from alpose_bench import activity
 from alpose_bench.commands.options import spec_from_options, spec_options
+from alpose_bench.commands.runlog import LogProgress
 from alpose_bench.errors import UserError
 from alpose_bench.metrics import metric_info
+from alpose_bench.monitor import RunRecord
 from alpose_bench.progress import Progress
-from alpose_bench.runner import experiment_lock, plan, run_plan
+from alpose_bench.runner import Plan, experiment_lock, finish_complete_tasks, plan, run_plan
+from alpose_bench.store import Store, StoreError
 
 
 class RichProgress(Progress):
@@ -78,31 +88,41 @@ def default_jobs(device: str, tasks: int) -> int:
     return max(1, min(os.cpu_count() or 1, tasks))
 
 
-def summary_table(out_dir: Path) -> Table:
+def summary_rows(out_dir: Path) -> list[dict[str, Any]]:
+    """One row per dataset x sampler: seeds, labelled images and the metric at the last committed cycle, mean
+    training seconds per cycle and selection milliseconds per image."""
     from alpose_bench.results import load
 
     df = load(out_dir)
-    table = Table(title=f"Results: {out_dir}", title_justify="left")
-    for col in (
-        "dataset",
-        "sampler",
-        "seeds",
-        "labelled",
-        "metric (mean ± std)",
-        "train s/cycle",
-        "select ms/img",
-    ):
-        table.add_column(col)
     if df.empty:
-        return table
+        return []
+    rows = []
     last = df[df["cycle"] == df.groupby(["dataset", "sampler"])["cycle"].transform("max")]
     for (dataset, sampler), g in last.groupby(["dataset", "sampler"]):
         allc = df[(df["dataset"] == dataset) & (df["sampler"] == sampler)]
-        unit = metric_info(g["metric"].iloc[0]).unit
+        rows.append({
+            "dataset": dataset, "sampler": sampler, "seeds": int(g["seed"].nunique()),
+            "labelled": int(g["n_labelled"].iloc[0]), "metric": g["metric"].iloc[0],
+            "unit": metric_info(g["metric"].iloc[0]).unit, "mean": float(g["value"].mean()),
+            "std": float(g["value"].std(ddof=1)) if len(g) > 1 else 0.0,
+            "train_s_per_cycle": float(allc["train_s"].mean()),
+            "select_ms_per_image": float(allc["select_ms_per_image"].mean()),
+        })  # fmt: skip
+    return rows
+
+
+def summary_table(out_dir: Path) -> Table:
+    """`summary_rows` as a table."""
+    table = Table(title=f"Results: {out_dir}", title_justify="left")
+    for col in (
+        "dataset", "sampler", "seeds", "labelled", "metric (mean ± std)", "train s/cycle", "select ms/img",
+    ):  # fmt: skip
+        table.add_column(col)
+    for r in summary_rows(out_dir):
         table.add_row(
-            dataset, sampler, str(g["seed"].nunique()), str(int(g["n_labelled"].iloc[0])),
-            f"{g['metric'].iloc[0]} {g['value'].mean():.2f} ± {g['value'].std(ddof=1) if len(g) > 1 else 0:.2f} {unit}",
-            f"{allc['train_s'].mean():.1f}", f"{allc['select_ms_per_image'].mean():.2f}",
+            r["dataset"], r["sampler"], str(r["seeds"]), str(r["labelled"]),
+            f"{r['metric']} {r['mean']:.2f} ± {r['std']:.2f} {r['unit']}",
+            f"{r['train_s_per_cycle']:.1f}", f"{r['select_ms_per_image']:.2f}",
         )  # fmt: skip
     return table
 
@@ -165,6 +185,24 @@ def regime_lines(out_dir: Path) -> list[str]:
 @click.option(
     "--scheduler", default=None, help="Dask scheduler address (tcp://HOST:PORT); default: a LocalCluster."
 )
+@click.option(
+    "--log-format",
+    type=click.Choice(["auto", "rich", "plain", "json"]),
+    default="auto",
+    show_default=True,
+    help="How progress is shown: rich bars (a terminal), plain event lines (a log file), or JSON lines (a "
+    "pipeline). auto: rich in a terminal, plain otherwise.",
+)
+@click.option(
+    "--quiet", is_flag=True, default=False, help="No progress: only failures and the final summary."
+)
+@click.option(
+    "--heartbeat",
+    type=click.FloatRange(min=1.0, max=3600.0),
+    default=30.0,
+    show_default=True,
+    help="Plain/JSON logs: seconds of silence after which a line says what every worker is doing.",
+)
 def run(
     samplers,
     datasets,
@@ -189,13 +227,16 @@ def run(
     jobs,
     executor,
     scheduler,
+    log_format,
+    quiet,
+    heartbeat,
 ) -> None:
     """Run the active-learning protocol for every (dataset, sampler, seed) and record each cycle.
 
     Rerunning the same command resumes after the last committed cycle of each task.
     """
-    if jobs is not None and jobs < 1:
-        raise UserError(f"--jobs must be at least 1, got {jobs}")
+    if jobs is not None and not 1 <= jobs <= MAX_JOBS:
+        raise UserError(f"--jobs must be between 1 and {MAX_JOBS} (worker processes), got {jobs}")
     if scheduler and executor != "dask":
         raise UserError("--scheduler needs --executor dask")
     spec = spec_from_options(
@@ -204,28 +245,53 @@ def run(
         epochs_first=epochs_first, resolution=resolution, pool_size=pool_size, device=device, data_root=data_root,
         name=name, warm_start=False if from_scratch else None, dropout=dropout,
     )  # fmt: skip
-    console = Console()
-    console.print(
+    console = Console() if sys.stdout.isatty() else Console(width=WIDE, soft_wrap=True)
+    if log_format == "auto":
+        log_format = "rich" if console.is_terminal else "plain"
+    if quiet:
+        log_format = "quiet"
+    with contextlib.ExitStack() as stack:
+        log = None
+        if log_format in ("plain", "json"):
+            log = stack.enter_context(LogProgress(sys.stdout, log_format, heartbeat))
+        _run(spec, out, jobs, executor, scheduler, console, log, log_format)
+
+
+MAX_JOBS = 1024  # worker processes; each holds a dataset and a model in memory
+WIDE = 1000  # columns of a console that is not a terminal: tables are printed at their full width, never cut
+
+
+def _run(
+    spec, out, jobs, executor, scheduler, console: Console, log: LogProgress | None, log_format: str
+) -> None:
+    say = console.print if log_format in ("rich", "plain") else (lambda *_a, **_k: None)
+    say(
         f"[bold]{spec.name}[/bold]: preset {spec.preset}, datasets {', '.join(spec.datasets)}, "
         f"{spec.seeds} seed(s), {spec.init} + {spec.cycles} x {spec.budget} labelled images"
     )
-    the_plan = plan(spec, Path(out))
+    with activity.phase("planning (checking settings, preparing datasets)"):
+        the_plan = plan(spec, Path(out))
     for note in the_plan.notes:
-        console.print(f"[yellow]{note}[/yellow]")
+        say(f"[yellow]{note}[/yellow]")
     if jobs is None:
         jobs = default_jobs(spec.device, len(the_plan.pending))
+    progress: Progress = Progress()
+    if log is not None:
+        log.jobs, progress = jobs, log
+    elif log_format == "rich":
+        progress = RichProgress(console)
+    results: dict = {}
     with experiment_lock(the_plan.out_dir):
+        for task in finish_complete_tasks(the_plan):
+            say(f"closed {task}: every cycle was committed before its run ended")
         if not the_plan.pending:
-            console.print("nothing to do: every task is complete (delete the folder to rerun from scratch)")
+            say("nothing to do: every task is complete (delete the folder to rerun from scratch)")
         else:
             try:
-                results = run_plan(
-                    the_plan,
-                    jobs=jobs,
-                    progress=RichProgress(console),
-                    executor=executor,
-                    scheduler=scheduler,
-                )
+                with recorded_run(the_plan, jobs, executor):
+                    results = run_plan(
+                        the_plan, jobs=jobs, progress=progress, executor=executor, scheduler=scheduler
+                    )
             except KeyboardInterrupt:
                 console.print(
                     f"\n[yellow]interrupted[/yellow]; committed cycles are kept in {the_plan.out_dir}. "
@@ -233,15 +299,44 @@ def run(
                 )
                 raise SystemExit(130) from None
             failed = {t: e for t, e in results.items() if e}
-            if failed:
+            if failed and log_format != "json":
                 console.print(
                     f"[red]{len(failed)} task(s) failed[/red] (rerun the command to retry only them):"
                 )
                 for t, e in failed.items():
                     console.print(f"  {t}: {e}")
-    console.print(summary_table(the_plan.out_dir))
-    for line in regime_lines(the_plan.out_dir):
-        console.print(line)
-    console.print(f"results: {the_plan.out_dir / 'results.sqlite'}")
+    if log_format == "json":
+        assert log is not None
+        for row in summary_rows(the_plan.out_dir):
+            log.emit("result", f"{row['dataset']}/{row['sampler']}: {row['metric']} {row['mean']:.2f}", **row)
+        for line in regime_lines(the_plan.out_dir):
+            log.emit("regime", Text.from_markup(line).plain)
+    else:
+        console.print(summary_table(the_plan.out_dir))
+        for line in regime_lines(the_plan.out_dir):
+            console.print(line)
+        console.print(f"results: {the_plan.out_dir / 'results.sqlite'}")
     if the_plan.pending and any(results.values()):
         raise SystemExit(1)
+
+
+@contextlib.contextmanager
+def recorded_run(the_plan: Plan, jobs: int, executor: str) -> Iterator[None]:
+    """Record who runs the experiment, with how many workers and which tasks, and when the run ends
+    (`alpose-bench status` reads it; a run killed with SIGKILL records no end, and its dead pid tells)."""
+    spec = the_plan.spec
+    record = RunRecord.of_this_process(
+        jobs,
+        executor,
+        spec.cycles,
+        spec.init,
+        spec.budget,
+        [(t.dataset, t.sampler, t.seed) for t in the_plan.tasks],
+    )
+    with Store(the_plan.out_dir) as store:
+        store.set_meta("run", record.to_dict())
+    try:
+        yield
+    finally:
+        with contextlib.suppress(StoreError, OSError), Store(the_plan.out_dir) as store:
+            store.set_meta("run", {**record.to_dict(), "ended": time.time()})

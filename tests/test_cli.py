@@ -56,7 +56,7 @@ def test_unknown_names_list_the_known_ones(tmp_path):
         (["--seeds", "-2"], "seeds must be positive"),
         (["--init", "100000"], "lower --budget or --cycles"),
         (["--sampler-param", "random.k=3"], "has no parameter 'k'"),
-        (["--jobs", "0"], "--jobs must be at least 1"),
+        (["--jobs", "0"], "--jobs must be between 1 and 1024"),
         (["--config", "missing.toml"], "does not exist"),
         # found by tests/test_fuzz_validation.py: tracebacks (sampler checks), a hang (huge pool), a write outside --out
         (

@@ -56,7 +56,8 @@ class GraphConvolution(nn.Module):
 
 
 class GCN(nn.Module):
-    """The reference's GCN: relu(gc1) -> dropout -> gc3 -> sigmoid; returns (score, node embedding)."""
+    """The reference's GCN: relu(gc1) -> dropout -> gc3 -> sigmoid; returns (score, node embedding), the embedding
+    being the reference's third output: the hidden layer and gc3's value before the sigmoid."""
 
     def __init__(self, in_features: int, hidden: int, dropout: float) -> None:
         super().__init__()
@@ -66,8 +67,8 @@ class GCN(nn.Module):
 
     def forward(self, x: Tensor, adj: Tensor) -> tuple[Tensor, Tensor]:
         feat = self.dropout(torch.relu(self.gc1(x, adj)))
-        score = torch.sigmoid(self.gc3(feat, adj))
-        return score.squeeze(1), torch.cat([feat, score], dim=1)
+        logit = self.gc3(feat, adj)
+        return torch.sigmoid(logit).squeeze(1), torch.cat([feat, logit], dim=1)
 
 
 def gcn_loss(scores: Tensor, labelled: Tensor, weight: float) -> Tensor:

@@ -2,8 +2,9 @@
 pose estimation", WACV 2021, code `razvancaramalau/al_bhpe`) and Core-Set on poses (`coreset-pose`).
 
 Both run k-center greedy (`alpose_bench.samplers.coreset.kcenter_greedy`, float64, the labelled images as the initial
-centres) on pose vectors: every joint's predicted coordinates in the crop, centred and normalised (2D: (x − S/2) /
-(S/2) in model-input pixels; 3D: the regressor's cube-normalised output), flattened.
+centres) on pose vectors: every joint's predicted coordinates in the crop, centred and normalised (2D: (x − (S − 1)/2)
+/ (S/2) in model-input pixels, the image centre of the pixel-centre convention, so a pose and its mirror image map to
+mirrored vectors; 3D: the regressor's cube-normalised output), flattened.
 
 * `coreset-pose`: the deterministic prediction (the reference's `kcg` method without MC).
 * `mcd-cke`: the mean of T MC-dropout passes, each coordinate moved toward the crop centre by α·σ (α = 0.3, σ its
@@ -29,9 +30,8 @@ from alpose_bench.validation import param
 def pose_vectors(keypoints: np.ndarray, task: str, input_size: int) -> np.ndarray:
     """(N, J * D) centred, normalised pose vectors of keypoints in model coordinates."""
     kp = np.asarray(keypoints, dtype=np.float64)
-    if task == "heatmap2d":
-        half = input_size / 2.0
-        kp = (kp - half) / half
+    if task == "heatmap2d":  # pixel centres: the image spans [-0.5, S - 0.5], its centre is (S - 1) / 2
+        kp = (kp - (input_size - 1) / 2.0) / (input_size / 2.0)
     return kp.reshape(len(kp), -1)
 
 

@@ -83,7 +83,14 @@ def test_mc_dropout_needs_dropout_in_the_model() -> None:
 def test_mcd_cke_shrinks_uncertain_coordinates_toward_the_centre() -> None:
     mean, std = np.array([[0.5, -0.5, 0.0]]), np.array([[1.0, 1.0, 1.0]])
     np.testing.assert_allclose(lower_bound(mean, std, 0.3), [[0.2, -0.2, 0.0]])
-    np.testing.assert_allclose(pose_vectors(np.array([[[32.0, 0.0]]]), "heatmap2d", 64), [[0.0, -1.0]])
+    # pixel centres: the image centre is (S - 1) / 2 and its edges -0.5 and S - 0.5 map to -1 and +1
+    np.testing.assert_allclose(pose_vectors(np.array([[[31.5, -0.5]]]), "heatmap2d", 64), [[0.0, -1.0]])
+    pose = np.array([[[10.0, 20.0], [40.0, 63.5]]])
+    mirrored = pose.copy()
+    mirrored[..., 0] = 63 - pose[..., 0]  # the horizontal flip of a 64 px crop maps pixel x to 63 - x
+    a, b = pose_vectors(pose, "heatmap2d", 64), pose_vectors(mirrored, "heatmap2d", 64)
+    np.testing.assert_allclose(a[0, 0::2], -b[0, 0::2])  # mirrored poses: mirrored vectors, shrunk alike
+    np.testing.assert_allclose(a[0, 1::2], b[0, 1::2])
 
 
 @pytest.mark.parametrize("name", ["coreset-pose", "mcd-cke"])
@@ -174,3 +181,37 @@ def test_the_kmeans_selector_spreads_what_the_scorer_bunches() -> None:
     picked = sampler.select(ctx, 4).positions
     assert sorted(emb[picked, 0].tolist()) == [0, 1, 2, 3]
     assert set(picked) <= set(np.argsort(-scores, kind="stable")[:16].tolist())
+
+
+def test_the_gcn_embedding_holds_the_last_layer_before_the_sigmoid_as_the_reference() -> None:
+    """The reference's third output (what CoreGCN's k-center greedy reads) is gc3's value before the sigmoid."""
+    from alpose_bench.samplers.gcn import GCN
+
+    torch.manual_seed(0)
+    gcn = GCN(4, 8, dropout=0.0).eval()
+    x = torch.randn(5, 4)
+    adj = affinity_adjacency(torch.nn.functional.normalize(x, dim=1))
+    score, embedding = gcn(x, adj)
+    hidden = torch.relu(gcn.gc1(x, adj))
+    torch.testing.assert_close(embedding, torch.cat([hidden, gcn.gc3(hidden, adj)], dim=1))
+    torch.testing.assert_close(score, torch.sigmoid(embedding[:, -1]))
+
+
+def test_typiclust_clusters_with_the_reference_number_of_k_means_starts() -> None:
+    """scikit-learn 1.0.2 (the reference's) ran KMeans with 10 starts: the partition is the best of 10, not of one."""
+    from sklearn.cluster import KMeans
+
+    from alpose_bench.samplers.typiclust import cluster
+
+    rng = np.random.default_rng(3)
+    centres = rng.uniform(-10, 10, (25, 8))
+    features = np.concatenate([c + rng.normal(0, 1.5, (40, 8)) for c in centres])
+
+    def inertia(labels: np.ndarray) -> float:
+        return float(
+            sum(((features[labels == k] - features[labels == k].mean(0)) ** 2).sum() for k in set(labels))
+        )
+
+    for seed in range(3):
+        best_of_ten = KMeans(n_clusters=25, random_state=seed, n_init=10).fit(features).inertia_
+        assert inertia(cluster(features, 25, seed)) == pytest.approx(best_of_ten, rel=1e-9)

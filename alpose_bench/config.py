@@ -117,6 +117,28 @@ class ExperimentSpec:
                 d.pop(k)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
+    def protocol_fingerprint(self) -> str:
+        """A hash of the protocol alone — data, model, budgets, training, evaluation — without the lists that an
+        experiment may grow by (`GROWS`: samplers, seeds, sampler parameters): two specs with the same protocol
+        fingerprint can share one results folder."""
+        d = self.to_dict()
+        for k in ("name", "device", *GROWS):
+            d.pop(k)
+        for k, legacy in LEGACY.items():
+            if d[k] == legacy:
+                d.pop(k)
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+    @classmethod
+    def from_stored(cls, stored: dict[str, Any]) -> ExperimentSpec:
+        """The spec an experiment stored (its keys may be a subset of today's: the missing ones take the value
+        those experiments ran with, `LEGACY`, or today's default)."""
+        known = {k: v for k, v in stored.items() if k in SPEC_FIELDS}
+        known = {**{k: v for k, v in LEGACY.items() if k not in stored}, **known}
+        known["datasets"] = tuple(known.get("datasets", cls().datasets))
+        known["samplers"] = tuple(known.get("samplers", cls().samplers))
+        return cls(**known)
+
     def seed_values(self) -> list[int]:
         """The seeds of the experiment: 0 .. seeds - 1."""
         return list(range(self.seeds))
@@ -127,6 +149,9 @@ class ExperimentSpec:
 
 
 SPEC_FIELDS = {f.name: f for f in dataclasses.fields(ExperimentSpec)}
+#: what an experiment may grow by without becoming another experiment: more samplers, more seeds (and the
+#: parameters of the samplers added)
+GROWS = ("samplers", "seeds", "sampler_params")
 #: fields added after experiments were first stored, and the value those experiments ran with: left out of the
 #: fingerprint at that value, and taken when an experiment stored without the field is resumed
 LEGACY: dict[str, Any] = {

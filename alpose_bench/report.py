@@ -265,6 +265,21 @@ NOTES = (
 )
 
 
+def missing_seeds(cycles: pd.DataFrame) -> list[str]:
+    """ "<dataset>: <sampler> lacks seed(s) ..." for every sampler without every seed another sampler of its
+    dataset has."""
+    out = []
+    for dataset, d in cycles.groupby("dataset", sort=False):
+        every = set(d["seed"])
+        for sampler, g in d.groupby("sampler", sort=False):
+            absent = sorted(every - set(g["seed"]))
+            if absent:
+                which = "seed" if len(absent) == 1 else "seeds"
+                out.append(f"{dataset}: {style.sampler_label(str(sampler))} lacks {which} "
+                           f"{', '.join(str(int(s)) for s in absent)}")  # fmt: skip
+    return out
+
+
 def build_document(rs: ResultSet, figures: bool = False) -> list[Block]:
     """The report as a list of blocks, rendered by `to_markdown` / `to_html`."""
     spec = rs.experiment.get("spec") or {}
@@ -272,6 +287,11 @@ def build_document(rs: ResultSet, figures: bool = False) -> list[Block]:
     blocks.append(("p", f"Preset {rs.preset or '?'}; datasets {', '.join(rs.datasets)}; samplers "
                         f"{', '.join(style.sampler_label(s) for s in rs.samplers)}."))  # fmt: skip
     blocks.append(("p", NOTES))
+    lacking = missing_seeds(rs.cycles)
+    if lacking:
+        blocks.append(("p", "Not every sampler has every seed (the experiment grew): " + "; ".join(lacking) + ". "
+                       "Paired comparisons use the seeds both samplers have; rerun `alpose-bench run` with the "
+                       "missing seeds to complete them."))  # fmt: skip
     for dataset in rs.datasets:
         conventions = rs.dataset_info(dataset).get("conventions") or []
         if conventions:

@@ -27,7 +27,15 @@ import torch
 from alpose_bench import build, checkpoints
 from alpose_bench.build import Task, check_fits, compute_of, dataset_of, make_sampler, resolve_device
 from alpose_bench.compute import Compute, cpu_name, native_bf16, resolve_precision
-from alpose_bench.config import DEFAULT_SAMPLERS, LEGACY, SAMPLER_GROUPS, ConfigError, ExperimentSpec
+from alpose_bench.config import (
+    DEFAULT_SAMPLERS,
+    GROWS,
+    LEGACY,
+    SAMPLER_GROUPS,
+    SPEC_FIELDS,
+    ConfigError,
+    ExperimentSpec,
+)  # fmt: skip
 from alpose_bench.ownership import wait_for_workers
 from alpose_bench.progress import Progress
 from alpose_bench.registry import get_dataset, get_sampler, working_samplers
@@ -126,7 +134,15 @@ def plan(spec: ExperimentSpec, out_root: Path) -> Plan:
     try:
         spec, resumed = _as_stored(spec, store, device)
         notes += resumed
-        store.claim(spec.to_dict(), spec.fingerprint(), provenance(device, compute_of(spec, device)))
+        stored = store.get_meta("spec")
+        if stored is None:
+            held = spec.replace(samplers=tuple(samplers))  # the group, resolved: what the folder holds
+            store.claim(held.to_dict(), held.fingerprint(), provenance(device, compute_of(spec, device)))
+        else:
+            grown, added = _grow(ExperimentSpec.from_stored(stored), spec, samplers, store)
+            if added:
+                notes.append(f"adding to the stored experiment: {added}")
+            store.rebind(grown.to_dict(), grown.fingerprint())
         for name, ds in datasets.items():
             info = {
                 "metric": ds.metric, "task": ds.task, "joints": list(ds.skeleton.joints),
@@ -149,6 +165,42 @@ def plan(spec: ExperimentSpec, out_root: Path) -> Plan:
             f"{name}: {spec.samplers[0]!r} leaves out {', '.join(left_out)} (not applicable to this dataset or model)"
         )
     return Plan(spec=spec, out_dir=out_dir, tasks=tasks, done=done, notes=notes)
+
+
+def _grow(
+    then: ExperimentSpec, now: ExperimentSpec, samplers: list[str], store: Store
+) -> tuple[ExperimentSpec, str]:
+    """The stored experiment grown by `now`'s samplers and seeds, and what was added (in words), or a StoreError when
+    `now` is another experiment: another protocol, or a sampler already stored with other parameters."""
+    if then.protocol_fingerprint() != now.protocol_fingerprint():
+        diff = sorted(
+            k for k in SPEC_FIELDS
+            if k not in ("name", "device", *GROWS) and then.to_dict()[k] != now.to_dict()[k]
+        )  # fmt: skip
+        raise StoreError(
+            f"{store.directory} holds a different experiment (settings differ: {', '.join(diff) or 'unknown'}); "
+            "use another --name, or delete that folder to start over"
+        )
+    stored_samplers = [s for s in then.samplers if s not in SAMPLER_GROUPS] + store.samplers()
+    stored_samplers = list(dict.fromkeys(stored_samplers))
+    for s in samplers:
+        if s in stored_samplers and then.sampler_params.get(s, {}) != now.sampler_params.get(s, {}):
+            raise StoreError(
+                f"{store.directory}: sampler {s!r} ran here with parameters {then.sampler_params.get(s, {})}, not "
+                f"{now.sampler_params.get(s, {})}; use another --name for other parameters"
+            )
+    new_samplers = [s for s in samplers if s not in stored_samplers]
+    added = ", ".join(
+        [f"sampler(s) {', '.join(new_samplers)}"] * bool(new_samplers)
+        + [f"seeds {then.seeds}..{now.seeds - 1}"] * (now.seeds > then.seeds)
+    )
+    grown = then.replace(
+        samplers=tuple(dict.fromkeys([*stored_samplers, *samplers])),
+        seeds=max(then.seeds, now.seeds),
+        sampler_params={**then.sampler_params, **now.sampler_params},
+        name=now.name, device=now.device,
+    )  # fmt: skip
+    return grown, added
 
 
 def _as_stored(spec: ExperimentSpec, store: Store, device: torch.device) -> tuple[ExperimentSpec, list[str]]:

@@ -179,7 +179,7 @@ def check_database(path: Path) -> int:
             row = conn.execute("SELECT value FROM experiment WHERE key = 'schema'").fetchone()
             conn.execute("SELECT count(*) FROM cycles").fetchone()
             meta = dict(conn.execute("SELECT key, value FROM experiment"))
-            problem = _malformed(conn, meta)
+            problem = None if _newer(row) else _malformed(conn, meta)  # a newer layout is not ours to judge
         finally:
             conn.close()
     except sqlite3.DatabaseError as exc:
@@ -210,6 +210,14 @@ NUMERIC_COLUMNS = {
     "cycles": ("cycle", "seed", "n_labelled", "value", "train_s", "eval_s", "select_s", "select_images"),
     "selections": ("cycle", "seed", "rank", "idx", "score"),
 }
+
+
+def _newer(schema_row: tuple | None) -> bool:
+    """True when the stored schema version is a number above this version's."""
+    try:
+        return schema_row is not None and int(json.loads(schema_row[0])) > SCHEMA_VERSION
+    except (TypeError, ValueError):
+        return False
 
 
 def _malformed(conn: sqlite3.Connection, meta: dict[str, str]) -> str | None:
@@ -391,6 +399,22 @@ class Store:
                         "INSERT OR REPLACE INTO experiment (key, value) VALUES (?, ?)",
                         (key, json.dumps(value)),
                     )
+
+    def rebind(self, spec: dict[str, Any], fingerprint: str) -> None:
+        """Record the spec of an experiment that grew (more samplers or seeds on the same protocol), in one
+        transaction; a spec already stored as it is leaves the database untouched."""
+        if self.get_meta("spec") == spec and self.get_meta("fingerprint") == fingerprint:
+            return
+        with self._tx() as c:
+            for key, value in (("spec", spec), ("fingerprint", fingerprint)):
+                c.execute(
+                    "INSERT OR REPLACE INTO experiment (key, value) VALUES (?, ?)", (key, json.dumps(value))
+                )
+
+    def samplers(self) -> list[str]:
+        """The samplers with a task in this database, in the order they first appear."""
+        rows = self.conn.execute("SELECT sampler FROM runs UNION ALL SELECT sampler FROM cycles")
+        return list(dict.fromkeys(r[0] for r in rows))
 
     def set_dataset_info(self, name: str, info: dict[str, Any]) -> None:
         with self._tx() as c:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from alpose_bench.data import DatasetConfig
-from alpose_bench.validation import ParameterError, check_fields, param
+from alpose_bench.validation import ParameterError, check_fields, param, parse_value
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -390,7 +390,7 @@ def build_spec(
 
 
 def parse_sampler_params(items: tuple[str, ...] | list[str]) -> dict[str, dict[str, Any]]:
-    """`vl4pose.num_peaks=3` -> {"vl4pose": {"num_peaks": 3}}; values parsed as TOML scalars."""
+    """`vl4pose.num_peaks=3` -> {"vl4pose": {"num_peaks": 3}}; values read by `validation.parse_value`."""
     out: dict[str, dict[str, Any]] = {}
     for item in items:
         key, sep, raw = item.partition("=")
@@ -399,11 +399,7 @@ def parse_sampler_params(items: tuple[str, ...] | list[str]) -> dict[str, dict[s
             raise ConfigError(
                 f"--sampler-param {item!r} must look like SAMPLER.PARAM=VALUE, e.g. vl4pose.num_peaks=3"
             )
-        try:
-            value = tomllib.loads(f"v = {raw}")["v"]
-        except tomllib.TOMLDecodeError:
-            value = raw
-        out.setdefault(sampler.strip(), {})[param.strip()] = value
+        out.setdefault(sampler.strip(), {})[param.strip()] = parse_value(raw)
     return out
 
 

@@ -8,7 +8,6 @@ training and pool inference never decode image files. Plugins are registered und
 from __future__ import annotations
 
 import dataclasses
-import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -18,7 +17,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 
 from alpose_bench.skeleton import Skeleton
-from alpose_bench.validation import ParameterError, check_fields
+from alpose_bench.validation import ParameterError, check_fields, parse_value
 
 Task = Literal["heatmap2d", "regression3d"]
 MetricName = Literal["pckh", "pck", "mpjpe"]
@@ -117,18 +116,15 @@ class DatasetConfig:
 
 
 def parse_option_pairs(pairs: Iterable[str], flag: str = "--option") -> dict[str, Any]:
-    """`KEY=VALUE` strings -> {KEY: VALUE}; a value is read as JSON when it parses (numbers, true/false, null),
-    else kept as a string. The one parser of dataset options on the command line (`data --option`,
+    """`KEY=VALUE` strings -> {KEY: VALUE}; values read by `validation.parse_value` (the grammar of
+    `--sampler-param` too: TOML values, else the text as a string). The one parser of dataset options on the command line (`data --option`,
     `run --dataset-option`); the plugin then checks the keys and types (`DatasetPlugin.load`)."""
     out: dict[str, Any] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
             raise DatasetError(f"{flag} expects KEY=VALUE, got {pair!r}")
-        try:
-            out[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key.strip()] = value
+        out[key.strip()] = parse_value(value)
     return out
 
 

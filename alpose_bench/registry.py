@@ -58,6 +58,17 @@ def _discover(group: str) -> dict[str, Plugin]:
         except Exception as exc:  # a broken plugin must not take the registry down
             obj = None
             error = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        declared = getattr(obj, "name", ep.name)
+        if obj is not None and isinstance(declared, str) and declared != ep.name:
+            # the entry point's key and the class's name are one fact: results, heads and checkpoints are keyed
+            # by the name, the command line by the key
+            obj, error = (
+                None,
+                (
+                    f"its entry point is named {ep.name!r} but the class says name = {declared!r}; register it as "
+                    f"'{declared} = {ep.value}' (or set name = {ep.name!r})"
+                ),
+            )
         found[ep.name] = Plugin(name=ep.name, target=ep.value, distribution=dist, obj=obj, error=error)
     return found
 

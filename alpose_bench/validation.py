@@ -22,6 +22,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, get_args, get_origin
 
+try:  # Python 3.11+
+    import tomllib
+except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
 RANGE_KEY = "alpose_bench.range"
 
 
@@ -225,3 +230,13 @@ def check_instance(obj: Any, owner: str) -> None:
         normalised = check_value(owner, f.name, value, types_[f.name], field_range(f))
         if normalised is not value and not isinstance(normalised, (tuple, list)):
             object.__setattr__(obj, f.name, normalised)
+
+
+def parse_value(raw: str) -> Any:
+    """The one grammar of `KEY=VALUE` values on the command line (`--sampler-param`, `--dataset-option`, `data
+    --option`): a TOML value where the text is one (`3`, `1_000`, `2.5`, `true`, `"text"`, `[1, 2]`), else the text
+    itself as a string (`bbox`); the parameter's declared type then checks it."""
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw

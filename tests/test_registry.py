@@ -62,3 +62,46 @@ def test_a_broken_plugin_leaves_the_rest_working(broken_plugin):
     result = CliRunner().invoke(cli, ["list"], obj={}, terminal_width=200)
     assert result.exit_code == 0
     assert "broken" in result.output and "failed to load" in result.output and "random" in result.output
+
+
+@pytest.fixture
+def misnamed_plugin(tmp_path, monkeypatch):
+    """VL4Pose registered under another key (`vl4 = ...:VL4Pose`), as a plugin package could by mistake."""
+    write_sampler_plugin(
+        tmp_path, "misnamed-plugin", "vl4 = misnamed_module:VL4Pose", "misnamed_module",
+        "from alpose_bench.samplers.vl4pose import VL4Pose\n",
+    )  # fmt: skip
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registry.refresh()
+    yield
+    sys.modules.pop("misnamed_module", None)
+    registry.refresh()
+
+
+def test_a_plugin_whose_key_is_not_its_name_is_refused_before_training(misnamed_plugin, tmp_path):
+    """It once passed planning, trained cycle 0 and died with a bare KeyError (heads saved under the class's name,
+    looked up under the key). Now the key and the name are one fact: the plugin is listed as broken, and naming it
+    is a one-line error with the fix, before any training."""
+    with pytest.raises(
+        registry.PluginLoadError, match=r"class says name = 'vl4pose'; register it as 'vl4pose = "
+    ):
+        registry.get_sampler("vl4")
+    result = CliRunner().invoke(
+        cli, ["run", "--preset", "smoke", "--samplers", "vl4", "--out", str(tmp_path / "o")], obj={}
+    )
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert result.output.strip().splitlines()[-1].startswith("Error: sampler 'vl4' (misnamed_module:VL4Pose")
+    assert not (tmp_path / "o").exists()
+
+
+def test_sampler_params_and_dataset_options_read_values_with_one_grammar():
+    """`1_000` is 1000 in both (it was a number in one and the string '1_000' in the other)."""
+    from alpose_bench.config import parse_dataset_options, parse_sampler_params
+    from alpose_bench.data import parse_option_pairs
+
+    for raw, value in [("1_000", 1000), ("2.5", 2.5), ("true", True), ('"a b"', "a b"), ("bbox", "bbox")]:
+        assert parse_sampler_params([f"egl.k={raw}"]) == {"egl": {"k": value}}
+        assert parse_dataset_options([f"synth-human.pool_size={raw}"]) == {
+            "synth-human": {"pool_size": value}
+        }
+        assert parse_option_pairs([f"k={raw}"]) == {"k": value}

@@ -61,14 +61,16 @@ def spec_options(*, several_datasets: bool) -> Callable[[F], F]:
             "--sampler-param",
             "sampler_params",
             multiple=True,
-            help="SAMPLER.PARAM=VALUE, e.g. vl4pose.num_peaks=3.",
+            help='SAMPLER.PARAM=VALUE, e.g. vl4pose.num_peaks=3 (values as in TOML: 1_000, 2.5, true, "text"; '
+            "other text is a string).",
         ),
         click.option(
             "--dataset-option",
             "dataset_options",
             multiple=True,
             metavar="[DATASET.]KEY=VALUE",
-            help="A dataset option (repeatable), e.g. ood_size=100; DATASET. sets it for one of several datasets.",
+            help="A dataset option (repeatable), e.g. ood_size=100; DATASET. sets it for one of several datasets. "
+            "Values as --sampler-param's.",
         ),
         click.option(
             "--config",

@@ -78,13 +78,38 @@ def refresh() -> None:
     _discover.cache_clear()
 
 
+def canonical(name: str) -> str:
+    """The spelling-free form of a name: case and `_` / `-` do not matter (`VL4Pose`, `learning-loss`)."""
+    return name.strip().lower().replace("_", "-")
+
+
+def _key(group: str, kind: str, name: str) -> str:
+    """The registered key that `name` spells (exactly, or up to case and `_` / `-`); UnknownNameError with the
+    closest known names otherwise."""
+    plugins = _discover(group)
+    if name in plugins:
+        return name
+    by_form = {canonical(k): k for k in plugins}
+    if canonical(name) in by_form:
+        return by_form[canonical(name)]
+    known = ", ".join(sorted(plugins)) or "none installed"
+    close = difflib.get_close_matches(canonical(name), list(by_form), n=1, cutoff=0.6)
+    hint = f" Did you mean {by_form[close[0]]!r}?" if close else ""
+    raise UnknownNameError(f"unknown {kind} {name!r}.{hint} Known {kind}s: {known}.")
+
+
+def sampler_key(name: str) -> str:
+    """The registered name of the sampler `name` spells (composites: each part), e.g. `VL4Pose` -> `vl4pose`,
+    `MPE+KMeans` -> `mpe+kmeans`; what tasks, results and checkpoints are keyed by."""
+    if "+" in name:
+        base, _, selector = name.rpartition("+")
+        return f"{sampler_key(base)}+{canonical(selector)}"
+    return _key(SAMPLER_GROUP, "sampler", name)
+
+
 def _get(group: str, kind: str, name: str) -> object:
     plugins = _discover(group)
-    if name not in plugins:
-        known = ", ".join(sorted(plugins)) or "none installed"
-        close = difflib.get_close_matches(name, list(plugins), n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise UnknownNameError(f"unknown {kind} {name!r}.{hint} Known {kind}s: {known}.")
+    name = _key(group, kind, name)
     plugin = plugins[name]
     if plugin.obj is None:
         raise PluginLoadError(
@@ -112,7 +137,7 @@ def get_sampler(name: str) -> type[Sampler]:
 
         base, _, selector = name.rpartition("+")
         try:
-            return diverse_class(get_sampler(base), selector)
+            return diverse_class(get_sampler(base), canonical(selector))
         except ValueError as exc:
             raise UnknownNameError(f"sampler {name!r}: {exc}") from None
     return _get(SAMPLER_GROUP, "sampler", name)  # type: ignore[return-value]

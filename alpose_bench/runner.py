@@ -38,7 +38,7 @@ from alpose_bench.config import (
 )  # fmt: skip
 from alpose_bench.ownership import wait_for_workers
 from alpose_bench.progress import Progress
-from alpose_bench.registry import get_dataset, get_sampler, working_samplers
+from alpose_bench.registry import get_dataset, get_sampler, sampler_key, working_samplers
 from alpose_bench.store import Store, StoreError
 
 
@@ -66,12 +66,26 @@ def group_members(group: str) -> list[str]:
 
 
 def resolve_samplers(spec: ExperimentSpec) -> list[str]:
-    """The sampler names of the spec: its list, or the members of the group it names (`group_members`)."""
+    """The registered sampler names of the spec: its list (any spelling: `VL4Pose`, `learning-loss`), or the
+    members of the group it names (`group_members`)."""
     if len(spec.samplers) == 1 and spec.samplers[0] in SAMPLER_GROUPS:
         return group_members(spec.samplers[0])
-    for name in spec.samplers:
-        get_sampler(name)  # raises with the list of known samplers
-    return list(dict.fromkeys(spec.samplers))
+    names = [sampler_key(name) for name in spec.samplers]  # raises with the list of known samplers
+    for name in names:
+        get_sampler(name)
+    return list(dict.fromkeys(names))
+
+
+def registered_names(spec: ExperimentSpec) -> ExperimentSpec:
+    """The spec with every sampler spelled as registered, in its list and in `sampler_params` (so tasks, results,
+    heads and parameters are all keyed by one name)."""
+    samplers = spec.samplers
+    if not (len(samplers) == 1 and samplers[0] in SAMPLER_GROUPS):
+        samplers = tuple(resolve_samplers(spec))
+    params: dict[str, dict] = {}
+    for name, values in spec.sampler_params.items():
+        params.setdefault(sampler_key(name), {}).update(values)
+    return spec.replace(samplers=samplers, sampler_params=params)
 
 
 def provenance(device: torch.device, compute: Compute | None = None) -> dict:
@@ -100,6 +114,7 @@ def provenance(device: torch.device, compute: Compute | None = None) -> dict:
 
 def plan(spec: ExperimentSpec, out_root: Path) -> Plan:
     """Check everything that can be checked before training, and bind the output folder."""
+    spec = registered_names(spec)
     samplers = resolve_samplers(spec)
     if not samplers:
         raise ConfigError("no working sampler is installed; see `alpose-bench list`")

@@ -105,3 +105,21 @@ def test_sampler_params_and_dataset_options_read_values_with_one_grammar():
             "synth-human": {"pool_size": value}
         }
         assert parse_option_pairs([f"k={raw}"]) == {"k": value}
+
+
+def test_sampler_names_are_found_whatever_their_case_and_separator(tmp_path):
+    """`VL4Pose` was not found and got no suggestion; `learning-loss` and `learning_loss` are one sampler. A run's
+    tasks, parameters and results are keyed by the registered name however the user spelled it."""
+    from alpose_bench.config import build_spec
+    from alpose_bench.runner import plan
+
+    assert registry.get_sampler("VL4Pose").name == "vl4pose"
+    assert registry.sampler_key("Learning-Loss") == "learning_loss"
+    assert registry.sampler_key("MPE+KMeans") == "mpe+kmeans"
+    with pytest.raises(registry.UnknownNameError, match=r"Did you mean 'vl4pose'\?"):
+        registry.get_sampler("VL4Pos")
+    spec = build_spec("smoke", None, {"samplers": "VL4Pose,learning-loss"})
+    spec = spec.replace(sampler_params={"VL4POSE": {"num_peaks": 3}})
+    the_plan = plan(spec, tmp_path)
+    assert {t.sampler for t in the_plan.tasks} == {"vl4pose", "learning_loss"}
+    assert the_plan.spec.sampler_params == {"vl4pose": {"num_peaks": 3}}

@@ -21,8 +21,6 @@ from alpose_bench.metrics import MetricResult, evaluate
 
 #: the group name of a whole split
 ALL = "all"
-#: the held-out splits a model is evaluated on, in reading order
-SPLITS = ("test", "ood")
 
 
 @dataclass(frozen=True)

@@ -132,14 +132,3 @@ def load_experiment(path: str | Path) -> dict[str, Any]:
                 f"{d}/{s}/{k}": {"status": st, "error": e} for (d, s, k), (st, e) in store.statuses().items()
             },
         }
-
-
-def export(path: str | Path, out: str | Path) -> Path:
-    """Write the cycle table as CSV (.csv) or Parquet (.parquet, needs pyarrow)."""
-    out = Path(out)
-    df = load(path)
-    if out.suffix == ".parquet":
-        df.to_parquet(out)
-    else:
-        df.to_csv(out, index=False)
-    return out

@@ -163,22 +163,6 @@ def predict(
     return torch.cat(parts).cpu().numpy()
 
 
-def evaluate_model(
-    model: nn.Module,
-    dataset: PoseDataset,
-    *,
-    compute: Compute | torch.device,
-    batch_size: int = 64,
-    split: PoseSplit | None = None,
-) -> MetricResult:
-    """The dataset's metric of `model` on the test split (or `split`)."""
-    split = dataset.test if split is None else split
-    pred = predict(model, split, compute=compute, batch_size=batch_size, cube_mm=dataset.cube_mm)
-    return _checked(evaluate(
-        dataset.metric, pred, split.keypoints, split.visible.astype(bool), split.normalizer, dataset.skeleton
-    ), dataset)  # fmt: skip
-
-
 def _checked(result: MetricResult, dataset: PoseDataset) -> MetricResult:
     if not math.isfinite(result.mean):
         raise TrainingDivergedError(f"the {dataset.metric} of the trained model is {result.mean}")
@@ -212,7 +196,6 @@ class CycleResult:
     result: MetricResult
     train: Timing
     evaluate: Timing
-    stats: TrainStats
     scores: list[SplitScore]  # every held-out split, overall and per pose mode
 
 
@@ -229,7 +212,7 @@ def train_and_evaluate(
 ) -> CycleResult:
     """Train on train rows `rows` (with `heads`), then evaluate on the test split: the recipe of every cycle."""
     with timed() as train_time:
-        stats = train(model, dataset, rows, settings, compute=compute, seed=seed, heads=heads)
+        train(model, dataset, rows, settings, compute=compute, seed=seed, heads=heads)
     with timed() as eval_time, activity.phase("evaluating"):
         result, scores = evaluate_splits(model, dataset, compute=compute, batch_size=eval_batch_size)
-    return CycleResult(result=result, train=train_time, evaluate=eval_time, stats=stats, scores=scores)
+    return CycleResult(result=result, train=train_time, evaluate=eval_time, scores=scores)

@@ -163,6 +163,7 @@ class TaskStatus:
     worker: Snapshot | None = None
     worker_alive: bool | None = None
     seconds_per_cycle: float | None = None
+    left_s: float | None = None  # this task's remaining cycles, on one worker
 
     @property
     def key(self) -> tuple[str, str, int]:
@@ -273,6 +274,10 @@ def experiment_status(out_dir: Path) -> ExperimentStatus:
         )  # fmt: skip
         task.state = _state(task, status, run_alive)
         tasks.append(task)
+    if run is not None:
+        for t in tasks:
+            if t.state != DONE:
+                t.left_s = estimate_left(times, [t.key], cycles, run.init, run.budget, 1)
     left = None
     if run is not None:
         left = estimate_left(

@@ -652,3 +652,61 @@ def test_a_metric_stored_as_text_is_refused(tmp_path: Path) -> None:
         "holds a malformed cycles.value (1 row(s) that are not numbers)"
         in result.output.strip().splitlines()[-1]
     )
+
+
+def test_a_full_disk_at_the_experiment_lock_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With ~180 KB free, writing the lock file once gave an OSError traceback."""
+    import builtins
+
+    real_open = builtins.open
+
+    def full_lock(file, mode="r", *args, **kwargs):
+        if str(file).endswith(".lock") and "+" in mode:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", full_lock)
+    result = smoke_run(tmp_path, "l", "--samplers", "random")
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert result.output.strip().splitlines()[-1] == (
+        f"Error: disk full while writing {tmp_path / 'l' / '.lock'}; free space and rerun to resume"
+    )
+
+
+def test_reading_results_on_a_full_disk_is_told_from_a_damaged_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With 0 bytes free SQLite cannot create its shared-memory file; that is not a damaged database."""
+    import shutil
+    import sqlite3
+    from collections import namedtuple
+
+    assert smoke_run(tmp_path, "z", "--samplers", "random").exit_code == 0
+    real_connect = sqlite3.connect
+
+    def no_room(*args, **kwargs):
+        conn = real_connect(*args, **kwargs)
+
+        class Full:
+            def execute(self, *a, **k):
+                raise sqlite3.OperationalError("disk I/O error")
+
+            def __getattr__(self, name):
+                return getattr(conn, name)
+
+        return Full()
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(sqlite3, "connect", no_room)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(1 << 30, 1 << 30, 0))
+    for command in ("report", "plot", "status"):
+        result = invoke(command, str(tmp_path / "z"))
+        assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+        last = result.output.strip().splitlines()[-1]
+        assert (
+            "the disk is full" in last
+            and "the database is not damaged" in last
+            and "move it away" not in last
+        )

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.table import Table
 
 from alpose_bench.bench import SECTIONS, BenchSettings, parse_sections, parse_sizes, run_bench
+from alpose_bench.commands.console import output_console
 from alpose_bench.config import build_spec, parse_sampler_params
 from alpose_bench.errors import UserError, user_error_types
 
@@ -264,7 +264,7 @@ def bench(preset, dataset, device, resolution, dropout, data_root, pool, slow_po
             coreset_labelled=parse_sizes(coreset_labelled, "--coreset-labelled"),
             coreset_dim=coreset_dim, coreset_budget=coreset_budget, peak_maps=peak_maps, egl_pool=egl_pool, seed=seed, egl_train_steps=egl_train_steps, levers=levers,
         ).validate()  # fmt: skip
-        console = Console()
+        console = output_console()
         busy = contention_warning()
         if busy:
             console.print(f"[yellow]{busy}[/yellow]")

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -25,6 +24,7 @@ from rich.progress import (
 from rich.table import Table
 
 from alpose_bench import registry
+from alpose_bench.commands.console import output_console
 from alpose_bench.data import DatasetConfig, DatasetError, DatasetPlugin, parse_option_pairs
 from alpose_bench.errors import UserError
 
@@ -82,7 +82,7 @@ def check(name: str, data_root: Path | None, options: tuple[str, ...]) -> None:
     for item, status, detail in report.rows:
         style = _STATUS_STYLE.get(status, "red")
         table.add_row(item, f"[{style}]{status}[/{style}]", detail)
-    console = Console()
+    console = output_console()
     console.print(table)
     if not report.usable:
         raise UserError(report.reason.splitlines()[0])
@@ -103,6 +103,24 @@ def check(name: str, data_root: Path | None, options: tuple[str, ...]) -> None:
     help="Cache folder (default: $ALPOSE_CACHE or ~/.cache/alpose-bench).",
 )
 @click.option("--force", is_flag=True, help="Rebuild the cache even if it exists.")
+class LogLines:
+    """`progress(done, total)` for a log file: a timestamped line at most every `LOG_SECONDS`, and at the end."""
+
+    LOG_SECONDS = 10.0
+
+    def __init__(self, what: str) -> None:
+        self.what, self.last, self.started = what, float("-inf"), time.perf_counter()
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.perf_counter()
+        if now - self.last < self.LOG_SECONDS and done < total:
+            return
+        self.last = now
+        rate = done / max(now - self.started, 1e-9)
+        left = f", ~{(total - done) / rate:.0f} s left" if rate > 0 and done < total else ""
+        click.echo(f"{time.strftime('%Y-%m-%d %H:%M:%S')}  {self.what}: {done:,}/{total:,} images{left}")
+
+
 def prepare(
     name: str,
     data_root: Path | None,
@@ -114,7 +132,7 @@ def prepare(
     """Preprocess dataset NAME once into the cache (crops at --resolution), with a progress bar."""
     plugin = _plugin(name)
     config = _config(data_root, cache_dir, options, resolution=resolution)
-    console = Console()
+    console = output_console()
     started = time.perf_counter()
     columns = (
         TextColumn("[bold]{task.description}"),
@@ -124,13 +142,16 @@ def prepare(
         TimeRemainingColumn(),
     )
     try:
-        with Progress(*columns, console=console) as progress:
-            task = progress.add_task(f"preparing {name}", total=None)
+        if console.is_terminal:
+            with Progress(*columns, console=console) as progress:
+                task = progress.add_task(f"preparing {name}", total=None)
 
-            def report(done: int, total: int) -> None:
-                progress.update(task, completed=done, total=total)
+                def report(done: int, total: int) -> None:
+                    progress.update(task, completed=done, total=total)
 
-            dataset = plugin.prepare(config, progress=report, force=force)
+                dataset = plugin.prepare(config, progress=report, force=force)
+        else:  # a log: a line at most every LOG_SECONDS (and the last one), never a bar drawn at the end only
+            dataset = plugin.prepare(config, progress=LogLines(f"preparing {name}"), force=force)
     except DatasetError as exc:
         raise UserError(str(exc).splitlines()[0]) from None
     table = Table(title=f"prepared: {name}", title_justify="left")

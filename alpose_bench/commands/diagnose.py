@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import click
-from rich.console import Console
 from rich.table import Table
 
+from alpose_bench.commands.console import output_console
 from alpose_bench.commands.options import spec_from_options, spec_options
 from alpose_bench.diagnose import DiagnoseReport
 from alpose_bench.diagnose import diagnose as run_diagnosis
@@ -101,7 +101,7 @@ def diagnose(samplers, dataset, preset, resolution, dropout, pool_size, device, 
         samplers=samplers, datasets=dataset, init=init, epochs_first=epochs_first, resolution=resolution,
         pool_size=pool_size, test_size=test_size, device=device, data_root=data_root, seeds=1, dropout=dropout,
     )  # fmt: skip
-    console = Console()
+    console = output_console()
     with console.status("diagnosing") as status:
         report = run_diagnosis(
             spec, None, seed=seed, top_k_fraction=top_k_fraction, progress=lambda msg: status.update(msg)

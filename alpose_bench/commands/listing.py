@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import click
-from rich.console import Console
 from rich.table import Table
 
 from alpose_bench import registry
+from alpose_bench.commands.console import output_console
 from alpose_bench.config import PRESET_DESCRIPTIONS
 
 
 @click.command("list")
 def list_command() -> None:
     """List the registered samplers, datasets and presets."""
-    console = Console()
+    console = output_console()
     for title, plugins in (("Samplers", registry.samplers()), ("Datasets", registry.datasets())):
         table = Table(title=title, title_justify="left")
         table.add_column("name", style="bold")

@@ -18,6 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from alpose_bench import activity
+from alpose_bench.commands.console import output_console
 from alpose_bench.commands.options import spec_from_options, spec_options
 from alpose_bench.commands.runlog import LogProgress
 from alpose_bench.errors import UserError
@@ -245,7 +246,7 @@ def run(
         epochs_first=epochs_first, resolution=resolution, pool_size=pool_size, device=device, data_root=data_root,
         name=name, warm_start=False if from_scratch else None, dropout=dropout,
     )  # fmt: skip
-    console = Console() if sys.stdout.isatty() else Console(width=WIDE, soft_wrap=True)
+    console = output_console()
     if log_format == "auto":
         log_format = "rich" if console.is_terminal else "plain"
     if quiet:
@@ -258,7 +259,6 @@ def run(
 
 
 MAX_JOBS = 1024  # worker processes; each holds a dataset and a model in memory
-WIDE = 1000  # columns of a console that is not a terminal: tables are printed at their full width, never cut
 
 
 def _run(

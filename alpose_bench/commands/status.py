@@ -7,16 +7,16 @@ tasks are unfinished (killed or stopped: rerun its command to resume); 2 bad inp
 from __future__ import annotations
 
 import json
-import sys
 import time
 from datetime import datetime
 from pathlib import Path
 
 import click
-from rich.console import Console, Group
+from rich.console import Group
 from rich.live import Live
 from rich.table import Table
 
+from alpose_bench.commands.console import output_console
 from alpose_bench.commands.runlog import duration
 from alpose_bench.monitor import (
     DONE,
@@ -64,7 +64,7 @@ def headline(st: ExperimentStatus) -> str:
 def status_table(st: ExperimentStatus) -> Table:
     """One row per dataset x sampler x seed."""
     table = Table(title_justify="left")
-    for col in ("dataset", "sampler", "seed", "cycles", "state", "worker", "doing", "s/cycle"):
+    for col in ("dataset", "sampler", "seed", "cycles", "state", "worker", "doing", "s/cycle", "left"):
         table.add_column(col)
     now = time.time()
     for t in st.tasks:
@@ -83,6 +83,7 @@ def status_table(st: ExperimentStatus) -> Table:
         table.add_row(
             t.dataset, t.sampler, str(t.seed), f"{t.committed}/{t.total}", f"[{colour}]{t.state}[/{colour}]", worker,
             doing, "" if t.seconds_per_cycle is None else f"{t.seconds_per_cycle:.1f}",
+            "" if t.state == DONE else f"~{duration(t.left_s)}",
         )  # fmt: skip
     return table
 
@@ -101,6 +102,7 @@ def as_json(st: ExperimentStatus) -> str:
         "tasks": [
             {"dataset": t.dataset, "sampler": t.sampler, "seed": t.seed, "committed": t.committed, "total": t.total,
              "state": t.state, "error": t.error, "seconds_per_cycle": t.seconds_per_cycle,
+             "left_s": None if t.left_s is None else round(t.left_s),
              "worker": None if t.worker is None else {
                  "pid": t.worker.pid, "host": t.worker.host, "alive": t.worker_alive, "cycle": t.worker.cycle,
                  "phase": t.worker.phase, "done": t.worker.done, "total": t.worker.total,
@@ -135,7 +137,7 @@ def status(experiment: Path, watch: bool, interval: float, as_json_: bool) -> No
     if as_json_:
         click.echo(as_json(st))
         raise SystemExit(st.exit_code)
-    console = Console() if sys.stdout.isatty() else Console(width=1000, soft_wrap=True)
+    console = output_console()
     if watch and console.is_terminal:
         try:
             with Live(render(st), console=console, auto_refresh=False) as live:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from fault_factory import run_until_first_commit
 from plugin_factory import write_sampler_plugin
 from test_cli import invoke
 
@@ -531,25 +532,11 @@ def test_plot_on_a_full_disk_is_one_line(tmp_path: Path, monkeypatch: pytest.Mon
 
 def interrupted_after_first_commit(tmp_path: Path, name: str, samplers: str) -> Path:
     """A smoke run (warm start) stopped right after its first committed cycle, as a kill there leaves it."""
-    import alpose_bench.store as store_mod
     from alpose_bench.config import build_spec
-    from alpose_bench.runner import plan, run_plan
+    from alpose_bench.runner import plan
 
     the_plan = plan(build_spec("smoke", None, {"samplers": samplers, "name": name}), tmp_path)
-    original, calls = store_mod.Store.commit_cycle, {"n": 0}
-
-    def commit_then_die(self, record):
-        original(self, record)
-        calls["n"] += 1
-        if calls["n"] == 1:
-            raise KeyboardInterrupt
-
-    store_mod.Store.commit_cycle = commit_then_die
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            run_plan(the_plan)
-    finally:
-        store_mod.Store.commit_cycle = original
+    run_until_first_commit(the_plan)
     return the_plan.out_dir
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from fault_factory import run_until_first_commit
 
 from alpose_bench import results
 from alpose_bench.build import initial_labelled, load_dataset
@@ -62,23 +63,7 @@ def test_same_seed_same_rows_and_resume_after_interruption(tmp_path):
     # interrupt a second run after its first committed cycle, then rerun the same spec
     spec = build_spec("smoke", None, {"samplers": "random"})
     the_plan = plan(spec, tmp_path / "b")
-    import alpose_bench.store as store_mod
-
-    original = store_mod.Store.commit_cycle
-    calls = {"n": 0}
-
-    def commit_then_die(self, record):
-        original(self, record)
-        calls["n"] += 1
-        if calls["n"] == 1:
-            raise KeyboardInterrupt
-
-    store_mod.Store.commit_cycle = commit_then_die
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            run_plan(the_plan)
-    finally:
-        store_mod.Store.commit_cycle = original
+    run_until_first_commit(the_plan)
     partial = results.load(the_plan.out_dir)
     assert len(partial) == 1
     resumed = run(tmp_path / "b")
@@ -155,26 +140,11 @@ def test_an_experiment_stored_before_the_speed_settings_resumes_as_it_was_starte
     import json
     import sqlite3
 
-    import alpose_bench.store as store_mod
-
     legacy = {"samplers": "random", "precision": "fp32", "fast_kernels": False}
     reference = run(tmp_path / "ref", **legacy)
     spec = build_spec("smoke", None, legacy)
     the_plan = plan(spec, tmp_path / "old")
-    original, calls = store_mod.Store.commit_cycle, {"n": 0}
-
-    def commit_then_die(self, record):
-        original(self, record)
-        calls["n"] += 1
-        if calls["n"] == 1:
-            raise KeyboardInterrupt
-
-    store_mod.Store.commit_cycle = commit_then_die
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            run_plan(the_plan)
-    finally:
-        store_mod.Store.commit_cycle = original
+    run_until_first_commit(the_plan)
     db = the_plan.out_dir / "results.sqlite"
     conn = sqlite3.connect(db)  # make it look like a folder of an older version
     stored = json.loads(conn.execute("SELECT value FROM experiment WHERE key = 'spec'").fetchone()[0])

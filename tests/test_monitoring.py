@@ -14,15 +14,14 @@ import time
 from pathlib import Path
 
 import pytest
+from fault_factory import nan_loss_in
 from plugin_factory import write_sampler_plugin
 from test_cli import invoke
 from test_reliability import STALLING_SAMPLER
 
 from alpose_bench import activity, registry
-from alpose_bench import train as train_module
 from alpose_bench.commands.runlog import LogProgress
 from alpose_bench.monitor import CycleTime, estimate_left, experiment_status
-from alpose_bench.seeds import derive_seed
 
 LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d  (.*)$")
 
@@ -193,17 +192,7 @@ def test_status_of_a_finished_and_of_a_failed_experiment(
 ) -> None:
     """The mpe task's loss turns NaN in cycle 1: `status` says failed with the reason, exit 1. Rerun without the
     fault: finished, every task done, exit 0."""
-    real_train, real_loss = train_module.train, train_module.pose_loss
-    diverging = derive_seed("train", 0, 1, "mpe")
-
-    def train_with_fault(*args, seed, **kwargs):
-        if seed != diverging:
-            return real_train(*args, seed=seed, **kwargs)
-        with pytest.MonkeyPatch.context() as m:
-            m.setattr(train_module, "pose_loss", lambda out, batch: real_loss(out, batch) * float("nan"))
-            return real_train(*args, seed=seed, **kwargs)
-
-    monkeypatch.setattr(train_module, "train", train_with_fault)
+    nan_loss_in(monkeypatch, "mpe")
     args = ("run", "--preset", "smoke", "--jobs", "1", "--samplers", "random,mpe", "--out", str(tmp_path))
     assert invoke(*args, "--name", "f").exit_code == 1
     failed = status(tmp_path / "f")

@@ -27,16 +27,15 @@ import pandas as pd
 import pytest
 import torch
 from datasets_real_factory import real_lsp_subset, write_lsp_folder
+from fault_factory import nan_loss_in
 from plugin_factory import write_sampler_plugin
 from test_cli import invoke, one_line_error
 
 from alpose_bench import loop, registry, results
-from alpose_bench import train as train_module
 from alpose_bench.build import Task
 from alpose_bench.checkpoints import cycle0_path, task_checkpoint
 from alpose_bench.config import build_spec
 from alpose_bench.runner import experiment_lock, plan
-from alpose_bench.seeds import derive_seed
 from alpose_bench.store import Store
 
 REPO = Path(__file__).resolve().parents[1]
@@ -282,17 +281,7 @@ def test_a_nan_loss_fails_only_its_task_and_a_rerun_retries_only_it(
     """The pose loss of the mpe task turns NaN in cycle 1 (the random task's training is untouched): that task
     stops with the reason and records no cycle 1, the random task finishes, the summary names the failed task
     and why, and the exit status is 1. Rerun without the fault, only the mpe task runs, and it completes."""
-    real_train, real_loss = train_module.train, train_module.pose_loss
-    diverging = derive_seed("train", 0, 1, "mpe")  # the training seed of cycle 1 of synth-human/mpe/seed0
-
-    def train_with_fault(*args, seed, **kwargs):
-        if seed != diverging:
-            return real_train(*args, seed=seed, **kwargs)
-        with pytest.MonkeyPatch.context() as m:
-            m.setattr(train_module, "pose_loss", lambda out, batch: real_loss(out, batch) * float("nan"))
-            return real_train(*args, seed=seed, **kwargs)
-
-    monkeypatch.setattr(train_module, "train", train_with_fault)
+    nan_loss_in(monkeypatch, "mpe")
     folder = tmp_path / "nan"
     result = run_cli(tmp_path, "nan", "--samplers", "random,mpe")
     assert result.exit_code == 1, result.output

@@ -68,6 +68,7 @@ def test_selects_the_highest_mean_log_variance() -> None:
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task", ["heatmap2d", "regression3d"])
 def test_auxiliary_loss_decreases_on_a_fixed_batch(task: str) -> None:
     """A few Adam steps lower the NLL at least to that of the best single log-variance for the whole batch."""

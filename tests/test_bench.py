@@ -77,6 +77,7 @@ def report():
     return run_bench(tiny_settings(samplers=(RandomSampler, Broken, PerImageGradients), slow_pool=3))
 
 
+@pytest.mark.slow
 def test_every_section_gives_finite_positive_figures(report):
     assert list(report.sections) == list(SECTIONS)
     tr = report.sections["training"]
@@ -217,6 +218,7 @@ def invoke(*args: str):
     return CliRunner().invoke(cli, ["bench", *args], obj={})
 
 
+@pytest.mark.slow
 def test_cli_writes_json_that_parses(tmp_path):
     out = tmp_path / "bench.json"
     result = invoke("--only", "peaks,coreset", "--peak-maps", "1", "--coreset-pool", "200", "--coreset-labelled",

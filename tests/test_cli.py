@@ -150,6 +150,7 @@ def _cycles(db) -> int:
         return 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
 def test_a_killed_run_resumes_to_the_rows_of_an_uninterrupted_one(tmp_path, sig):
     exe = [sys.executable, "-m", "alpose_bench.cli"]

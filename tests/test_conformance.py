@@ -342,6 +342,7 @@ def test_check_all_reports_each_registered_sampler(monkeypatch: pytest.MonkeyPat
     assert results["broken"] == "failed to import: ImportError: no module x"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", __import__("alpose_bench.registry").registry.working_samplers())
 def test_every_registered_sampler_passes_the_conformance_kit(name: str) -> None:
     """A new built-in (or installed plugin) is checked the moment its entry point registers."""

@@ -165,6 +165,7 @@ def test_the_lspet_test_split_is_fixed_and_has_measured_torsos() -> None:
     assert np.array_equal(np.sort(np.random.default_rng(2011).choice(ok, size=1000, replace=False)), index)
 
 
+@pytest.mark.slow
 def test_lspet_is_found_beside_the_checkout_and_trains_and_selects_on_real_photographs(
     tmp_path: Path,
 ) -> None:

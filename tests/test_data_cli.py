@@ -103,6 +103,8 @@ def test_prepare_builds_then_reuses_the_cache(tmp_path: Path, shared_data: Path)
     result = run(*args)
     assert result.exit_code == 0, result.output
     assert "pool" in result.output and "16 x 16 x 3 uint8" in result.output
+    # not a terminal: progress as timestamped lines a log keeps (the last one at the end), not a bar
+    assert "preparing lsp-rendered: 20/20 images" in result.output
     files = list((tmp_path / "c" / "lsp-rendered").glob("*.npz"))
     assert len(files) == 1 and str(files[0]) in result.output.replace("\n", "")
     mtime = files[0].stat().st_mtime_ns

@@ -246,6 +246,7 @@ def test_cli_bad_fraction_is_a_one_line_error(tiny):
     assert result.output.strip().splitlines() == ["Error: --top-k-fraction must be in (0, 1], got 1.5"]
 
 
+@pytest.mark.slow
 def test_cli_all_samplers_on_a_smoke_sized_synth_human(tmp_path):
     from alpose_bench.registry import working_samplers
 

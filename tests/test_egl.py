@@ -240,5 +240,6 @@ def test_needs_labelled_images() -> None:
         EGLPP(candidates=0)
 
 
+@pytest.mark.slow
 def test_conformance() -> None:
     check_sampler(EGLPP, k=4)

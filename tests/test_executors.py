@@ -33,6 +33,7 @@ def sequential(tmp_path_factory):
     return run(tmp_path_factory.mktemp("sequential"))
 
 
+@pytest.mark.slow
 def test_joblib_workers_give_the_sequential_rows(tmp_path, sequential):
     rows, picks = run(tmp_path, jobs=2)
     pd.testing.assert_frame_equal(rows, sequential[0])
@@ -65,6 +66,7 @@ class CycleCounter:
         pass
 
 
+@pytest.mark.slow
 def test_a_dask_local_cluster_gives_the_sequential_rows(tmp_path, sequential):
     pytest.importorskip("distributed")
     progress = CycleCounter()

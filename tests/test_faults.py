@@ -219,6 +219,7 @@ def atomic_start(pid: int) -> str | None:
     return process_start(pid)
 
 
+@pytest.mark.slow
 def test_a_new_run_waits_until_the_workers_of_the_last_one_are_gone(tmp_path: Path) -> None:
     holder = subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(f"""

@@ -150,6 +150,7 @@ def test_typiclust_takes_the_dense_centre_of_the_uncovered_clusters() -> None:
     assert 0 not in picked
 
 
+@pytest.mark.slow
 def test_diversity_selectors_are_samplers_built_by_name() -> None:
     for name in ("mpe+kmeans", "vl4pose+coreset", "least-confidence+kmeans"):
         cls = get_sampler(name)

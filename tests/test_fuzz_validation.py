@@ -173,6 +173,7 @@ def run_arguments(draw: st.DrawFn) -> list[str]:
     return args
 
 
+@pytest.mark.slow
 @FUZZ
 @given(args=run_arguments())
 def test_any_command_line_runs_or_is_a_one_line_error(validation_only, args):
@@ -293,6 +294,7 @@ def config_files(draw: st.DrawFn) -> bytes:
     return "\n".join(lines).encode()
 
 
+@pytest.mark.slow
 @FUZZ
 @given(text=config_files(), preset=st.sampled_from([[], ["--preset", "smoke"]]))
 def test_any_config_file_runs_or_is_a_one_line_error(validation_only, text, preset):
@@ -302,6 +304,7 @@ def test_any_config_file_runs_or_is_a_one_line_error(validation_only, text, pres
         assert_runs_or_one_line_error(run_cli([*preset, "--config", str(path)]))
 
 
+@pytest.mark.slow
 @FUZZ
 @given(overrides=config_dicts())
 def test_any_config_dict_builds_a_spec_or_is_a_one_line_config_error(overrides):

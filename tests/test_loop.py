@@ -89,6 +89,7 @@ def test_from_scratch_trains_a_fresh_model_each_cycle(tmp_path):
     assert not np.allclose(warm["value"].iloc[1:], scratch["value"].iloc[1:])
 
 
+@pytest.mark.slow
 def test_a_completed_run_leaves_no_checkpoint_behind(tmp_path):
     """Task checkpoints go when their task completes, the shared cycle-0 checkpoint once every task of its
     (dataset, seed) has committed cycle 0, and the folders with them."""
@@ -99,6 +100,7 @@ def test_a_completed_run_leaves_no_checkpoint_behind(tmp_path):
     assert sorted(p.name for p in the_plan.out_dir.iterdir()) == ["results.sqlite"]  # no -wal or -shm left
 
 
+@pytest.mark.slow
 def test_every_scoring_sampler_records_the_scores_of_its_picks(tmp_path):
     """EGL++ selects by itself (a seeded candidate subset): its picks' scores are stored like any scorer's."""
     df = run(tmp_path, samplers="egl,mpe,random")

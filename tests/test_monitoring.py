@@ -96,6 +96,7 @@ def test_quiet_prints_no_progress_only_the_summary(tmp_path: Path) -> None:
     assert "Results:" in result.output
 
 
+@pytest.mark.slow
 def test_a_heartbeat_says_what_a_silent_phase_is_doing() -> None:
     """No event for longer than the heartbeat: a line names the phase and how far it is, so silence is a hang."""
     out = io.StringIO()

@@ -229,6 +229,7 @@ def test_plot_selection_draws_each_predicted_and_refined_skeleton():
         plot_selection(images[:0], kp[:0], MPII.links)
 
 
+@pytest.mark.slow
 def test_plot_results_writes_every_figure(rs, tmp_path):
     out = plot_results(rs, tmp_path, "png")
     names = sorted(p.name for p in out.written)
@@ -253,6 +254,7 @@ def test_svg_and_pdf_are_reproducible(rs, tmp_path):
         assert a.read_bytes() == b.read_bytes()
 
 
+@pytest.mark.slow
 def test_figures_that_cannot_be_drawn_are_skipped_with_the_reason(rs, tmp_path):
     no_random = replace(
         rs, cycles=rs.cycles[rs.cycles["sampler"] != "random"], evals=rs.evals[rs.evals["sampler"] != "random"],
@@ -293,6 +295,7 @@ def test_style_is_stable():
     ]
 
 
+@pytest.mark.slow
 def test_cli_plot(store, tmp_path):
     runner = CliRunner()
     args = ["plot", str(store), "--out", str(tmp_path), "--metric", "mpjpe", "--samplers", "random,vl4pose"]
@@ -364,6 +367,7 @@ def test_selection_figures_draw_the_stored_predictions_on_the_dataset_images(sma
     )  # 4 images, each with its refined pose
 
 
+@pytest.mark.slow
 def test_cli_show_selection_writes_a_grid_per_sampler(small_store, tmp_path):
     args = ["plot", str(small_store), "--out", str(tmp_path), "--metric", "mpjpe", "--show-selection"]
     result = CliRunner().invoke(cli, [*args, "--max-images", "6"])

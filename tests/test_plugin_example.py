@@ -45,6 +45,7 @@ def _run(site: Path, code: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_registry_finds_the_installed_plugin_and_it_passes_check_sampler(installed: Path) -> None:
     proc = _run(
         installed,
@@ -65,6 +66,7 @@ def test_registry_finds_the_installed_plugin_and_it_passes_check_sampler(install
     assert proc.stdout.startswith("OK sampler 'flip-consistency' needs a heatmap (2D) model")
 
 
+@pytest.mark.slow
 def test_flip_consistency_scores_a_mirror_consistent_model_zero_and_an_inconsistent_one_above(
     installed: Path,
 ) -> None:

@@ -454,6 +454,7 @@ def committed_cycles(db: Path) -> list[int]:
         return [c for (c,) in conn.execute("SELECT cycle FROM cycles ORDER BY cycle")]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("phase", ["select", "train"])
 def test_sigkill_in_mid_cycle_then_rerun_gives_the_uninterrupted_rows(
     tmp_path: Path, stalling_plugin: Path, stalling_reference, phase: str

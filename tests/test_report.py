@@ -175,6 +175,7 @@ def store(tmp_path_factory) -> Path:
     )
 
 
+@pytest.mark.slow
 def test_every_format_is_written(store, tmp_path):
     rs = load_result_set(store)
     (md,) = write_report(rs, "md", tmp_path)

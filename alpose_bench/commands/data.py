@@ -89,20 +89,6 @@ def check(name: str, data_root: Path | None, options: tuple[str, ...]) -> None:
     console.print(f"[green]{name} is usable[/green] (checked in {time.perf_counter() - started:.1f} s)")
 
 
-@data.command("prepare")
-@click.argument("name")
-@_root_option
-@_option_option
-@click.option(
-    "--resolution", type=click.IntRange(min=8), default=64, show_default=True, help="Crop size in px."
-)
-@click.option(
-    "--cache-dir",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=None,
-    help="Cache folder (default: $ALPOSE_CACHE or ~/.cache/alpose-bench).",
-)
-@click.option("--force", is_flag=True, help="Rebuild the cache even if it exists.")
 class LogLines:
     """`progress(done, total)` for a log file: a timestamped line at most every `LOG_SECONDS`, and at the end."""
 
@@ -121,6 +107,20 @@ class LogLines:
         click.echo(f"{time.strftime('%Y-%m-%d %H:%M:%S')}  {self.what}: {done:,}/{total:,} images{left}")
 
 
+@data.command("prepare")
+@click.argument("name")
+@_root_option
+@_option_option
+@click.option(
+    "--resolution", type=click.IntRange(min=8), default=64, show_default=True, help="Crop size in px."
+)
+@click.option(
+    "--cache-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Cache folder (default: $ALPOSE_CACHE or ~/.cache/alpose-bench).",
+)
+@click.option("--force", is_flag=True, help="Rebuild the cache even if it exists.")
 def prepare(
     name: str,
     data_root: Path | None,

@@ -122,7 +122,7 @@ def summary_table(out_dir: Path) -> Table:
     for r in summary_rows(out_dir):
         table.add_row(
             r["dataset"], r["sampler"], str(r["seeds"]), str(r["labelled"]),
-            f"{r['metric']} {r['mean']:.2f} ± {r['std']:.2f} {r['unit']}",
+            f"{metric_info(r['metric']).label} {r['mean']:.2f} ± {r['std']:.2f} {r['unit']}",
             f"{r['train_s_per_cycle']:.1f}", f"{r['select_ms_per_image']:.2f}",
         )  # fmt: skip
     return table

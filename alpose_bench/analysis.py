@@ -45,7 +45,6 @@ KEYS = ["dataset", "metric", "sampler", "n_labelled"]
 TEST_NAME = (
     "paired t-test on per-seed AUBC against random (two-sided), Holm-corrected over the samplers of a dataset"
 )
-HARD, EASY = "oracle-hard", "oracle-easy"  # the references `regime` reads
 
 
 class ResultsError(ValueError):
@@ -203,13 +202,14 @@ def curve_data(df: pd.DataFrame) -> pd.DataFrame:
     return _summarise(df, KEYS)
 
 
-def gain_data(df: pd.DataFrame, baseline: str = style.BASELINE) -> pd.DataFrame:
+def gain_data(df: pd.DataFrame, baseline: str | None = None) -> pd.DataFrame:
     """Metric minus the baseline's at the same budget, paired by seed (same seed = same initial labelled set).
 
     Same columns as `curve_data` plus `p_value` (paired t-test of a zero gain, uncorrected); the t-interval is over the
     per-seed differences, so it is the interval of the paired gain, narrower than comparing two unpaired bands.
     Datasets without baseline runs have no rows.
     """
+    baseline = baseline or style.baseline_name()
     _require(df, ["dataset", "metric", "sampler", "seed", "n_labelled", "value"], "gain_data")
     base = df.loc[df["sampler"] == baseline, ["dataset", "seed", "n_labelled", "value"]]
     merged = df.merge(base, on=["dataset", "seed", "n_labelled"], suffixes=("", "_base"), how="inner")
@@ -368,7 +368,7 @@ def _paired_aubc(per_seed: pd.DataFrame, dataset: str, sampler: str, baseline: s
     return (paired["aubc"] - paired["aubc_base"]).to_numpy()
 
 
-def sampler_summary(df: pd.DataFrame, baseline: str = style.BASELINE) -> pd.DataFrame:
+def sampler_summary(df: pd.DataFrame, baseline: str | None = None) -> pd.DataFrame:
     """One row per (dataset, sampler): AUBC over seeds, its rank and its paired comparison with `baseline`.
 
     Columns: dataset, metric, sampler, reference, n_seeds, aubc_mean, aubc_std; rank (1 = best AUBC among the
@@ -377,6 +377,7 @@ def sampler_summary(df: pd.DataFrame, baseline: str = style.BASELINE) -> pd.Data
     p_holm (Holm over the non-reference samplers of the dataset), p_wilcoxon (from 6 seeds, else NaN),
     significant (p_holm < 0.05; references: p_t < 0.05), seeds_needed and seeds_power (`stats.seeds_needed`, where
     not significant) and test (the text a table prints)."""
+    baseline = baseline or style.baseline_name()
     per_seed = aubc_per_seed(df)
     out = (
         per_seed.groupby(["dataset", "metric", "sampler"])["aubc"]
@@ -517,27 +518,32 @@ def _budget_comparison(
     ]
 
 
-def regime(df: pd.DataFrame, split: str = "test", baseline: str = style.BASELINE) -> list[Regime]:
+def regime(df: pd.DataFrame, split: str = "test", baseline: str | None = None) -> list[Regime]:
     """The regime of every dataset of `df` with oracle-hard and random runs (oracle-easy optional).
 
     error-seeking pays: oracle-hard's AUBC significantly above random's (paired t, 95 %); easy and typical pays:
     oracle-hard significantly below random, or oracle-easy significantly above; no headroom: neither; undetermined
     with one seed."""
+    baseline = baseline or style.baseline_name()
+    hard_ref, easy_ref = (
+        style.reference_name("hard") or "oracle-hard",
+        style.reference_name("easy") or "oracle-easy",
+    )
     out = []
     per_seed = aubc_per_seed(df)
     for dataset in pd.unique(df["dataset"]):
         here = set(df.loc[df["dataset"] == dataset, "sampler"])
-        if not {HARD, baseline} <= here:
+        if not {hard_ref, baseline} <= here:
             continue
         metric = str(df.loc[df["dataset"] == dataset, "metric"].iloc[0])
         sign = _better_sign(metric)
-        hard_diff = _paired_aubc(per_seed, dataset, HARD, baseline)
-        easy_diff = _paired_aubc(per_seed, dataset, EASY, baseline) if EASY in here else None
+        hard_diff = _paired_aubc(per_seed, dataset, hard_ref, baseline)
+        easy_diff = _paired_aubc(per_seed, dataset, easy_ref, baseline) if easy_ref in here else None
         assert hard_diff is not None
         hard = st.paired_difference(sign * hard_diff)
         easy = None if easy_diff is None else st.paired_difference(sign * easy_diff)
-        per_budget = _budget_comparison(df, dataset, HARD, baseline)
-        easy_budget = _budget_comparison(df, dataset, EASY, baseline) if easy is not None else []
+        per_budget = _budget_comparison(df, dataset, hard_ref, baseline)
+        easy_budget = _budget_comparison(df, dataset, easy_ref, baseline) if easy is not None else []
         if hard.n < 2:
             verdict = UNDETERMINED
         elif hard.direction > 0:
@@ -587,10 +593,11 @@ def friedman_data(df: pd.DataFrame) -> st.FriedmanResult | None:
 # -- per pose mode -----------------------------------------------------------------------------------------------
 
 
-def mode_accuracy_data(evals: pd.DataFrame, baseline: str = style.BASELINE) -> pd.DataFrame:
+def mode_accuracy_data(evals: pd.DataFrame, baseline: str | None = None) -> pd.DataFrame:
     """The metric per pose mode (and of the whole split, group "all") at each dataset's final budget, per split:
     dataset, metric, split, group, sampler, n_labelled, n_images, mean (over seeds), gain over `baseline` paired by
     seed (gain, gain_ci_low, gain_ci_high, p_value). Groups keep the order of the database (all first)."""
+    baseline = baseline or style.baseline_name()
     _require(
         evals, ["dataset", "sampler", "seed", "n_labelled", "split", "group", "value"], "mode_accuracy_data"
     )

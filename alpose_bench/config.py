@@ -34,11 +34,6 @@ class ConfigError(ValueError):
 MAX_SEEDS = 1000  # a guard against a mistyped --seeds (each seed is a full run of every sampler)
 DEFAULT_EVAL_BATCH_SIZE = 64
 
-
-#: what `run` compares when --samplers is not given: the published winners (VL4Pose, Multi-Peak Entropy), the
-#: low-budget winner (TypiClust), the random baseline and the two references that say which regime the experiment is
-#: in; small enough for the quick preset to finish in about 10 minutes on 2 CPU cores. `all`: every installed sampler.
-DEFAULT_SAMPLERS: tuple[str, ...] = ("random", "vl4pose", "mpe", "typiclust", "oracle-hard", "oracle-easy")
 #: names that stand for a group of samplers in `samplers`; those a dataset's task or model cannot run are left out
 SAMPLER_GROUPS = ("default", "all")
 
@@ -54,7 +49,7 @@ class ExperimentSpec:
     name: str = ""
     preset: str = "quick"
     datasets: tuple[str, ...] = ("synth-human",)
-    samplers: tuple[str, ...] = ("default",)  # "default": DEFAULT_SAMPLERS; "all": every installed sampler
+    samplers: tuple[str, ...] = ("default",)  # a group (`registry.group_members`) or a list of names
     seeds: int = param(3, low=0, low_open=True)
     # data
     resolution: int = param(64, low=0, low_open=True)

@@ -184,8 +184,7 @@ def resolve_samplers(
     """Sampler instances to diagnose (names built with the spec's parameters), and those a group ("default",
     "all") left out."""
     from alpose_bench.config import SAMPLER_GROUPS
-    from alpose_bench.registry import get_sampler
-    from alpose_bench.runner import group_members
+    from alpose_bench.registry import get_sampler, group_members
 
     wanted = spec.samplers if samplers is None else samplers
     if isinstance(wanted, str):

@@ -179,8 +179,8 @@ def plot_gain(rs: ResultSet) -> Figure:
     fig, axes = _grid(len(panels), 2, (5.4, 3.8))
     for ax, (dataset, split, d) in zip(axes, panels):
         metric = _metric_of(d, dataset)
-        others = [s for s in rs.samplers if s != style.BASELINE]
-        ax.axhline(0.0, **{**style.sampler_style(style.BASELINE), "marker": None}, zorder=1)
+        others = [s for s in rs.samplers if s != style.baseline_name()]
+        ax.axhline(0.0, **{**style.sampler_style(style.baseline_name()), "marker": None}, zorder=1)
         _draw_lines(ax, d, others)
         info = metric_info(metric)
         better = "above" if info.higher_is_better else "below"
@@ -190,7 +190,9 @@ def plot_gain(rs: ResultSet) -> Figure:
     fig.suptitle(
         f"{rs.name}: difference to random (sampler − random), paired by seed\n{_band_note(pd.concat([p[2] for p in panels]))}"
     )
-    _sampler_legend(fig, rs.samplers if style.BASELINE in rs.samplers else [style.BASELINE, *rs.samplers])
+    _sampler_legend(
+        fig, rs.samplers if style.baseline_name() in rs.samplers else [style.baseline_name(), *rs.samplers]
+    )
     return fig
 
 
@@ -237,9 +239,9 @@ def plot_mode_accuracy(rs: ResultSet) -> Figure:
     import seaborn as sns
 
     data = mode_accuracy_data(rs.evals)
-    if style.BASELINE not in set(data["sampler"]):
+    if style.baseline_name() not in set(data["sampler"]):
         data = data.iloc[:0]
-    data = data[data["sampler"].isin(rs.samplers) & (data["sampler"] != style.BASELINE)]
+    data = data[data["sampler"].isin(rs.samplers) & (data["sampler"] != style.baseline_name())]
     panels = [
         (dataset, split, g) for (dataset, split), g in data.groupby(["dataset", "split"], sort=False)
         if g["group"].nunique() > 1

@@ -148,6 +148,17 @@ def get_dataset(name: str) -> type[DatasetPlugin]:
     return _get(DATASET_GROUP, "dataset", name)  # type: ignore[return-value]
 
 
+def group_members(group: str) -> list[str]:
+    """The installed samplers of a group, in reading order (`Sampler.order`): "all" holds every one; another
+    group the samplers that name it in `Sampler.groups` ("default": the baseline, VL4Pose, MPE, TypiClust — the
+    low-budget reference — and the two references that tell the regime)."""
+    members = [
+        (getattr(p.obj, "order", 1000), n) for n, p in samplers().items()
+        if p.obj is not None and (group == "all" or group in getattr(p.obj, "groups", ()))
+    ]  # fmt: skip
+    return [n for _, n in sorted(members)]
+
+
 def working_samplers() -> list[str]:
     """Names of the samplers that import cleanly, sorted."""
     return sorted(n for n, p in samplers().items() if p.obj is not None)

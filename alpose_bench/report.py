@@ -92,7 +92,7 @@ def dataset_table(rs: ResultSet, dataset: str, split: str = "test") -> pd.DataFr
         gain = st.PairedDifference(s["gain"], np.nan, int(s["n_seeds"]), s["gain_ci_low"], s["gain_ci_high"],
                                    s["p_t"]) if s is not None else None  # fmt: skip
         row["AUBC − random [95 % CI]"] = (
-            "—" if gain is None or sampler == style.BASELINE else gain.interval_text()
+            "—" if gain is None or sampler == style.baseline_name() else gain.interval_text()
         )
         row["Rank"] = "—" if s is None or pd.isna(s["rank"]) else str(int(s["rank"]))
         row["vs random"] = "—" if s is None else s["test"]
@@ -111,7 +111,7 @@ def gain_table(rs: ResultSet, dataset: str, split: str = "test") -> pd.DataFrame
     rows = []
     for sampler in rs.samplers:
         g = gains[gains["sampler"] == sampler].set_index("n_labelled")
-        if sampler == style.BASELINE or g.empty:
+        if sampler == style.baseline_name() or g.empty:
             continue
         row = {"Sampler": _sampler_cell(sampler)}
         for n in budgets:
@@ -183,7 +183,7 @@ def mode_table(rs: ResultSet, dataset: str, split: str) -> pd.DataFrame | None:
             value, gain = d.at[g, "mean"], d.at[g, "gain"]
             star = " *" if np.isfinite(d.at[g, "p_value"]) and d.at[g, "p_value"] < st.ALPHA else ""
             row[g] = f"{value:.1f}" + (
-                "" if sampler == style.BASELINE or not np.isfinite(gain) else f" ({gain:+.1f}{star})"
+                "" if sampler == style.baseline_name() or not np.isfinite(gain) else f" ({gain:+.1f}{star})"
             )
         rows.append(row)
     table = pd.DataFrame(rows)

@@ -28,7 +28,6 @@ from alpose_bench import build, checkpoints
 from alpose_bench.build import Task, check_fits, compute_of, dataset_of, make_sampler, resolve_device
 from alpose_bench.compute import Compute, cpu_name, native_bf16, resolve_precision
 from alpose_bench.config import (
-    DEFAULT_SAMPLERS,
     GROWS,
     LEGACY,
     SAMPLER_GROUPS,
@@ -38,7 +37,7 @@ from alpose_bench.config import (
 )  # fmt: skip
 from alpose_bench.ownership import wait_for_workers
 from alpose_bench.progress import Progress
-from alpose_bench.registry import get_dataset, get_sampler, sampler_key, working_samplers
+from alpose_bench.registry import get_dataset, get_sampler, group_members, sampler_key
 from alpose_bench.store import Store, StoreError
 
 
@@ -57,12 +56,6 @@ class Plan:
     @property
     def pending(self) -> list[Task]:
         return [t for t in self.tasks if len(self.done.get(t, {})) < self.spec.cycles + 1]
-
-
-def group_members(group: str) -> list[str]:
-    """The installed samplers of a group: "all" every one, "default" those of `DEFAULT_SAMPLERS`, in its order."""
-    installed = working_samplers()
-    return installed if group == "all" else [s for s in DEFAULT_SAMPLERS if s in installed]
 
 
 def resolve_samplers(spec: ExperimentSpec) -> list[str]:

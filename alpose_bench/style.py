@@ -3,10 +3,11 @@
 A sampler keeps the same colour, marker and name in every figure the benchmark draws, so a reader who learned that
 VL4Pose is vermilion in the curves finds it vermilion in the timing chart too. Random, the baseline, is always grey
 and dashed; reference samplers that read the pool's labels (oracles) are dash-dotted with hollow markers, so they are
-never mistaken for samplers. Built-in samplers get fixed Okabe-Ito colours (distinguishable with the common colour-vision
-deficiencies); a third-party sampler gets a colour chosen by a stable hash of its name, so it too never changes
-between figures or runs. Display names come from the samplers themselves (`Sampler.label`), metric labels from
-`alpose_bench.metrics.METRICS`.
+never mistaken for samplers. Colours, markers, reading order and roles (the baseline, the references and what they
+seek) are declared by each sampler class (`Sampler.colour`, `marker`, `order`, `baseline`, `seeks`): the built-ins
+use Okabe-Ito and Tol colours (distinguishable with the common colour-vision deficiencies); a sampler that declares
+none gets a colour chosen by a stable hash of its name, so it too never changes between figures or runs. Display
+names come from the samplers themselves (`Sampler.label`), metric labels from `alpose_bench.metrics.METRICS`.
 """
 
 from __future__ import annotations
@@ -17,34 +18,8 @@ from functools import cache
 
 from alpose_bench.metrics import metric_info
 
-BASELINE = "random"
 RANDOM_GREY = "#6f6f6f"
 
-# Okabe-Ito palette; order follows the papers' tables (baseline, prior work, then the VL4Pose family).
-_BUILTIN: dict[str, tuple[str, str]] = {  # name -> (colour, marker)
-    "random": (RANDOM_GREY, "o"),
-    "coreset": ("#E69F00", "s"),
-    "learning_loss": ("#56B4E9", "^"),
-    "egl": ("#009E73", "D"),
-    "aleatoric": ("#CC79A7", "v"),
-    "mpe": ("#0072B2", "P"),
-    "vl4pose": ("#D55E00", "*"),
-    "learning_loss_pp": ("#000000", "<"),
-    # the field's other samplers: Paul Tol's muted palette, then a few distinct extras
-    "least-confidence": ("#332288", "X"),
-    "peak-margin": ("#44AA99", "h"),
-    "heatmap-entropy": ("#999933", "p"),
-    "pose-pca": ("#AA4499", ">"),
-    "mc-dropout": ("#88CCEE", "d"),
-    "mcd-cke": ("#DDCC77", "8"),
-    "coreset-pose": ("#8C564B", "H"),
-    "coregcn": ("#1F3A93", "1"),
-    "uncertaingcn": ("#17BECF", "2"),
-    "typiclust": ("#BCBD22", "*"),
-    # references (oracles): Tol's wine and green, outside the samplers' palette
-    "oracle-hard": ("#882255", "^"),
-    "oracle-easy": ("#117733", "v"),
-}
 # Colours for samplers the benchmark does not ship (plugins, SCORER+SELECTOR composites); none of them is grey or a
 # built-in colour.
 _EXTRA_COLOURS = ("#7B1E3C", "#2CA02C", "#9467BD", "#FF7F0E", "#393B79", "#8C6D31", "#E7969C", "#637939")
@@ -62,22 +37,37 @@ def _extra_slot(name: str) -> int:
 
 
 def sampler_color(name: str) -> str:
-    """The sampler's colour, identical in every figure (random: grey)."""
-    if name in _BUILTIN:
-        return _BUILTIN[name][0]
-    return _EXTRA_COLOURS[_extra_slot(name)]
+    """The sampler's colour (`Sampler.colour`), identical in every figure; a stable pick from its name for one
+    that declares none or is not installed here."""
+    return getattr(_sampler_class(name), "colour", None) or _EXTRA_COLOURS[_extra_slot(name)]
 
 
 def sampler_marker(name: str) -> str:
-    """The sampler's marker, so lines stay distinguishable in greyscale print."""
-    if name in _BUILTIN:
-        return _BUILTIN[name][1]
-    return _EXTRA_MARKERS[_extra_slot(name)]
+    """The sampler's marker (`Sampler.marker`), so lines stay distinguishable in greyscale print."""
+    return getattr(_sampler_class(name), "marker", None) or _EXTRA_MARKERS[_extra_slot(name)]
 
 
 def sampler_linestyle(name: str) -> str:
-    """Dashed for the random baseline, dash-dotted for references, solid for samplers."""
-    return "--" if name == BASELINE else "-." if is_reference(name) else "-"
+    """Dashed for the baseline, dash-dotted for references, solid for samplers."""
+    return "--" if name == baseline_name() else "-." if is_reference(name) else "-"
+
+
+@cache
+def baseline_name() -> str:
+    """The sampler every other is compared with: the installed one that says `baseline = True` (random)."""
+    from alpose_bench.registry import samplers
+
+    marked = [n for n, p in samplers().items() if getattr(p.obj, "baseline", False)]
+    return marked[0] if len(marked) == 1 else "random"
+
+
+@cache
+def reference_name(seeks: str) -> str | None:
+    """The installed reference that seeks "hard" (the images the model gets most wrong) or "easy" ones."""
+    from alpose_bench.registry import samplers
+
+    found = [n for n, p in samplers().items() if getattr(p.obj, "reference", False) and p.obj.seeks == seeks]
+    return found[0] if len(found) == 1 else None
 
 
 def is_reference(name: str) -> bool:
@@ -119,11 +109,9 @@ def sampler_style(name: str) -> dict[str, object]:
 
 
 def sampler_order(names: Iterable[str]) -> list[str]:
-    """Samplers in a fixed reading order: random first, then the built-ins in paper order, then plugins A-Z, and the
-    references last."""
-    unique = set(names)
-    builtin = [n for n in _BUILTIN if n in unique]
-    ordered = builtin + sorted(unique - set(builtin))
+    """Samplers in a fixed reading order (`Sampler.order`: the baseline first, the built-ins in the papers' order,
+    then plugins and composites A-Z), the references last."""
+    ordered = sorted(set(names), key=lambda n: (getattr(_sampler_class(n), "order", 1000), n))
     return [n for n in ordered if not is_reference(n)] + [n for n in ordered if is_reference(n)]
 
 

@@ -58,6 +58,9 @@ class Aleatoric(ScoringSampler):
     """Annotate the images whose joints the auxiliary head expects to be localised least reliably."""
 
     name = "aleatoric"
+    colour = "#CC79A7"
+    marker = "v"
+    order = 4
     label = "Aleatoric"
     description = "Aleatoric uncertainty: highest mean per-joint log-variance predicted by an auxiliary head."
     needs = frozenset({"aux"})

@@ -22,7 +22,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 from torch import Tensor, nn
@@ -105,6 +105,18 @@ class Sampler(ABC):
     preset_params: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
     #: True for reference samplers that read the pool's labels (oracles): shown apart, never ranked
     reference: ClassVar[bool] = False
+    #: what a reference seeks ("hard": the images the model gets most wrong; "easy": most right); the pair tells
+    #: which regime an experiment is in (`analysis.regime`)
+    seeks: ClassVar[Literal["hard", "easy"] | None] = None
+    #: True for the baseline every other sampler is compared with (random)
+    baseline: ClassVar[bool] = False
+    #: the sampler's colour and marker in every figure (None: a stable pick from its name, never a built-in's)
+    colour: ClassVar[str | None] = None
+    marker: ClassVar[str | None] = None
+    #: reading order in tables, legends and groups (the papers' order for built-ins; plugins after them, A-Z)
+    order: ClassVar[int] = 1000
+    #: the named sampler groups it belongs to (`--samplers default`; "all" holds every sampler)
+    groups: ClassVar[frozenset[str]] = frozenset()
 
     def __post_init__(self) -> None:
         """Check every hyper-parameter against its annotation and range (also on direct construction)."""

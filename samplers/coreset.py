@@ -94,6 +94,9 @@ class CoreSet(Sampler):
     """k-center greedy on the pooled embedding; without labelled images the first centre is drawn (seeded)."""
 
     name = "coreset"
+    colour = "#E69F00"
+    marker = "s"
+    order = 1
     label = "Core-Set"
     description = "Core-Set: k-center greedy on the pose model's pooled embedding (Sener & Savarese 2018)."
     needs = frozenset({"embedding"})

@@ -320,6 +320,9 @@ class EGLPP(Sampler):
     """EGL++: expected gradient length over candidate labels borrowed from t-SNE neighbours in the labelled set."""
 
     name = "egl"
+    colour = "#009E73"
+    marker = "D"
+    order = 3
     label = "EGL++"
     description = "EGL++: expected gradient length with labels of t-SNE neighbours (Shukla, WACV 2022)."
     needs = frozenset({"embedding", "heatmaps", "keypoints", "model"})

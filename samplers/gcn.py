@@ -137,6 +137,9 @@ class UncertainGCN(_SequentialGCN):
     """Annotate the candidates whose GCN labelled-vs-unlabelled score is closest to the margin."""
 
     name = "uncertaingcn"
+    colour = "#17BECF"
+    marker = "2"
+    order = 16
     label = "UncertainGCN"
     description = "UncertainGCN: GCN labelled-vs-unlabelled score closest to the margin 0.1 (Caramalau 2021)."
 
@@ -155,6 +158,9 @@ class CoreGCN(_SequentialGCN):
     """k-center greedy from the labelled images on the GCN node embeddings of the candidates."""
 
     name = "coregcn"
+    colour = "#1F3A93"
+    marker = "1"
+    order = 15
     label = "CoreGCN"
     description = "CoreGCN: k-center greedy on GCN node embeddings of labelled + unlabelled (Caramalau 2021)."
 

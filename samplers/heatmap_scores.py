@@ -59,6 +59,9 @@ class LeastConfidence(ScoringSampler):
     """Annotate the images whose joint heatmaps peak lowest (least confident keypoints)."""
 
     name = "least-confidence"
+    colour = "#332288"
+    marker = "X"
+    order = 8
     label = "Least confidence"
     description = "Least confidence: 1 - mean joint heatmap maximum (Settles 2009, on heatmaps)."
     needs = frozenset({"heatmaps"})
@@ -78,6 +81,9 @@ class PeakMargin(ScoringSampler):
     """Annotate the images whose joints have the smallest margin between their two highest heatmap peaks."""
 
     name = "peak-margin"
+    colour = "#44AA99"
+    marker = "h"
+    order = 9
     label = "Peak margin"
     description = (
         "Margin: smallest gap between each joint's two highest heatmap peaks (Settles 2009, on heatmaps)."
@@ -100,6 +106,9 @@ class HeatmapEntropy(ScoringSampler):
     """Annotate the images whose joint heatmaps are most spread out (highest entropy)."""
 
     name = "heatmap-entropy"
+    colour = "#999933"
+    marker = "p"
+    order = 10
     label = "Heatmap entropy"
     description = (
         "Entropy of each joint's normalised heatmap, averaged over joints (Settles 2009, on heatmaps)."

@@ -68,6 +68,9 @@ class LearningLoss(ScoringSampler):
     """Annotate the images whose loss the auxiliary loss-prediction head expects to be highest."""
 
     name = "learning_loss"
+    colour = "#56B4E9"
+    marker = "^"
+    order = 2
     label = "Learning Loss"
     description = "Learning Loss (Yoo & Kweon): highest loss predicted by a margin-ranking head."
     needs = frozenset({"aux"})
@@ -96,6 +99,9 @@ class LearningLossPP(LearningLoss):
     """LearningLoss++: the loss-prediction head trained with the KL pair objective."""
 
     name = "learning_loss_pp"
+    colour = "#000000"
+    marker = "<"
+    order = 7
     label = "LearningLoss++"
     description = "LearningLoss++: highest loss predicted by a head trained with the KL pair objective."
 

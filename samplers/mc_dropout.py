@@ -57,6 +57,9 @@ class MCDropout(NeedsDropout, Sampler):
     """Annotate the images whose predicted keypoints vary most across MC dropout passes."""
 
     name = "mc-dropout"
+    colour = "#88CCEE"
+    marker = "d"
+    order = 12
     label = "MC dropout"
     description = "MC dropout: summed std of the keypoints over T stochastic passes (Gal & Ghahramani 2016)."
     needs = frozenset({"mc_dropout"})

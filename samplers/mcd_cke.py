@@ -53,6 +53,9 @@ class CoreSetPose(Sampler):
     """k-center greedy on the predicted pose vectors (Core-Set in pose space)."""
 
     name = "coreset-pose"
+    colour = "#8C564B"
+    marker = "H"
+    order = 14
     label = "Core-Set (poses)"
     description = (
         "Core-Set on predicted poses: k-center greedy on the pose vectors (the MCD-CKE paper's KCG)."
@@ -77,6 +80,9 @@ class MCDCKE(NeedsDropout, Sampler):
     """k-center greedy on MC-dropout mean poses shrunk toward the centre by their epistemic spread."""
 
     name = "mcd-cke"
+    colour = "#DDCC77"
+    marker = "8"
+    order = 13
     label = "MCD-CKE"
     description = (
         "MCD-CKE: k-center greedy on MC-dropout poses shifted by alpha x epistemic std (Caramalau 2021)."

@@ -43,6 +43,10 @@ class MultiPeakEntropy(ScoringSampler):
     """Annotate the images whose joint heatmaps have the most evenly matched peaks (highest entropy)."""
 
     name = "mpe"
+    colour = "#0072B2"
+    marker = "P"
+    order = 5
+    groups = frozenset({"default"})
     label = "Multi-Peak Entropy"
     description = "Multi-Peak Entropy: entropy of the softmax over each joint's heatmap peaks, summed."
     needs = frozenset({"heatmaps"})

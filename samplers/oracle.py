@@ -48,6 +48,11 @@ class OracleHard(_TrueErrorReference):
     """Annotate the pool images with the largest true error of the current model (reads labels: a reference)."""
 
     name = "oracle-hard"
+    colour = "#882255"
+    marker = "^"
+    order = 18
+    groups = frozenset({"default"})
+    seeks = "hard"
     label = "Oracle (hardest)"
     description = (
         "Reference, reads labels: the images the current model gets most wrong (true per-image error)."
@@ -60,6 +65,11 @@ class OracleEasy(_TrueErrorReference):
     """Annotate the pool images with the smallest true error of the current model (reads labels: a reference)."""
 
     name = "oracle-easy"
+    colour = "#117733"
+    marker = "v"
+    order = 19
+    groups = frozenset({"default"})
+    seeks = "easy"
     label = "Oracle (easiest)"
     description = (
         "Reference, reads labels: the images the current model gets most right (true per-image error)."

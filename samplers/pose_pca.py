@@ -57,6 +57,9 @@ class PosePCA(Sampler):
     """Annotate the images whose predicted pose the labelled poses' PCA subspace reconstructs worst."""
 
     name = "pose-pca"
+    colour = "#AA4499"
+    marker = ">"
+    order = 11
     label = "Pose PCA"
     description = "Pose-PCA: reconstruction error of the predicted pose in a PCA of the labelled poses."
     needs = frozenset({"keypoints"})

@@ -15,6 +15,11 @@ class RandomSampler(Sampler):
     """Draw `budget` unlabelled images uniformly without replacement (seeded by the run's seed and cycle)."""
 
     name = "random"
+    colour = "#6f6f6f"
+    marker = "o"
+    order = 0
+    groups = frozenset({"default"})
+    baseline = True
     label = "Random"
     description = "Uniform random draw from the unlabelled pool (the baseline)."
 

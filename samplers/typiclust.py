@@ -55,6 +55,10 @@ class TypiClust(Sampler):
     """Pick the most typical unlabelled image of each of the largest clusters that labelled images cover least."""
 
     name = "typiclust"
+    colour = "#BCBD22"
+    marker = "*"
+    order = 17
+    groups = frozenset({"default"})
     label = "TypiClust"
     description = (
         "TypiClust: most typical image of uncovered k-means clusters (Hacohen et al. 2022, low budgets)."

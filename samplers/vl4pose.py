@@ -153,6 +153,10 @@ class VL4Pose(ScoringSampler):
     """Annotate the images whose predicted pose is least likely under the learned skeleton model."""
 
     name = "vl4pose"
+    colour = "#D55E00"
+    marker = "*"
+    order = 6
+    groups = frozenset({"default"})
     label = "VL4Pose"
     description = (
         "VL4Pose: lowest likelihood of the predicted pose under a learned tree-structured skeleton model."

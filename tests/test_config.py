@@ -278,12 +278,12 @@ def test_a_preset_sets_dataset_options_that_the_experiment_can_override():
 def test_the_default_sampler_set_leaves_out_what_a_dataset_cannot_run(tmp_path):
     """`run --dataset synth-hand` (default samplers) plans without the heatmap-only ones and says so; naming one of
     them explicitly is a one-line error."""
-    from alpose_bench.config import DEFAULT_SAMPLERS
+    from alpose_bench.registry import group_members
     from alpose_bench.runner import plan
 
     the_plan = plan(build_spec("smoke", None, {"datasets": "synth-hand"}), tmp_path)
     planned = {t.sampler for t in the_plan.tasks}
-    assert planned == set(DEFAULT_SAMPLERS) - {"mpe"}
+    assert planned == set(group_members("default")) - {"mpe"}
     assert any("'default' leaves out mpe" in n for n in the_plan.notes)
     with pytest.raises(ConfigError, match="drop 'mpe' from --samplers"):
         plan(build_spec("smoke", None, {"datasets": "synth-hand", "samplers": "random,mpe"}), tmp_path / "b")

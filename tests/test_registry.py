@@ -123,3 +123,16 @@ def test_sampler_names_are_found_whatever_their_case_and_separator(tmp_path):
     the_plan = plan(spec, tmp_path)
     assert {t.sampler for t in the_plan.tasks} == {"vl4pose", "learning_loss"}
     assert the_plan.spec.sampler_params == {"vl4pose": {"num_peaks": 3}}
+
+
+def test_the_readme_sampler_table_is_what_the_sampler_classes_say():
+    """One fact, one place: the README's table is `alpose-bench list --markdown` (regenerate it after changing a
+    sampler's description, needs or tasks)."""
+    from pathlib import Path
+
+    from alpose_bench.commands.listing import samplers_markdown
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert samplers_markdown() in readme
+    result = CliRunner().invoke(cli, ["list", "--markdown"], obj={})
+    assert result.exit_code == 0 and result.output.strip() == samplers_markdown()

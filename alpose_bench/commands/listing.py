@@ -10,9 +10,41 @@ from alpose_bench.commands.console import output_console
 from alpose_bench.config import PRESET_DESCRIPTIONS
 
 
+COMPOSITES = (
+    "Any scorer + a diversity step, by name: SCORER+kmeans (k-means on the embedding of the top m x budget) "
+    "or SCORER+coreset (k-center greedy inside them), e.g. mpe+kmeans; parameters as the scorer's, plus m."
+)
+TASK_NAMES = {"heatmap2d": "2D", "regression3d": "3D"}
+
+
+def samplers_markdown() -> str:
+    """The samplers table of the README, from the sampler classes themselves (name, description, what they read,
+    which tasks), in reading order: `alpose-bench list --markdown` prints it and a test holds the README to it."""
+    rows = ["| name | method | reads | tasks |", "|---|---|---|---|"]
+    plugins = registry.samplers()
+    for name in registry.group_members("all"):
+        if plugins[name].distribution != "alpose-bench":
+            continue  # the README lists what ships; `list` shows installed plugins too
+        cls = plugins[name].obj
+        method = " ".join(str(cls.description).split())
+        reads = ", ".join(sorted(n for n in cls.needs if n != "labels")) or "—"
+        if "labels" in cls.needs:
+            reads = "labels" if reads == "—" else f"{reads}, labels"
+        tasks = ", ".join(TASK_NAMES.get(t, t) for t in sorted(cls.tasks))
+        rows.append(f"| `{name}` | {method} | {reads} | {tasks} |")
+    rows.append(
+        f"| `SCORER+kmeans`, `SCORER+coreset` | {COMPOSITES} | the scorer's + embedding | the scorer's |"
+    )
+    return "\n".join(rows)
+
+
 @click.command("list")
-def list_command() -> None:
+@click.option("--markdown", is_flag=True, help="Print the samplers as the README's Markdown table.")
+def list_command(markdown: bool) -> None:
     """List the registered samplers, datasets and presets."""
+    if markdown:
+        click.echo(samplers_markdown())
+        return
     console = output_console()
     for title, plugins in (("Samplers", registry.samplers()), ("Datasets", registry.datasets())):
         table = Table(title=title, title_justify="left")
@@ -32,10 +64,7 @@ def list_command() -> None:
             table.add_row(name, desc + extra, plugin.distribution, style=style)
         console.print(table)
         if title == "Samplers":
-            console.print(
-                "Any scorer + a diversity step, by name: SCORER+kmeans (k-means on the embedding of the top m x budget) "
-                "or SCORER+coreset (k-center greedy inside them), e.g. mpe+kmeans; parameters as the scorer's, plus m."
-            )
+            console.print(COMPOSITES)
     table = Table(title="Presets", title_justify="left")
     table.add_column("name", style="bold")
     table.add_column("description")

@@ -9,7 +9,6 @@ from alpose_bench import registry
 from alpose_bench.commands.console import output_console
 from alpose_bench.config import PRESET_DESCRIPTIONS
 
-
 COMPOSITES = (
     "Any scorer + a diversity step, by name: SCORER+kmeans (k-means on the embedding of the top m x budget) "
     "or SCORER+coreset (k-center greedy inside them), e.g. mpe+kmeans; parameters as the scorer's, plus m."

@@ -44,7 +44,6 @@ from alpose_bench.samplers.base import Sampler, ScoringSampler, top_k
 from alpose_bench.train import predict, train_and_evaluate
 
 #: peaks per joint used to measure VL4Pose's refinement when the user's setting is a single peak
-REFINEMENT_PEAKS = 5
 
 Progress = Callable[[str], None]
 
@@ -251,7 +250,7 @@ class _Setting:
             batch_size=self.spec.eval_batch_size,
             seed=seeds.derive_seed("diagnose", self.seed, sampler.name),
             cycle=0,
-            labels_allowed="labels" in sampler.needs,
+            sampler=sampler,
         )
 
 
@@ -378,12 +377,13 @@ def _refinement(
     refined = ctx.annotations.get("refined_keypoints")
     peaks = getattr(sampler, "num_peaks", 0)
     if refined is None:
-        if sampler.name != "vl4pose" or not dataclasses.is_dataclass(sampler) or peaks != 1:
+        variant = sampler.refinement_variant()
+        if variant is None:
             return None
-        peaks = REFINEMENT_PEAKS
-        say(f"{sampler.name}: refining the pool poses with num_peaks={peaks}")
-        ctx = setting.context(sampler, head)
-        dataclasses.replace(sampler, num_peaks=peaks).score(ctx)
+        peaks = getattr(variant, "num_peaks", 0)
+        say(f"{sampler.name}: refining the pool poses" + (f" with num_peaks={peaks}" if peaks else ""))
+        ctx = setting.context(variant, head)
+        variant.score(ctx)
         refined = ctx.annotations.get("refined_keypoints")
         if refined is None:
             return None

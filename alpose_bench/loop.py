@@ -223,7 +223,7 @@ def run_task(
             ctx = SelectionContext(
                 model=model, aux=head, dataset=dataset, labelled=labelled, pool=pool, compute=compute,
                 batch_size=proto.eval_batch_size, seed=seeds.select_seed(task.seed, task.sampler), cycle=cycle,
-                labels_allowed="labels" in sampler.needs,
+                sampler=sampler,
             )  # fmt: skip
             with timed() as select_t, phase("selecting", total=len(pool), unit="pool images"):
                 selection = run_selection(sampler, ctx, proto.budget)

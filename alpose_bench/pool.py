@@ -53,8 +53,10 @@ class SelectionContext:
         seed: int = 0,
         cycle: int = 0,
         compute: Compute | None = None,
-        labels_allowed: bool = False,
+        sampler: object | None = None,
     ) -> None:
+        """`sampler` is who reads this context: it decides, by what it declares, whether the pool's labels may be
+        read (only a reference sampler with "labels" in `needs`)."""
         self.model = model
         self.aux = aux
         self.dataset = dataset
@@ -74,7 +76,9 @@ class SelectionContext:
         # in model-input pixels); the loop stores the rows of the images it selected
         self.annotations: dict[str, np.ndarray] = {}
         # only reference samplers (`Sampler.reference`, "labels" in `needs`) may read the pool's ground truth
-        self.labels_allowed = labels_allowed
+        self.labels_allowed = bool(
+            getattr(sampler, "reference", False) and "labels" in getattr(sampler, "needs", ())
+        )
 
     @property
     def skeleton(self) -> Skeleton:

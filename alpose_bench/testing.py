@@ -148,7 +148,7 @@ def _build_context(
             aux.eval()
     return context_cls(
         model=model, aux=aux, dataset=dataset, labelled=labelled, pool=pool, batch_size=16, seed=seed,
-        labels_allowed=sampler is not None and "labels" in sampler.needs,
+        sampler=sampler,
     )  # fmt: skip
 
 

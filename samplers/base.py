@@ -144,6 +144,12 @@ class Sampler(ABC):
         annotate first), or None for a sampler that selects without per-image scores."""
         return None
 
+    def refinement_variant(self) -> Sampler | None:
+        """A variant of this sampler whose scoring pass also records refined poses (`ctx.annotations
+        ["refined_keypoints"]`) where this one does not (`alpose-bench diagnose` measures the refinement with it);
+        None when there is none, or when this sampler records them already."""
+        return None
+
     # -- helpers -------------------------------------------------------------------------------------------------
 
     @classmethod

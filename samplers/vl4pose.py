@@ -27,6 +27,7 @@ crash there) falls back to its heatmap's argmax.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -148,6 +149,10 @@ def refine_poses(peaks: Peaks, mu: Tensor, log_var: Tensor, skeleton: Skeleton) 
     return coords, (choice != 0).any(dim=1)
 
 
+#: peaks per joint of the refinement variant (`VL4Pose.refinement_variant`)
+REFINEMENT_PEAKS = 5
+
+
 @dataclass
 class VL4Pose(ScoringSampler):
     """Annotate the images whose predicted pose is least likely under the learned skeleton model."""
@@ -170,6 +175,10 @@ class VL4Pose(ScoringSampler):
     )  # reference "FAST vl4pose" default; > 1 adds joint ambiguity and refinement
     min_distance: int = param(8, low=0)  # heatmap px at 64x64; rescaled to the model's heatmap size
     exclude_border: bool = True  # the reference sampler's peak_local_max default
+
+    def refinement_variant(self) -> VL4Pose | None:
+        """With one peak per joint there is nothing to refine: the same sampler with `REFINEMENT_PEAKS` peaks."""
+        return dataclasses.replace(self, num_peaks=REFINEMENT_PEAKS) if self.num_peaks == 1 else None
 
     @staticmethod
     def _per_link(task: str) -> int:

@@ -239,15 +239,16 @@ class _Setting:
         seed: int = 0,
         model: nn.Module | None = None,
         compute: Compute | None = None,
+        sampler: object | None = None,
     ):
-        """A selection context over the pool (or `pool`) with the setting's model (or `model` on `compute`)."""
+        """A selection context over the pool (or `pool`) with the setting's model (or `model` on `compute`), for
+        `sampler` (which decides whether it may read labels)."""
         from alpose_bench.pool import SelectionContext
 
         return SelectionContext(
             model=self.model if model is None else model, aux=aux, dataset=self.dataset, labelled=self.labelled,
             pool=self.pool if pool is None else pool, compute=self.compute if compute is None else compute,
-            batch_size=self.spec.eval_batch_size, seed=seed,
-            labels_allowed=True,  # a measurement harness: reference samplers are timed like the others
+            batch_size=self.spec.eval_batch_size, seed=seed, sampler=sampler,
         )  # fmt: skip
 
 

@@ -85,7 +85,9 @@ def run(bench: BenchRun) -> dict[str, Any]:
             head = build.new_head(sampler, s.model, s.seed, s.compute)
             for _ in range(settings.repeats):
                 plain.append(_once(partial(_inference_pass, s, pool), s.device))
-                ctx = s.context(head, pool=pool, seed=seeds.derive_seed("bench-select", s.seed, name))
+                ctx = s.context(
+                    head, pool=pool, seed=seeds.derive_seed("bench-select", s.seed, name), sampler=sampler
+                )
                 picked.append(_once(partial(run_selection, sampler, ctx, take), s.device))
                 inside = ctx.inference.cpu_s if cpu else ctx.inference.wall_s
                 if ctx.forward_passes and inside > 0:

@@ -7,6 +7,7 @@ one way. Every random draw comes from `alpose_bench.seeds`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -83,6 +84,39 @@ def compute_of(spec: ExperimentSpec, device: torch.device | None = None) -> Comp
         channels_last=spec.fast_kernels,
         fused_optimizer=spec.fast_kernels,
     )
+
+
+def resolve_samplers(
+    names: Sequence[str], task: str | None = None, model: ModelSpec | None = None
+) -> tuple[list[str], dict[str, str]]:
+    """The one road from sampler names to registered ones: (names, skipped) where `names` is a group ("default",
+    "all": its installed members, those that cannot run on `task` with `model` left out and returned in `skipped`
+    with the reason) or a list of names in any spelling (`VL4Pose`, `learning-loss`; one that cannot run on `task`
+    is a ConfigError). Run planning, `diagnose` and `bench` all resolve through it."""
+    from alpose_bench.config import SAMPLER_GROUPS
+    from alpose_bench.registry import get_sampler, group_members, sampler_key
+
+    names = list(names)
+    if any(n in SAMPLER_GROUPS for n in names) and len(names) > 1:
+        raise ConfigError(
+            f"use either {' or '.join(map(repr, SAMPLER_GROUPS))} or a list of sampler names, not both"
+        )
+    skipped: dict[str, str] = {}
+    if len(names) == 1 and names[0] in SAMPLER_GROUPS:
+        resolved = []
+        for name in group_members(names[0]):
+            reason = None if task is None else get_sampler(name).unsupported_reason(task, model)  # type: ignore[arg-type]
+            if reason:
+                skipped[name] = reason
+            else:
+                resolved.append(name)
+        return resolved, skipped
+    resolved = list(dict.fromkeys(sampler_key(n) for n in names))  # unknown names: the known ones listed
+    for name in resolved:
+        reason = None if task is None else get_sampler(name).unsupported_reason(task, model)  # type: ignore[arg-type]
+        if reason:
+            raise ConfigError(f"{reason}; drop {name!r} from --samplers")
+    return resolved, skipped
 
 
 def make_sampler(spec: ExperimentSpec, name: str) -> Sampler:

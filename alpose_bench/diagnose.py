@@ -182,26 +182,21 @@ def resolve_samplers(
 ) -> tuple[list[Sampler], dict[str, str]]:
     """Sampler instances to diagnose (names built with the spec's parameters), and those a group ("default",
     "all") left out."""
-    from alpose_bench.config import SAMPLER_GROUPS
-    from alpose_bench.registry import get_sampler, group_members
-
     wanted = spec.samplers if samplers is None else samplers
     if isinstance(wanted, str):
         wanted = [w.strip() for w in wanted.split(",") if w.strip()]
     wanted = list(wanted)
-    skipped: dict[str, str] = {}
     model = build.protocol(spec).model
-    if len(wanted) == 1 and wanted[0] in SAMPLER_GROUPS:
-        group = group_members(wanted[0])
-        wanted = []
-        for name in group:
-            reason = get_sampler(name).unsupported_reason(dataset.task, model)
-            if reason:
-                skipped[name] = reason
-            else:
-                wanted.append(name)
-    elif any(g in wanted for g in SAMPLER_GROUPS):
-        raise ConfigError("use either 'default', 'all' or a list of sampler names, not both")
+    skipped: dict[str, str] = {}
+    if wanted and all(isinstance(w, str) for w in wanted):
+        if len(set(wanted)) < len(wanted):
+            raise ConfigError("a sampler is named twice in --samplers; name each sampler once")
+        wanted, skipped = build.resolve_samplers(wanted, dataset.task, model)  # type: ignore[arg-type]
+    else:  # Sampler instances, possibly beside names: each name resolved on its own
+        wanted = [
+            name for w in wanted
+            for name in (build.resolve_samplers([w], dataset.task, model)[0] if isinstance(w, str) else [w])
+        ]  # fmt: skip
     if not wanted:
         raise ConfigError("no sampler to diagnose; pass --samplers NAME[,NAME...] (see `alpose-bench list`)")
     out: list[Sampler] = []

@@ -37,7 +37,7 @@ from alpose_bench.config import (
 )  # fmt: skip
 from alpose_bench.ownership import wait_for_workers
 from alpose_bench.progress import Progress
-from alpose_bench.registry import get_dataset, get_sampler, group_members, sampler_key
+from alpose_bench.registry import get_dataset, sampler_key
 from alpose_bench.store import Store, StoreError
 
 
@@ -58,23 +58,12 @@ class Plan:
         return [t for t in self.tasks if len(self.done.get(t, {})) < self.spec.cycles + 1]
 
 
-def resolve_samplers(spec: ExperimentSpec) -> list[str]:
-    """The registered sampler names of the spec: its list (any spelling: `VL4Pose`, `learning-loss`), or the
-    members of the group it names (`group_members`)."""
-    if len(spec.samplers) == 1 and spec.samplers[0] in SAMPLER_GROUPS:
-        return group_members(spec.samplers[0])
-    names = [sampler_key(name) for name in spec.samplers]  # raises with the list of known samplers
-    for name in names:
-        get_sampler(name)
-    return list(dict.fromkeys(names))
-
-
 def registered_names(spec: ExperimentSpec) -> ExperimentSpec:
     """The spec with every sampler spelled as registered, in its list and in `sampler_params` (so tasks, results,
     heads and parameters are all keyed by one name)."""
     samplers = spec.samplers
     if not (len(samplers) == 1 and samplers[0] in SAMPLER_GROUPS):
-        samplers = tuple(resolve_samplers(spec))
+        samplers = tuple(build.resolve_samplers(spec.samplers)[0])
     params: dict[str, dict] = {}
     for name, values in spec.sampler_params.items():
         params.setdefault(sampler_key(name), {}).update(values)
@@ -108,7 +97,7 @@ def provenance(device: torch.device, compute: Compute | None = None) -> dict:
 def plan(spec: ExperimentSpec, out_root: Path) -> Plan:
     """Check everything that can be checked before training, and bind the output folder."""
     spec = registered_names(spec)
-    samplers = resolve_samplers(spec)
+    samplers, _ = build.resolve_samplers(spec.samplers)
     if not samplers:
         raise ConfigError("no working sampler is installed; see `alpose-bench list`")
     device = resolve_device(spec.device)
@@ -126,12 +115,12 @@ def plan(spec: ExperimentSpec, out_root: Path) -> Plan:
     for name in spec.datasets:
         ds = dataset_of(spec, name)
         check_fits(ds, spec)
-        for s in samplers:
-            reason = get_sampler(s).unsupported_reason(ds.task, model)
-            if reason and spec.samplers[0] in SAMPLER_GROUPS:
-                skipped.setdefault(name, []).append(s)
-            elif reason:
-                raise ConfigError(f"{reason}; drop {s!r} from --samplers for {name!r}")
+        try:
+            _, left_out = build.resolve_samplers(spec.samplers, ds.task, model)
+        except ConfigError as exc:
+            raise ConfigError(f"{exc} for {name!r}") from None
+        if left_out:
+            skipped[name] = list(left_out)
         datasets[name] = ds
         for key, value in (ds.info.get("counts") or {}).items():
             if key.startswith("people skipped") and value:  # data the user gave that is not trained on

@@ -136,3 +136,23 @@ def test_the_readme_sampler_table_is_what_the_sampler_classes_say():
     assert samplers_markdown() in readme
     result = CliRunner().invoke(cli, ["list", "--markdown"], obj={})
     assert result.exit_code == 0 and result.output.strip() == samplers_markdown()
+
+
+def test_a_run_diagnose_and_bench_resolve_one_spec_to_the_same_samplers():
+    """One road from names to samplers: groups, spellings and unsupported pairs alike."""
+    from alpose_bench import build
+    from alpose_bench.bench.common import BenchSettings
+    from alpose_bench.bench.samplers import resolve_samplers as bench_resolve
+    from alpose_bench.config import build_spec
+    from alpose_bench.diagnose import resolve_samplers as diagnose_resolve
+
+    for samplers in ("default", "all", "VL4Pose,learning-loss,MPE+KMeans,random"):
+        spec = build_spec("smoke", None, {"samplers": samplers})
+        dataset = build.dataset_of(spec, "synth-human")
+        run_names, _ = build.resolve_samplers(spec.samplers, dataset.task, build.protocol(spec).model)
+        diagnosed, _ = diagnose_resolve(spec, None, dataset)
+        assert [s.name for s in diagnosed] == run_names
+        bench = bench_resolve(BenchSettings(spec=spec, samplers=tuple(spec.samplers)))
+        assert [n for n, _ in bench] == run_names
+    with pytest.raises(Exception, match="drop 'mpe' from --samplers"):
+        build.resolve_samplers(["mpe"], "regression3d")

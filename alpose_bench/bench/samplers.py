@@ -12,11 +12,18 @@ from alpose_bench.config import ExperimentSpec
 
 
 def resolve_samplers(settings: BenchSettings) -> list[tuple[str, type]]:
-    """(name, class) of the samplers to measure: those given (names or classes), or every registered one."""
-    from alpose_bench.registry import get_sampler, working_samplers
+    """(name, class) of the samplers to measure: those given (names in any spelling, groups, "module:Class" or
+    classes), or every registered one; names resolve as a run's do (`build.resolve_samplers`)."""
+    from alpose_bench.build import resolve_samplers as resolve_names
+    from alpose_bench.registry import get_sampler
     from alpose_bench.samplers.base import Sampler
 
-    items = list(settings.samplers) if settings.samplers is not None else working_samplers()
+    items: list = []
+    for item in list(settings.samplers) if settings.samplers is not None else ["all"]:
+        if isinstance(item, str) and ":" not in item:
+            items.extend(resolve_names([item])[0])
+        else:
+            items.append(item)
     out = []
     for item in items:
         if isinstance(item, str) and ":" in item:  # "package.module:Class", e.g. a plugin not installed yet

@@ -14,14 +14,21 @@ from alpose_bench.config import ExperimentSpec
 def resolve_samplers(settings: BenchSettings) -> list[tuple[str, type]]:
     """(name, class) of the samplers to measure: those given (names in any spelling, groups, "module:Class" or
     classes), or every registered one; names resolve as a run's do (`build.resolve_samplers`)."""
+    from alpose_bench.build import protocol
     from alpose_bench.build import resolve_samplers as resolve_names
-    from alpose_bench.registry import get_sampler
+    from alpose_bench.config import SAMPLER_GROUPS
+    from alpose_bench.registry import get_dataset, get_sampler
     from alpose_bench.samplers.base import Sampler
 
     items: list = []
     for item in list(settings.samplers) if settings.samplers is not None else ["all"]:
-        if isinstance(item, str) and ":" not in item:
-            items.extend(resolve_names([item])[0])
+        if (
+            item in SAMPLER_GROUPS
+        ):  # a group leaves out what the dataset's task or the model cannot run, as a run
+            task = get_dataset(settings.spec.datasets[0]).task
+            items.extend(resolve_names([item], task, protocol(settings.spec).model)[0])
+        elif isinstance(item, str) and ":" not in item:
+            items.extend(resolve_names([item])[0])  # named: measured, or reported as not applicable
         else:
             items.append(item)
     out = []

@@ -36,12 +36,12 @@ from alpose_bench.config import ConfigError, ExperimentSpec
 from alpose_bench.data import DatasetError, PoseDataset, PoseSplit
 from alpose_bench.heatmaps import heatmap_coords_to_input
 from alpose_bench.jsonio import report_dict, write_report_json
-from alpose_bench.loop import SamplerContractError, run_selection
+from alpose_bench.loop import SamplerContractError, run_selection, train_cycle0
 from alpose_bench.metrics import evaluate, metric_info, per_image_error
 from alpose_bench.models import model_info
 from alpose_bench.pool import SelectionContext
 from alpose_bench.samplers.base import Sampler, ScoringSampler, top_k
-from alpose_bench.train import predict, train_and_evaluate
+from alpose_bench.train import predict
 
 #: peaks per joint used to measure VL4Pose's refinement when the user's setting is a single peak
 
@@ -438,17 +438,13 @@ def diagnose(
 
     # one training of the pose model with every sampler's head: the run's cycle 0 for this seed
     proto = build.protocol(spec)
-    model = build.new_model(proto.model, dataset, seed, compute)
-    heads = {s.name: build.new_head(s, model, seed, compute) for s in chosen}
-    trained = {s.name: (heads[s.name], s) for s in chosen if heads[s.name] is not None}
-    say(
-        f"training on {len(labelled)} labelled images for {spec.epochs_first} epochs ({len(trained)} aux heads)"
-    )
+    say(f"training on {len(labelled)} labelled images for {spec.epochs_first} epochs")
+    trained = train_cycle0(build.Cycle0Setup(name, seed, dataset, tuple(chosen), compute, proto))
+    if trained.failed:
+        raise next(SamplerContractError(why, name) for name, why in trained.failed.items())
+    model, cycle = trained.model, trained.result
+    heads = {s.name: trained.heads[s.name][0] if s.name in trained.heads else None for s in chosen}
     batch = spec.eval_batch_size
-    cycle = train_and_evaluate(
-        model, dataset, labelled, proto.first, compute=compute, seed=seeds.train_seed(seed, 0), heads=trained,
-        eval_batch_size=batch,
-    )  # fmt: skip
     train_seconds = cycle.train.wall_s
     test_metric = cycle.result.mean
     split = dataset.train.subset(pool)

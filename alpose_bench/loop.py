@@ -26,11 +26,28 @@ from alpose_bench.pool import SelectionContext
 from alpose_bench.samplers.base import Sampler, SamplerContractError, Selection, as_selection, sampler_code
 from alpose_bench.store import CycleRecord
 from alpose_bench.timing import Timing, timed
-from alpose_bench.train import predict, train, train_and_evaluate
+from alpose_bench.train import CycleResult, predict, train, train_and_evaluate
 
 
-def validate_selection(selection: Selection, pool_size: int, budget: int, sampler: str) -> Selection:
-    """`selection` if it holds `min(budget, pool_size)` distinct in-range positions, else SamplerContractError."""
+def validate_selection(
+    selection: object, pool_size: int, budget: int, sampler: str, already_labelled: np.ndarray | None = None
+) -> Selection:
+    """What `select` returned, checked: a Selection (or an integer array) of `min(budget, pool_size)` distinct
+    in-range positions, with float scores, one per position, when it gives scores, and none of the positions in
+    `already_labelled` (a boolean mask over the pool); else SamplerContractError. The one set of selection checks
+    of the loop, `diagnose` and the conformance kit."""
+    if not isinstance(selection, (Selection, np.ndarray)):
+        raise SamplerContractError(
+            f"sampler {sampler!r}: select must return a numpy array or a Selection, got {type(selection).__name__}"
+        )
+    selection = as_selection(selection)
+    if selection.scores is not None:
+        given = np.asarray(selection.scores)
+        if given.shape != np.shape(selection.positions) or not np.issubdtype(given.dtype, np.floating):
+            raise SamplerContractError(
+                f"sampler {sampler!r}: Selection.scores must be floats, one per position; got {given.dtype} "
+                f"{given.shape}"
+            )
     positions = np.asarray(selection.positions)
     expected = min(budget, pool_size)
     if positions.ndim != 1 or not np.issubdtype(positions.dtype, np.integer):
@@ -44,7 +61,12 @@ def validate_selection(selection: Selection, pool_size: int, budget: int, sample
     if len(np.unique(positions)) != len(positions):
         raise SamplerContractError(f"sampler {sampler!r} returned duplicate images")
     if len(positions) and (positions.min() < 0 or positions.max() >= pool_size):
-        raise SamplerContractError(f"sampler {sampler!r} returned positions outside the pool of {pool_size}")
+        raise SamplerContractError(
+            f"sampler {sampler!r} returned positions outside the pool of {pool_size} (they index ctx.pool, not the "
+            f"dataset): {positions.min()}..{positions.max()}"
+        )
+    if already_labelled is not None and already_labelled[positions].any():
+        raise SamplerContractError(f"sampler {sampler!r} returned an image that is already labelled")
     scores = None if selection.scores is None else np.asarray(selection.scores, dtype=np.float64)
     return Selection(positions.astype(np.int64), scores)
 
@@ -52,8 +74,45 @@ def validate_selection(selection: Selection, pool_size: int, budget: int, sample
 def run_selection(sampler: Sampler, ctx: SelectionContext, budget: int) -> Selection:
     """The sampler's checked selection from `ctx.pool`, with the scores of its picks when it gives them."""
     with sampler_code(sampler.name, "select"):
-        chosen = as_selection(sampler.select(ctx, budget))
-    return validate_selection(chosen, len(ctx.pool), budget, sampler.name)
+        chosen = sampler.select(ctx, budget)
+    return validate_selection(chosen, len(ctx.pool), budget, sampler.name, np.isin(ctx.pool, ctx.labelled))
+
+
+@dataclasses.dataclass
+class Cycle0:
+    """A trained cycle 0: the pose model, the auxiliary heads (name -> (head, sampler)), the samplers whose head
+    failed (name -> why) and the training and evaluation result."""
+
+    model: nn.Module
+    heads: dict[str, tuple[nn.Module, Sampler]]
+    failed: dict[str, str]
+    result: CycleResult
+
+
+def train_cycle0(setup: Cycle0Setup) -> Cycle0:
+    """Train cycle 0 of (dataset, seed) on its initial labelled set with every sampler's auxiliary head: the one
+    cycle-0 training of runs (`train_shared_cycle0`) and `diagnose`. A sampler whose head fails is dropped and
+    cycle 0 trained again without it (heads read detached features: the pose model is the same)."""
+    dataset, compute = setup.dataset, setup.compute
+    failed: dict[str, str] = {}
+    while True:
+        model = new_model(setup.protocol.model, dataset, setup.seed, compute)
+        heads: dict[str, tuple[nn.Module, Sampler]] = {}
+        try:
+            for sampler in [s for s in setup.samplers if s.name not in failed]:
+                head = new_head(sampler, model, setup.seed, compute)
+                if head is not None:
+                    heads[sampler.name] = (head, sampler)
+            rows = initial_labelled(dataset, setup.protocol.init, setup.seed)
+            cycle = train_and_evaluate(
+                model, dataset, rows, setup.protocol.first, compute=compute, seed=seeds.train_seed(setup.seed, 0),
+                heads=heads, eval_batch_size=setup.protocol.eval_batch_size,
+            )  # fmt: skip
+            return Cycle0(model, heads, failed, cycle)
+        except SamplerContractError as exc:
+            if exc.sampler is None or exc.sampler in failed:
+                raise
+            failed[exc.sampler] = str(exc)
 
 
 def train_shared_cycle0(setup: Cycle0Setup, out_dir: Path) -> Path:
@@ -76,26 +135,8 @@ def train_shared_cycle0(setup: Cycle0Setup, out_dir: Path) -> Path:
             and not set(saved.get("failed", {})) & set(names)  # a sampler that failed there gets another try
         ):
             return path
-    dataset, compute = setup.dataset, setup.compute
-    failed: dict[str, str] = {}
-    while True:  # a sampler whose head fails is dropped and cycle 0 trained again: the pose model is the same
-        model = new_model(setup.protocol.model, dataset, setup.seed, compute)
-        heads: dict[str, tuple[nn.Module, Sampler]] = {}
-        try:
-            for sampler in [s for s in setup.samplers if s.name not in failed]:
-                head = new_head(sampler, model, setup.seed, compute)
-                if head is not None:
-                    heads[sampler.name] = (head, sampler)
-            rows = initial_labelled(dataset, setup.protocol.init, setup.seed)
-            cycle = train_and_evaluate(
-                model, dataset, rows, setup.protocol.first, compute=compute, seed=seeds.train_seed(setup.seed, 0),
-                heads=heads, eval_batch_size=setup.protocol.eval_batch_size,
-            )  # fmt: skip
-            break
-        except SamplerContractError as exc:
-            if exc.sampler is None or exc.sampler in failed:
-                raise
-            failed[exc.sampler] = str(exc)
+    trained = train_cycle0(setup)
+    model, heads, failed, cycle = trained.model, trained.heads, trained.failed, trained.result
     checkpoints.save(
         {
             "model": model.state_dict(),

@@ -153,30 +153,17 @@ def _build_context(
 
 
 def train_batch(dataset: PoseDataset, info: ModelInfo, n: int = 4) -> TrainBatch:
-    """An un-augmented training batch of the first `n` training images, in the model's coordinates.
+    """An un-augmented training batch of the first `n` training images, in the model's coordinates: the engine's
+    own batch (`train.make_batch`) with the reference Gaussian width for the model's heatmap size."""
+    from alpose_bench.heatmaps import REFERENCE_AMPLITUDE, default_sigma
+    from alpose_bench.train import TrainSettings, make_batch
 
-    Heatmap task: keypoints in heatmap pixels and reference-style Gaussian targets (`render_heatmaps`);
-    regression: keypoints divided by the crop cube.
-    """
-    from alpose_bench.heatmaps import default_sigma, keypoints_to_heatmap_coords, render_heatmaps
-
-    split = dataset.train
-    n = min(n, len(split))
-    images = Compute().model_input(torch.from_numpy(split.images[:n]))
-    keypoints = torch.from_numpy(split.keypoints[:n])
-    visible = torch.from_numpy(split.visible[:n].astype(np.float32))
-    if dataset.task == "heatmap2d":
-        assert info.heatmap_size is not None
-        size = int(info.heatmap_size)
-        hm_kp = keypoints_to_heatmap_coords(keypoints, dataset.resolution, size)
-        heatmaps = render_heatmaps(hm_kp, visible, size, default_sigma(size))
-        return TrainBatch(
-            images=images, keypoints=hm_kp, visible=visible, heatmaps=heatmaps, skeleton=dataset.skeleton
-        )
-    return TrainBatch(
-        images=images, keypoints=keypoints / dataset.cube_mm, visible=visible, heatmaps=None,
-        skeleton=dataset.skeleton,
-    )  # fmt: skip
+    size = None if info.heatmap_size is None else int(info.heatmap_size)
+    settings = TrainSettings(
+        epochs=0, augment=None, sigma=default_sigma(size) if size else 1.0, amplitude=REFERENCE_AMPLITUDE
+    )
+    rows = np.arange(min(n, len(dataset.train)))
+    return make_batch(dataset, rows, Compute(), size, settings, None)
 
 
 # -- the checks ----------------------------------------------------------------------------------------------
@@ -223,34 +210,17 @@ def _fail(check: str, message: str) -> AssertionError:
 
 
 def _validate_selection(check: str, chosen: object, ctx: SelectionContext, expected: int) -> np.ndarray:
-    if isinstance(chosen, Selection):
-        if chosen.scores is not None:
-            scores = np.asarray(chosen.scores)
-            if scores.shape != np.shape(chosen.positions) or not np.issubdtype(scores.dtype, np.floating):
-                raise _fail(
-                    check,
-                    f"Selection.scores must be floats, one per position; got {scores.dtype} {scores.shape}",
-                )
-        chosen = chosen.positions
-    if not isinstance(chosen, np.ndarray):
-        raise _fail(check, f"select must return a numpy array or a Selection, got {type(chosen).__name__}")
-    if chosen.ndim != 1 or not np.issubdtype(chosen.dtype, np.integer):
-        raise _fail(
-            check, f"select must return a 1-D integer array, got {chosen.dtype} with shape {chosen.shape}"
-        )
-    if len(chosen) != expected:
-        raise _fail(check, f"asked for {expected} images from a pool of {len(ctx.pool)}, got {len(chosen)}")
-    if len(np.unique(chosen)) != len(chosen):
-        raise _fail(check, f"select returned duplicate positions: {np.sort(chosen).tolist()}")
-    if len(chosen) and (chosen.min() < 0 or chosen.max() >= len(ctx.pool)):
-        raise _fail(
-            check,
-            f"positions must lie in [0, {len(ctx.pool)}) (they index ctx.pool, not the dataset), got "
-            f"{chosen.min()}..{chosen.max()}",
-        )
-    if np.isin(ctx.pool[chosen], ctx.labelled).any():
-        raise _fail(check, "select returned an image that is already labelled")
-    return chosen
+    """The engine's own selection checks (`loop.validate_selection`), failing `check` with their message."""
+    from alpose_bench.loop import validate_selection
+    from alpose_bench.samplers.base import SamplerContractError
+
+    if expected > len(ctx.pool):
+        raise _fail(check, f"asked for {expected} images from a pool of {len(ctx.pool)}")
+    try:
+        checked = validate_selection(chosen, len(ctx.pool), expected, "?", np.isin(ctx.pool, ctx.labelled))
+    except SamplerContractError as exc:
+        raise _fail(check, str(exc).replace("sampler '?' ", "").replace("sampler '?': ", "")) from None
+    return checked.positions
 
 
 def _check_class(cls: type[Sampler]) -> None:

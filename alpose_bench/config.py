@@ -425,13 +425,3 @@ def dataset_config(spec: ExperimentSpec, dataset: str | None = None) -> DatasetC
         data_root=Path(root).expanduser() if root else None,
         options=dict(spec.dataset_options.get(dataset, {})) if dataset else {},
     )
-
-
-def load_dataset_from_spec(spec: dict[str, Any] | ExperimentSpec, dataset_name: str):
-    """Load one dataset of an experiment exactly as the run did (for plots and diagnostics); `spec` may be the
-    dictionary an experiment stored (keys of older versions' specs are a subset of today's)."""
-    from alpose_bench.registry import get_dataset
-
-    if not isinstance(spec, ExperimentSpec):
-        spec = ExperimentSpec(**{k: v for k, v in spec.items() if k in SPEC_FIELDS})
-    return get_dataset(dataset_name)().load(dataset_config(spec, dataset_name))

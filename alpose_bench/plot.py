@@ -588,7 +588,8 @@ def keypoints_to_pixels(keypoints: np.ndarray, task: str, cube_mm: float, resolu
 def selection_figures(rs: ResultSet, *, seed: int | None = None, cycle: int = 0, max_images: int = 16):
     """Yield (file stem, Figure) of the images each shown sampler picked at `cycle` of `seed` (default: lowest seed)."""
     from alpose_bench import results
-    from alpose_bench.config import load_dataset_from_spec
+    from alpose_bench.build import dataset_of
+    from alpose_bench.config import ExperimentSpec
 
     spec = rs.experiment.get("spec") or {}
     for dataset in rs.datasets:
@@ -601,7 +602,7 @@ def selection_figures(rs: ResultSet, *, seed: int | None = None, cycle: int = 0,
             raise ResultsError(
                 f"no selections for seed {seed} in {dataset}; seeds there: {', '.join(map(str, seeds))}"
             )
-        ds = load_dataset_from_spec(spec, dataset)
+        ds = dataset_of(ExperimentSpec.from_stored(spec), dataset)
         for sampler in rs.samplers:
             picked = sel[(sel["sampler"] == sampler) & (sel["seed"] == chosen_seed) & (sel["cycle"] == cycle)]
             if picked.empty:

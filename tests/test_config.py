@@ -12,7 +12,6 @@ from alpose_bench.config import (
     ConfigError,
     build_spec,
     dataset_config,
-    load_dataset_from_spec,
     parse_dataset_options,
     parse_sampler_params,
     read_toml,
@@ -195,7 +194,11 @@ def test_dataset_options_without_a_dataset_setting_go_to_the_default_dataset():
     # found by the fuzz test: a KeyError traceback when neither the preset, file nor options named datasets
     spec = build_spec("smoke", None, {"dataset_options": {"*": {"ood_size": 4}}})
     assert spec.dataset_options == {"synth-human": {"ood_size": 4}}
-    assert len(load_dataset_from_spec(spec.to_dict(), "synth-human").ood) == 4  # plots load the run's dataset
+    from alpose_bench.build import dataset_of
+    from alpose_bench.config import ExperimentSpec
+
+    stored = ExperimentSpec.from_stored(spec.to_dict())  # plots load the run's dataset from its stored spec
+    assert len(dataset_of(stored, "synth-human").ood) == 4
 
 
 def test_dataset_options_for_a_dataset_not_in_the_run_are_refused():

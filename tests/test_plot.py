@@ -338,7 +338,8 @@ def small_store(tmp_path_factory) -> Path:
 
 
 def test_selection_figures_draw_the_stored_predictions_on_the_dataset_images(small_store):
-    from alpose_bench.config import load_dataset_from_spec
+    from alpose_bench.build import dataset_of
+    from alpose_bench.config import ExperimentSpec
     from alpose_bench.plot import selection_figures
     from alpose_bench.results import load_selection_keypoints
 
@@ -349,7 +350,7 @@ def test_selection_figures_draw_the_stored_predictions_on_the_dataset_images(sma
         "selection-synth-hand-vl4pose-seed0-cycle0",
     }
     stored = load_selection_keypoints(small_store, "synth-hand", "vl4pose", 0, 0)
-    hand = load_dataset_from_spec(rs.experiment["spec"], "synth-hand")
+    hand = dataset_of(ExperimentSpec.from_stored(rs.experiment["spec"]), "synth-hand")
     first = np.asarray(stored["keypoints"])[0]  # rank 0, mm around the hand centre
     fig = figures["selection-synth-hand-vl4pose-seed0-cycle0"]
     ax = fig.axes[0]

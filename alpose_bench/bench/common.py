@@ -255,8 +255,6 @@ class _Setting:
 def _setting(settings: BenchSettings, needs_pool: bool) -> _Setting:
     """The dataset (only the images needed), the spec's model and the seeded labelled set, pool and training rows."""
     from alpose_bench import build, seeds
-    from alpose_bench.config import dataset_config
-    from alpose_bench.registry import get_dataset
 
     spec = settings.spec
     if len(spec.datasets) != 1:
@@ -267,8 +265,7 @@ def _setting(settings: BenchSettings, needs_pool: bool) -> _Setting:
     train_n = settings.train_steps * spec.batch_size
     wanted = max(labelled_n + settings.pool, train_n) if needs_pool else train_n
     # only the training pool is used: generate (synthetic) or keep (real datasets) just the images needed
-    config = dataset_config(spec.replace(pool_size=wanted, test_size=16), spec.datasets[0])
-    dataset = get_dataset(spec.datasets[0])().load(config)
+    dataset = build.dataset_of(spec.replace(pool_size=wanted, test_size=16), spec.datasets[0])
     n = len(dataset.train)
     if needs_pool and labelled_n + settings.pool > n:
         raise BenchError(

@@ -37,6 +37,7 @@ from scipy import stats
 from alpose_bench import stats as st
 from alpose_bench import style
 from alpose_bench.evaluation import ALL
+from alpose_bench.failures import UserFacingError
 from alpose_bench.metrics import aubc
 from alpose_bench.results import EVAL_COLUMNS
 
@@ -47,7 +48,7 @@ TEST_NAME = (
 )
 
 
-class ResultsError(ValueError):
+class ResultsError(UserFacingError, ValueError):
     """The results folder is missing, empty, or does not hold what was asked for (one-line message)."""
 
 

@@ -16,10 +16,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
+from alpose_bench.failures import UserFacingError
+
 FILE_MODE = 0o644
 
 
-class DiskFullError(OSError):
+class DiskFullError(UserFacingError, OSError):
     """The disk (or quota) ran out while writing `path`."""
 
     def __init__(self, path: Path) -> None:

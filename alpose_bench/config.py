@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from alpose_bench.data import DatasetConfig
+from alpose_bench.failures import UserFacingError
 from alpose_bench.validation import ParameterError, check_fields, param, parse_value
 
 if sys.version_info >= (3, 11):
@@ -27,7 +28,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 
-class ConfigError(ValueError):
+class ConfigError(UserFacingError, ValueError):
     """An invalid experiment specification; the message says which value and how to fix it (one line)."""
 
 

@@ -16,6 +16,7 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 
+from alpose_bench.failures import UserFacingError
 from alpose_bench.skeleton import Skeleton
 from alpose_bench.validation import ParameterError, check_fields, parse_value
 
@@ -23,7 +24,7 @@ Task = Literal["heatmap2d", "regression3d"]
 MetricName = Literal["pckh", "pck", "mpjpe"]
 
 
-class DatasetError(Exception):
+class DatasetError(UserFacingError):
     """A dataset is missing, incomplete or malformed. The message says what and how to fix it (one line)."""
 
 

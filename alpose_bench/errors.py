@@ -12,22 +12,8 @@ class UserError(click.ClickException):
 
 
 def user_error_types() -> tuple[type[BaseException], ...]:
-    """Exception types raised by the library for bad input (turned into UserError by the CLI)."""
-    from alpose_bench.analysis import ResultsError
-    from alpose_bench.atomic import DiskFullError
-    from alpose_bench.config import ConfigError
-    from alpose_bench.data import DatasetError
-    from alpose_bench.registry import PluginLoadError, UnknownNameError
-    from alpose_bench.runner import ExperimentLockedError
-    from alpose_bench.store import StoreError
+    """Exception types raised for bad input or an unusable environment (turned into UserError by the CLI): every
+    `UserFacingError` (`alpose_bench.failures`)."""
+    from alpose_bench.failures import UserFacingError
 
-    return (
-        ConfigError,
-        DatasetError,
-        UnknownNameError,
-        PluginLoadError,
-        StoreError,
-        ExperimentLockedError,
-        ResultsError,
-        DiskFullError,
-    )
+    return (UserFacingError,)

@@ -14,6 +14,8 @@ from functools import cache
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING
 
+from alpose_bench.failures import UserFacingError
+
 if TYPE_CHECKING:
     from alpose_bench.data import DatasetPlugin
     from alpose_bench.samplers.base import Sampler
@@ -22,11 +24,11 @@ SAMPLER_GROUP = "alpose_bench.samplers"
 DATASET_GROUP = "alpose_bench.datasets"
 
 
-class UnknownNameError(LookupError):
+class UnknownNameError(UserFacingError, LookupError):
     """A sampler or dataset name that no installed plugin provides (the message lists the known ones)."""
 
 
-class PluginLoadError(ImportError):
+class PluginLoadError(UserFacingError, ImportError):
     """A plugin's entry point exists but its code failed to import."""
 
 

@@ -35,13 +35,14 @@ from alpose_bench.config import (
     ConfigError,
     ExperimentSpec,
 )  # fmt: skip
+from alpose_bench.failures import UserFacingError
 from alpose_bench.ownership import wait_for_workers
 from alpose_bench.progress import Progress
 from alpose_bench.registry import get_dataset, sampler_key
 from alpose_bench.store import Store, StoreError
 
 
-class ExperimentLockedError(RuntimeError):
+class ExperimentLockedError(UserFacingError, RuntimeError):
     """Another process is running this experiment."""
 
 

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from alpose_bench.evaluation import SplitScore
+from alpose_bench.failures import UserFacingError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS experiment (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -75,7 +76,7 @@ ADDED_COLUMNS = tuple(
 REQUIRED_TABLES = ("experiment", "runs", "cycles", "selections")
 
 
-class StoreError(RuntimeError):
+class StoreError(UserFacingError, RuntimeError):
     """The results folder cannot be used (another experiment, not writable, disk full); one-line message."""
 
     @classmethod

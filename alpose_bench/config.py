@@ -14,6 +14,7 @@ import json
 import os
 import re
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -160,65 +161,75 @@ LEGACY: dict[str, Any] = {
 # the dataset_options key of options for every dataset of the run (`--dataset-option KEY=VALUE`)
 ALL_DATASETS = "*"
 
-# Each preset is a set of overrides on the ExperimentSpec defaults, which are the quick preset's.
-PRESETS: dict[str, dict[str, Any]] = {
-    "smoke": dict(
-        pool_size=120, test_size=40, init=16, budget=16, cycles=2, epochs_first=2, epochs=1, channels=16, depth=2,
-        stem_stride=4, lr=3e-4, seeds=1, regressor_width=8, regressor_fc=64,
+
+@dataclass(frozen=True)
+class Preset:
+    """A named starting point of an experiment: overrides on the ExperimentSpec defaults (which are `quick`'s), the
+    dataset options it sets unless the experiment does, and one line that says what it is (`list`, `--help`).
+    Settings that depend on the dataset as well live with the dataset (`DatasetPlugin.preset_overrides`)."""
+
+    name: str
+    description: str
+    values: Mapping[str, Any] = field(default_factory=dict)
+    dataset_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+
+# synth-human's `ood` split becomes the deployment distribution in quick and cpu: the pool's look with the pose-mode
+# prior reversed (the rare modes common), so a sampler that seeks the rare modes is measured where they matter, beside
+# the in-distribution test split (docs/protocol-search.md)
+_DEPLOYMENT_SPLIT = {"synth-human": {"ood_appearance": "pool"}}
+
+PRESETS: dict[str, Preset] = {p.name: p for p in (
+    Preset(
+        "smoke", "Seconds: tiny model and pool, 2 cycles, 1 seed (tests and plumbing checks).",
+        dict(pool_size=120, test_size=40, init=16, budget=16, cycles=2, epochs_first=2, epochs=1, channels=16, depth=2,
+             stem_stride=4, lr=3e-4, seeds=1, regressor_width=8, regressor_fc=64),
     ),
-    "quick": dict(),
+    Preset(
+        "quick", "The CPU default: 64 px, 1-stack 32-channel hourglass (32x32 heatmaps), 100 + 4 x 100, 3 seeds.",
+        dataset_options=_DEPLOYMENT_SPLIT,
+    ),
     # the published regime on a 2-core CPU, found by measurement (docs/protocol-search.md): competent models, budgets
-    # of hundreds, dropout for the MC samplers; synth-human scored on its deployment split too (PRESET_DATASET_OPTIONS)
-    "cpu": dict(
-        pool_size=2000, test_size=400, init=300, budget=300, cycles=3, epochs_first=30, epochs=6, dropout=0.2,
+    # of hundreds, dropout for the MC samplers
+    Preset(
+        "cpu", "The published regime on a CPU: 300 + 3 x 300 (lspet 500 + 2 x 500), 30/6 epochs, dropout 0.2, 3 seeds.",
+        dict(pool_size=2000, test_size=400, init=300, budget=300, cycles=3, epochs_first=30, epochs=6, dropout=0.2),
+        dataset_options=_DEPLOYMENT_SPLIT,
     ),
-    "paper": dict(
-        resolution=256, pool_size=None, test_size=None, init=1000, budget=1000, cycles=5, epochs_first=150,
-        epochs=100, stacks=2, channels=256, depth=4, stem_stride=4, lr=3e-4, sigma=1.75, amplitude=30.0, seeds=5,
-        regressor_width=32, regressor_fc=1024,
+    Preset(
+        "paper", "The published protocol: 256 px, 2-stack 256-ch hourglass, 1,000 + 5 x 1,000, Adam 3e-4, 150/100 "
+        "epochs.",
+        dict(resolution=256, pool_size=None, test_size=None, init=1000, budget=1000, cycles=5, epochs_first=150,
+             epochs=100, stacks=2, channels=256, depth=4, stem_stride=4, lr=3e-4, sigma=1.75, amplitude=30.0, seeds=5,
+             regressor_width=32, regressor_fc=1024),
     ),
-}  # fmt: skip
+)}  # fmt: skip
 
-PRESET_DESCRIPTIONS = {
-    "smoke": "Seconds: tiny model and pool, 2 cycles, 1 seed (tests and plumbing checks).",
-    "quick": "The CPU default: 64 px, 1-stack 32-channel hourglass (32x32 heatmaps), 100 + 4 x 100, 3 seeds.",
-    "cpu": "The published regime on a CPU: 300 + 3 x 300 (lspet 500 + 2 x 500), 30/6 epochs, dropout 0.2, 3 seeds.",
-    "paper": "The published protocol: 256 px, 2-stack 256-ch hourglass, 1,000 + 5 x 1,000, Adam 3e-4, 150/100 epochs.",
-}
 
-# Dataset-specific settings of a preset, applied unless set explicitly. `paper`: the ICVL schedule of the VL4Pose
-# figure (100 + 9 x 100 at 128 px). `quick`: the small 3D regressor is cheap per image but needs more epochs than the
-# hourglass to move off the mean pose, and a lower learning rate (1e-3 stalls it), so the hand track trains longer.
-DATASET_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
-    "paper": {
-        "icvl": dict(resolution=128, init=100, budget=100, cycles=9),
-        "synth-hand": dict(resolution=128, init=100, budget=100, cycles=9),
-    },
-    "quick": {
-        "icvl": dict(epochs_first=100, epochs=20, lr=3e-4),
-        "synth-hand": dict(epochs_first=100, epochs=20, lr=3e-4),
-        "lspet": dict(test_size=None),  # the whole fixed test split of 1,000 people
-    },
-    "cpu": {
-        "icvl": dict(epochs_first=100, epochs=20, lr=3e-4, init=100, budget=100, cycles=4),
-        "synth-hand": dict(epochs_first=100, epochs=20, lr=3e-4, init=100, budget=100, cycles=4),
-        "lspet": dict(pool_size=4000, test_size=None, init=500, budget=500, cycles=2, epochs=8),
-    },
-}
-
-# Dataset options a preset sets unless the experiment sets them. synth-human's `ood` split becomes the deployment
-# distribution: the pool's look with the pose-mode prior reversed (the rare modes common), so a sampler that seeks the
-# rare modes is measured where they matter, beside the in-distribution test split (docs/protocol-search.md).
-PRESET_DATASET_OPTIONS: dict[str, dict[str, dict[str, Any]]] = {
-    "quick": {"synth-human": {"ood_appearance": "pool"}},
-    "cpu": {"synth-human": {"ood_appearance": "pool"}},
-}
+def preset_help(default: str | None = "quick") -> str:
+    """The --preset help text, from the presets themselves."""
+    return " | ".join(PRESETS) + (
+        f" (default: {default}; `alpose-bench list` says what each is)." if default else "."
+    )
 
 
 def preset_values(preset: str) -> dict[str, Any]:
+    """The spec values a preset sets (ConfigError for an unknown name)."""
     if not isinstance(preset, str) or preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}. Known presets: {', '.join(PRESETS)}.")
-    return dict(PRESETS[preset])
+    return dict(PRESETS[preset].values)
+
+
+def dataset_preset_values(preset: str, dataset: str) -> dict[str, Any]:
+    """What `dataset` itself sets under `preset` (`DatasetPlugin.preset_overrides`); {} for a dataset not
+    installed here (planning names it then)."""
+    from alpose_bench.registry import get_dataset
+
+    try:
+        plugin = get_dataset(dataset)
+    except (LookupError, ImportError):
+        return {}
+    return dict(getattr(plugin, "preset_overrides", {}).get(preset, {}))
 
 
 #: the longest experiment name: a folder name, with room for the files and suffixes inside it (255 on most systems)
@@ -362,17 +373,16 @@ def build_spec(
         if v is not None:
             values[k] = v
     values["preset"] = preset
-    # some preset settings depend on the dataset (DATASET_OVERRIDES) unless set explicitly
+    # some preset settings depend on the dataset (`DatasetPlugin.preset_overrides`) unless set explicitly
     explicit = set(file_values) | {k for k, v in (overrides or {}).items() if v is not None}
     datasets = _coerce("datasets", values.get("datasets", ExperimentSpec.datasets))
-    overrides_for = DATASET_OVERRIDES.get(preset, {})
-    if len(datasets) == 1 and datasets[0] in overrides_for:
-        for k, v in overrides_for[datasets[0]].items():
+    if len(datasets) == 1:
+        for k, v in dataset_preset_values(preset, datasets[0]).items():
             if k not in explicit:
                 values[k] = v
     coerced = {k: _coerce(k, v) for k, v in values.items()}
     # dataset options merge per dataset and per key (preset < file < command line); "*" means every dataset
-    preset_layer = {d: o for d, o in PRESET_DATASET_OPTIONS.get(preset, {}).items() if d in datasets}
+    preset_layer = {d: o for d, o in PRESETS[preset].dataset_options.items() if d in datasets}
     layers = [preset_layer, file_values.get("dataset_options"), (overrides or {}).get("dataset_options")]
     coerced["dataset_options"] = {}
     for layer in layers:

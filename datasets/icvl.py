@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from alpose_bench.data import DatasetConfig, DatasetError, PoseDataset, PoseSplit, ProgressFn
+from alpose_bench.data import HAND_PRESETS, DatasetConfig, DatasetError, PoseDataset, PoseSplit, ProgressFn
 from alpose_bench.datasets.base import CachedDataset, Sources, SourceSplit
 from alpose_bench.datasets.files import crop_window, dataset_dir, map_images
 from alpose_bench.skeleton import ICVL
@@ -174,6 +174,7 @@ class ICVLDataset(CachedDataset):
     """ICVL hands: depth crops around the hand, 16 joints in mm relative to the crop centre, MPJPE."""
 
     name = "icvl"
+    preset_overrides = HAND_PRESETS
     description = "ICVL hand posture (real depth images): 3D hand pose in mm, MPJPE."
     task = "regression3d"
     skeleton = ICVL

@@ -224,6 +224,11 @@ class LSPETDataset(CachedDataset):
     """LSP Extended's 10,000 photographs alone: a fixed 1,000-person test split, the other 9,000 as the pool."""
 
     name = "lspet"
+    # the whole fixed test split of 1,000 people; on the cpu preset a larger pool and budgets of 500
+    preset_overrides = {
+        "quick": dict(test_size=None),
+        "cpu": dict(pool_size=4000, test_size=None, init=500, budget=500, cycles=2, epochs=8),
+    }
     description = (
         "LSP Extended (real photographs): pool 9,000 / fixed test 1,000 people, PCK@0.2 (standard torso)."
     )

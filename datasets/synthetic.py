@@ -23,6 +23,7 @@ import numpy as np
 from alpose_bench import activity
 from alpose_bench.atomic import write_atomic
 from alpose_bench.data import (
+    HAND_PRESETS,
     DatasetConfig,
     DatasetError,
     DatasetPlugin,
@@ -350,6 +351,7 @@ class SynthHand(_SyntheticDataset):
     """
 
     name = "synth-hand"
+    preset_overrides = HAND_PRESETS
     description = (
         "Synthetic 3D hand depth images (16 ICVL joints, 9 long-tailed gestures), MPJPE in mm; no download."
     )

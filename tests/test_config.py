@@ -261,12 +261,32 @@ def test_the_inference_batch_size_is_part_of_the_fingerprint_when_not_the_defaul
 
 
 def test_the_quick_preset_is_the_spec_defaults():
-    from alpose_bench.config import PRESET_DATASET_OPTIONS, PRESETS, ExperimentSpec
+    from alpose_bench.config import PRESETS, ExperimentSpec
 
-    assert PRESETS["quick"] == {}
+    assert PRESETS["quick"].values == {}
     quick = build_spec("quick")
     assert quick.replace(name="", dataset_options={}) == ExperimentSpec()
-    assert quick.dataset_options == PRESET_DATASET_OPTIONS["quick"]  # synth-human's deployment split
+    assert quick.dataset_options == PRESETS["quick"].dataset_options  # synth-human's deployment split
+
+
+def test_preset_help_is_written_from_the_presets():
+    from click.testing import CliRunner
+
+    from alpose_bench.cli import cli
+    from alpose_bench.config import PRESETS, preset_help
+
+    assert all(name in preset_help() for name in PRESETS)
+    for command in ("run", "diagnose", "bench"):
+        shown = " ".join(CliRunner().invoke(cli, [command, "--help"], obj={}).output.split())
+        assert "smoke | quick | cpu | paper" in shown, command
+
+
+def test_a_dataset_declares_its_own_preset_settings():
+    """The hand datasets share one 3-D protocol; lspet keeps its fixed test split; nothing else changes."""
+    assert build_spec("paper", None, {"datasets": "synth-hand"}).cycles == 9
+    assert build_spec("cpu", None, {"datasets": "lspet"}).init == 500
+    assert build_spec("cpu", None, {"datasets": "lspet", "init": 200}).init == 200  # the user's value wins
+    assert build_spec("cpu", None, {"datasets": "synth-human"}).init == 300
 
 
 def test_a_preset_sets_dataset_options_that_the_experiment_can_override():

@@ -9,7 +9,7 @@ from rich.table import Table
 
 from alpose_bench.bench import SECTIONS, BenchSettings, parse_sections, parse_sizes, run_bench
 from alpose_bench.commands.console import output_console
-from alpose_bench.config import build_spec, parse_sampler_params
+from alpose_bench.config import build_spec, parse_sampler_params, preset_help
 from alpose_bench.errors import UserError, user_error_types
 
 
@@ -168,9 +168,7 @@ def contention_warning() -> str | None:
 
 
 @click.command()
-@click.option(
-    "--preset", default=None, help="Model and resolution: quick (default) or paper (256 px, 2-stack 256-ch)."
-)
+@click.option("--preset", default=None, help="Model, resolution and budgets: " + preset_help())
 @click.option("--dataset", default=None, help="The dataset (default: synth-human).")
 @click.option(
     "--device", default=None, help="auto | cpu | cuda | cuda:N (CUDA: bf16 autocast, channels_last)."

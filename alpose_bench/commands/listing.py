@@ -7,7 +7,7 @@ from rich.table import Table
 
 from alpose_bench import registry
 from alpose_bench.commands.console import output_console
-from alpose_bench.config import PRESET_DESCRIPTIONS
+from alpose_bench.config import PRESETS
 
 COMPOSITES = (
     "Any scorer + a diversity step, by name: SCORER+kmeans (k-means on the embedding of the top m x budget) "
@@ -67,6 +67,6 @@ def list_command(markdown: bool) -> None:
     table = Table(title="Presets", title_justify="left")
     table.add_column("name", style="bold")
     table.add_column("description")
-    for name, desc in PRESET_DESCRIPTIONS.items():
-        table.add_row(name, desc)
+    for preset in PRESETS.values():
+        table.add_row(preset.name, preset.description)
     console.print(table)

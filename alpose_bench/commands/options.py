@@ -14,7 +14,13 @@ from typing import Any, TypeVar
 
 import click
 
-from alpose_bench.config import ExperimentSpec, build_spec, parse_dataset_options, parse_sampler_params
+from alpose_bench.config import (
+    ExperimentSpec,
+    build_spec,
+    parse_dataset_options,
+    parse_sampler_params,
+    preset_help,
+)
 from alpose_bench.errors import UserError
 from alpose_bench.metrics import METRICS
 
@@ -42,7 +48,7 @@ def spec_options(*, several_datasets: bool) -> Callable[[F], F]:
             "mpe, typiclust and the two references; used when omitted) or 'all'.",
         ),
         dataset,
-        click.option("--preset", default=None, help="smoke | quick | cpu | paper (default: quick)."),
+        click.option("--preset", default=None, help=preset_help()),
         click.option("--resolution", type=int, default=None, help="Input size in pixels."),
         click.option(
             "--dropout",

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import numpy as np
 import torch
@@ -485,6 +486,34 @@ def check_sampler(sampler_cls: type[Sampler], **params) -> None:
     """
     _check_class(sampler_cls)  # the per-task checks rely on the class attributes
     for name, check in sampler_checks(sampler_cls, **params):
+        _named(name, check)()
+
+
+def parametrize_with_checks(samplers: Iterable[type[Sampler] | str]) -> Any:
+    """A pytest decorator that runs every check of every sampler as a test of its own (id `SAMPLER-CHECK`), as
+    scikit-learn's `parametrize_with_checks`: a failure names the sampler and the check. The test takes `check`
+    and calls it::
+
+        @parametrize_with_checks(["my-sampler"])
+        def test_my_sampler(check):
+            check()
+    """
+    import pytest
+
+    from alpose_bench.registry import get_sampler
+
+    params = []
+    for item in samplers:
+        cls = get_sampler(item) if isinstance(item, str) else item
+        for name, check in sampler_checks(cls):
+            params.append(pytest.param(_named(name, check), id=f"{cls.name}-{name}"))
+    return pytest.mark.parametrize("check", params)
+
+
+def _named(name: str, check: Callable[[], None]) -> Callable[[], None]:
+    """`check`, whose failures say which check failed (as `check_sampler` reports them)."""
+
+    def run() -> None:
         try:
             check()
         except AssertionError as exc:
@@ -493,6 +522,8 @@ def check_sampler(sampler_cls: type[Sampler], **params) -> None:
             raise AssertionError(f"[{name}] {exc}") from exc
         except Exception as exc:
             raise AssertionError(f"[{name}] raised {type(exc).__name__}: {exc}") from exc
+
+    return run
 
 
 def check_all() -> dict[str, str | None]:

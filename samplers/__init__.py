@@ -2,11 +2,12 @@
 
 A plugin needs nothing else::
 
-    from alpose_bench.samplers import ScoringSampler, ForwardBatch, SelectionContext, param
+    from alpose_bench.samplers import ScoringSampler, ForwardBatch, SelectionContext, param, decode_keypoints
 
 Built-in samplers are registered through entry points like any plugin; `create_sampler` builds one by name.
 """
 
+from alpose_bench.heatmaps import decode_keypoints
 from alpose_bench.models.outputs import ModelInfo, PoseOutput, TrainBatch
 from alpose_bench.pool import ForwardBatch, SelectionContext
 from alpose_bench.samplers.base import (
@@ -33,6 +34,7 @@ __all__ = [
     "TrainBatch",
     "as_selection",
     "create_sampler",
+    "decode_keypoints",
     "param",
     "sampler_class",
     "sampler_params",

@@ -17,8 +17,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from alpose_bench.heatmaps import decode_keypoints
-from alpose_bench.samplers import ForwardBatch, ScoringSampler, SelectionContext
+from alpose_bench.samplers import ForwardBatch, ScoringSampler, SelectionContext, decode_keypoints
 
 
 @dataclass

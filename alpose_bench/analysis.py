@@ -155,11 +155,12 @@ def load_result_set(path: str | Path) -> ResultSet:
     if not path.is_dir():
         raise ResultsError(f"{path} is not a folder; pass the folder `alpose-bench run` wrote (results/NAME)")
     try:
-        cycles = results.load(path)
-        joints = results.load_joints(path)
-        selections = results.load_selections(path)
-        evals = results.load_evals(path)
-        experiment = results.load_experiment(path)
+        with results.reading(path) as store:  # one connection for the five tables
+            cycles = results.load(store)
+            joints = results.load_joints(store)
+            selections = results.load_selections(store)
+            evals = results.load_evals(store)
+            experiment = results.load_experiment(store)
     except StoreError as exc:
         raise ResultsError(str(exc)) from None
     if cycles.empty:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,10 @@ CYCLE_COLUMNS = [
 CPU_COLUMNS = ("train_cpu_s", "eval_cpu_s", "select_cpu_s", "infer_s", "infer_cpu_s")
 
 
-def _store(path: str | Path) -> Store:
+def _store(path: str | Path | Store) -> AbstractContextManager[Store]:
+    """A read-only handle on a results folder (closed on exit), or the open Store given (left open)."""
+    if isinstance(path, Store):
+        return nullcontext(path)
     path = Path(path)
     if path.is_file():
         path = path.parent
@@ -31,7 +35,12 @@ def _store(path: str | Path) -> Store:
     return Store(path, readonly=True)
 
 
-def load(path: str | Path) -> pd.DataFrame:
+def reading(path: str | Path) -> AbstractContextManager[Store]:
+    """One read-only handle on a results folder for several loads (`load(store)`, `load_joints(store)`, ...)."""
+    return _store(path)
+
+
+def load(path: str | Path | Store) -> pd.DataFrame:
     """One row per (dataset, sampler, seed, cycle) with the metric (% or mm) and timings in seconds: wall seconds
     (`train_s`, `eval_s`, `select_s`) and CPU seconds of the task's process (`*_cpu_s`, NaN where not recorded)."""
     with _store(path) as store:
@@ -48,7 +57,7 @@ def load(path: str | Path) -> pd.DataFrame:
     return df[CYCLE_COLUMNS]
 
 
-def load_joints(path: str | Path) -> pd.DataFrame:
+def load_joints(path: str | Path | Store) -> pd.DataFrame:
     """Per-joint metric: one row per (dataset, sampler, seed, cycle, joint)."""
     with _store(path) as store:
         rows = store.conn.execute(
@@ -79,7 +88,7 @@ EVAL_COLUMNS = [
 ]
 
 
-def load_evals(path: str | Path) -> pd.DataFrame:
+def load_evals(path: str | Path | Store) -> pd.DataFrame:
     """The metric on every held-out split (`test`, `ood`), of the whole split (group "all") and of each pose mode:
     one row per (dataset, sampler, seed, cycle, split, group). Empty for databases written before it was recorded."""
     with _store(path) as store:
@@ -95,7 +104,7 @@ def load_evals(path: str | Path) -> pd.DataFrame:
     return df[EVAL_COLUMNS]
 
 
-def load_selections(path: str | Path) -> pd.DataFrame:
+def load_selections(path: str | Path | Store) -> pd.DataFrame:
     """The images each task picked at each cycle: rank (0 = first), dataset train index, score, pose-mode group."""
     with _store(path) as store:
         df = pd.read_sql_query(
@@ -119,12 +128,12 @@ def load_selection_keypoints(
     return out
 
 
-def load_experiment(path: str | Path) -> dict[str, Any]:
+def load_experiment(path: str | Path | Store) -> dict[str, Any]:
     """Name, spec, provenance and per-dataset information of an experiment."""
     with _store(path) as store:
         spec = store.get_meta("spec") or {}
         return {
-            "name": spec.get("name", Path(path).name),
+            "name": spec.get("name", store.directory.name),
             "spec": spec,
             "provenance": store.get_meta("provenance") or {},
             "datasets": store.dataset_info(),

@@ -89,14 +89,22 @@ def default_jobs(device: str, tasks: int) -> int:
     return max(1, min(os.cpu_count() or 1, tasks))
 
 
-def summary_rows(out_dir: Path) -> list[dict[str, Any]]:
-    """One row per dataset x sampler: seeds, labelled images and the metric at the last committed cycle, mean
-    training seconds per cycle and selection milliseconds per image."""
-    from alpose_bench.results import load
+def result_set(out_dir: Path) -> Any:
+    """The experiment's results, read once for the summary and the regime lines (None before any cycle)."""
+    from alpose_bench.analysis import ResultsError, load_result_set
 
-    df = load(out_dir)
-    if df.empty:
+    try:
+        return load_result_set(out_dir)
+    except ResultsError:
+        return None
+
+
+def summary_rows(rs: Any) -> list[dict[str, Any]]:
+    """One row per dataset x sampler of a result set: seeds, labelled images and the metric at the last committed
+    cycle, mean training seconds per cycle and selection milliseconds per image."""
+    if rs is None or rs.cycles.empty:
         return []
+    df = rs.cycles
     rows = []
     last = df[df["cycle"] == df.groupby(["dataset", "sampler"])["cycle"].transform("max")]
     for (dataset, sampler), g in last.groupby(["dataset", "sampler"]):
@@ -112,14 +120,14 @@ def summary_rows(out_dir: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def summary_table(out_dir: Path) -> Table:
+def summary_table(out_dir: Path, rs: Any) -> Table:
     """`summary_rows` as a table."""
     table = Table(title=f"Results: {out_dir}", title_justify="left")
     for col in (
         "dataset", "sampler", "seeds", "labelled", "metric (mean ± std)", "train s/cycle", "select ms/img",
     ):  # fmt: skip
         table.add_column(col)
-    for r in summary_rows(out_dir):
+    for r in summary_rows(rs):
         table.add_row(
             r["dataset"], r["sampler"], str(r["seeds"]), str(r["labelled"]),
             f"{metric_info(r['metric']).label} {r['mean']:.2f} ± {r['std']:.2f} {r['unit']}",
@@ -128,13 +136,11 @@ def summary_table(out_dir: Path) -> Table:
     return table
 
 
-def regime_lines(out_dir: Path) -> list[str]:
+def regime_lines(rs: Any) -> list[str]:
     """The regime each dataset and held-out split is in (`analysis.regime`), or how to find out."""
-    from alpose_bench.analysis import ResultsError, load_result_set, regime
+    from alpose_bench.analysis import regime
 
-    try:
-        rs = load_result_set(out_dir)
-    except ResultsError:
+    if rs is None:
         return []
     lines = []
     for split in rs.splits:
@@ -307,13 +313,15 @@ def _run(
                     console.print(f"  {t}: {e}")
     if log_format == "json":
         assert log is not None
-        for row in summary_rows(the_plan.out_dir):
+        rs = result_set(the_plan.out_dir)
+        for row in summary_rows(rs):
             log.emit("result", f"{row['dataset']}/{row['sampler']}: {row['metric']} {row['mean']:.2f}", **row)
-        for line in regime_lines(the_plan.out_dir):
+        for line in regime_lines(rs):
             log.emit("regime", Text.from_markup(line).plain)
     else:
-        console.print(summary_table(the_plan.out_dir))
-        for line in regime_lines(the_plan.out_dir):
+        rs = result_set(the_plan.out_dir)
+        console.print(summary_table(the_plan.out_dir, rs))
+        for line in regime_lines(rs):
             console.print(line)
         console.print(f"results: {the_plan.out_dir / 'results.sqlite'}")
     if the_plan.pending and any(results.values()):

@@ -213,3 +213,13 @@ def test_status_of_a_folder_without_results_is_one_line(tmp_path: Path) -> None:
     result = status(tmp_path / "nothing")
     assert result.exit_code == 2 and result.output.startswith("Error: no results in")
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_status_watch_on_a_finished_experiment_prints_once_and_exits(tmp_path: Path) -> None:
+    """--watch refreshes while a run is alive; on a finished experiment it prints the table once and exits 0."""
+    args = ("run", "--preset", "smoke", "--jobs", "1", "--samplers", "random", "--out", str(tmp_path))
+    assert invoke(*args, "--name", "w").exit_code == 0
+    started = time.monotonic()
+    watched = status(tmp_path / "w", "--watch", "--interval", "0.5")
+    assert watched.exit_code == 0 and time.monotonic() - started < 30
+    assert watched.output.count("1/1 tasks done") == 1 and "finished" in watched.output

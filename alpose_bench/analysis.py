@@ -36,6 +36,7 @@ from scipy import stats
 
 from alpose_bench import stats as st
 from alpose_bench import style
+from alpose_bench.data import HELD_OUT_SPLITS
 from alpose_bench.evaluation import ALL
 from alpose_bench.failures import UserFacingError
 from alpose_bench.metrics import aubc
@@ -89,11 +90,11 @@ class ResultSet:
 
     @property
     def splits(self) -> list[str]:
-        """The held-out splits with results: "test", then "ood" where the datasets have one."""
-        extra = (
-            set(self.evals.loc[self.evals["group"] == ALL, "split"]) - {"test"} if len(self.evals) else set()
-        )
-        return ["test"] + [s for s in ("ood",) if s in extra]
+        """The held-out splits with results (`data.HELD_OUT_SPLITS`): "test", then "ood" where the datasets have
+        one."""
+        first, *others = HELD_OUT_SPLITS
+        extra = set(self.evals.loc[self.evals["group"] == ALL, "split"]) if len(self.evals) else set()
+        return [first] + [s for s in others if s in extra]
 
     def split_cycles(self, split: str = "test") -> pd.DataFrame:
         """The cycles frame with `value` on `split` (whole split): `cycles` itself for "test", else built from

@@ -129,6 +129,10 @@ def parse_option_pairs(pairs: Iterable[str], flag: str = "--option") -> dict[str
     return out
 
 
+#: the held-out splits a model is evaluated on, in reading order: the test split, then the deployment split
+#: (`PoseDataset.ood`) where a dataset has one
+HELD_OUT_SPLITS = ("test", "ood")
+
 ProgressFn = Callable[[int, int], None]  # (done, total)
 
 #: the preset settings every 3-D hand dataset shares. `paper`: the ICVL schedule of the VL4Pose figure (100 + 9 x

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from alpose_bench.data import PoseDataset, PoseSplit
+from alpose_bench.data import HELD_OUT_SPLITS, PoseDataset, PoseSplit
 from alpose_bench.metrics import MetricResult, evaluate
 
 #: the group name of a whole split
@@ -35,7 +35,7 @@ class SplitScore:
 
 def held_out_splits(dataset: PoseDataset) -> dict[str, PoseSplit]:
     """The non-empty held-out splits of `dataset`, test first."""
-    splits = {"test": dataset.test, "ood": dataset.ood}
+    splits = {name: getattr(dataset, name) for name in HELD_OUT_SPLITS}
     return {name: split for name, split in splits.items() if split is not None and len(split) > 0}
 
 

@@ -128,7 +128,11 @@ def _execute_task(
 
     try:
         with ACTIVITY.task(str(task), out, activity_key(task)):
-            done = committed(out, task) if store is None else store.committed(task.dataset, task.sampler, task.seed)
+            done = (
+                committed(out, task)
+                if store is None
+                else store.committed(task.dataset, task.sampler, task.seed)
+            )
             run_task(task_setup(spec, task), out, done, sink, on_cycle)
     except RunGoneError:
         os._exit(EXIT_OWNER_GONE)  # its run was killed: leave the task as it is, for the rerun to resume

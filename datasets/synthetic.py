@@ -24,6 +24,7 @@ from alpose_bench import activity
 from alpose_bench.atomic import write_atomic
 from alpose_bench.data import (
     HAND_PRESETS,
+    HELD_OUT_SPLITS,
     DatasetConfig,
     DatasetError,
     DatasetPlugin,
@@ -65,7 +66,7 @@ GENERATOR_VERSION = 2
 CHUNK = 256  # samples per random stream
 DEFAULT_POOL, DEFAULT_TEST = 5000, 1000
 MAX_SPLIT = 1_000_000  # images per split (12 GB at 64 px RGB)
-SPLITS = ("train", "test", "ood")
+SPLITS = ("train", *HELD_OUT_SPLITS)
 _FIELDS = ("images", "keypoints", "visible", "normalizer", "groups")
 
 

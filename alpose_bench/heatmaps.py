@@ -16,6 +16,7 @@ weighted-mean refinement then has no sub-pixel information to work with (16x16 h
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import TypeVar
 
 import torch
@@ -90,6 +91,41 @@ def render_heatmaps(
 
     gx, gy = axis(0), axis(1)
     return (amplitude * keep[..., None, None]) * gy[..., :, None] * gx[..., None, :]
+
+
+@dataclass(frozen=True)
+class HeatmapCodec:
+    """How keypoints become training targets and heatmaps become keypoints, for one model (as mmpose's codecs): the
+    input and heatmap sizes, the targets' Gaussian width and peak height. Training renders its targets with it,
+    and the heatmap scorers read its amplitude from the selection context."""
+
+    input_size: int
+    heatmap_size: int
+    sigma: float = REFERENCE_SIGMA
+    amplitude: float = REFERENCE_AMPLITUDE
+
+    @classmethod
+    def reference(cls, input_size: int, heatmap_size: int) -> HeatmapCodec:
+        """The reference targets for these sizes: σ scaled with the heatmap size (`default_sigma`), peak 30."""
+        return cls(input_size, heatmap_size, default_sigma(heatmap_size), REFERENCE_AMPLITUDE)
+
+    def to_heatmap(self, keypoints: ArrayT) -> ArrayT:
+        """Model-input pixels -> heatmap pixels."""
+        return keypoints_to_heatmap_coords(keypoints, self.input_size, self.heatmap_size)
+
+    def to_input(self, keypoints: ArrayT) -> ArrayT:
+        """Heatmap pixels -> model-input pixels."""
+        return heatmap_coords_to_input(keypoints, self.input_size, self.heatmap_size)
+
+    def encode(self, keypoints: Tensor, visible: Tensor) -> tuple[Tensor, Tensor]:
+        """(keypoints in heatmap pixels, target heatmaps) of keypoints (B, J, 2) in model-input pixels."""
+        heatmap_kp = self.to_heatmap(keypoints)
+        return heatmap_kp, render_heatmaps(heatmap_kp, visible, self.heatmap_size, self.sigma, self.amplitude)
+
+    def decode(self, heatmaps: Tensor) -> Tensor:
+        """(B, J, 2) keypoints in model-input pixels of heatmaps (B, J, h, w) (`decode_heatmaps`)."""
+        coords, _ = decode_heatmaps(heatmaps)
+        return self.to_input(coords)
 
 
 def decode_heatmaps(heatmaps: Tensor, radius: int = REFINE_RADIUS) -> tuple[Tensor, Tensor]:

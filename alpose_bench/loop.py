@@ -22,11 +22,12 @@ from alpose_bench import checkpoints, seeds
 from alpose_bench.activity import ACTIVITY, phase
 from alpose_bench.build import Cycle0Setup, TaskSetup, initial_labelled, new_head, new_model
 from alpose_bench.evaluation import SplitScore
+from alpose_bench.models import model_info
 from alpose_bench.pool import SelectionContext
 from alpose_bench.samplers.base import Sampler, SamplerContractError, Selection, as_selection, sampler_code
 from alpose_bench.store import CycleRecord
 from alpose_bench.timing import Timing, timed
-from alpose_bench.train import CycleResult, predict, train, train_and_evaluate
+from alpose_bench.train import CycleResult, codec_of, predict, train, train_and_evaluate
 
 
 def validate_selection(
@@ -214,6 +215,8 @@ def run_task(
         labelled = np.concatenate([labelled, done[cycle]])
     model = setup.new_model()
     head = setup.new_head(model)
+    heatmap_size = model_info(model).heatmap_size
+    codec = None if heatmap_size is None else codec_of(dataset, heatmap_size, proto.first)
     for cycle in range(len(done), proto.cycles + 1):
         ACTIVITY.cycle(cycle)
         if cycle == 0:
@@ -264,7 +267,7 @@ def run_task(
             ctx = SelectionContext(
                 model=model, aux=head, dataset=dataset, labelled=labelled, pool=pool, compute=compute,
                 batch_size=proto.eval_batch_size, seed=seeds.select_seed(task.seed, task.sampler), cycle=cycle,
-                sampler=sampler,
+                sampler=sampler, codec=codec,
             )  # fmt: skip
             with timed() as select_t, phase("selecting", total=len(pool), unit="pool images"):
                 selection = run_selection(sampler, ctx, proto.budget)

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from alpose_bench import activity
 from alpose_bench.compute import Compute, as_compute
 from alpose_bench.data import PoseDataset, PoseSplit, Task
+from alpose_bench.heatmaps import HeatmapCodec
 from alpose_bench.models.outputs import PoseOutput
 from alpose_bench.seeds import selection_rng
 from alpose_bench.skeleton import Skeleton
@@ -54,6 +55,7 @@ class SelectionContext:
         cycle: int = 0,
         compute: Compute | None = None,
         sampler: object | None = None,
+        codec: HeatmapCodec | None = None,
     ) -> None:
         """`sampler` is who reads this context: it decides, by what it declares, whether the pool's labels may be
         read (only a reference sampler with "labels" in `needs`)."""
@@ -75,6 +77,8 @@ class SelectionContext:
         # per-pool-position arrays a sampler may leave for the record (e.g. VL4Pose's "refined_keypoints" (N, J, 2)
         # in model-input pixels); the loop stores the rows of the images it selected
         self.annotations: dict[str, np.ndarray] = {}
+        # how the model's heatmaps were trained (targets' peak height, ...); None: the reference codec
+        self.codec = codec
         # only reference samplers (`Sampler.reference`, "labels" in `needs`) may read the pool's ground truth
         self.labels_allowed = bool(
             getattr(sampler, "reference", False) and "labels" in getattr(sampler, "needs", ())

@@ -21,7 +21,13 @@ from alpose_bench.augment import AugmentSettings, augment_2d, augment_3d
 from alpose_bench.compute import Compute, as_compute
 from alpose_bench.data import PoseDataset, PoseSplit
 from alpose_bench.evaluation import SplitScore, held_out_splits, split_scores
-from alpose_bench.heatmaps import decode_keypoints, keypoints_to_heatmap_coords, pose_loss, render_heatmaps
+from alpose_bench.heatmaps import (
+    REFERENCE_AMPLITUDE,
+    REFERENCE_SIGMA,
+    HeatmapCodec,
+    decode_keypoints,
+    pose_loss,
+)
 from alpose_bench.metrics import MetricResult, evaluate
 from alpose_bench.models import model_info
 from alpose_bench.models.outputs import TrainBatch
@@ -39,8 +45,8 @@ class TrainSettings:
     lr: float = 3e-4
     batch_size: int = 16
     weight_decay: float = 0.0
-    sigma: float = 1.75
-    amplitude: float = 30.0
+    sigma: float = REFERENCE_SIGMA  # the targets' Gaussian width and peak height (`heatmaps.HeatmapCodec`)
+    amplitude: float = REFERENCE_AMPLITUDE
     augment: AugmentSettings | None = AugmentSettings()
 
 
@@ -50,6 +56,11 @@ class TrainStats:
     steps: int
     images: int
     final_loss: float
+
+
+def codec_of(dataset: PoseDataset, heatmap_size: int, settings: TrainSettings) -> HeatmapCodec:
+    """The heatmap codec of a model with `heatmap_size` maps trained on `dataset` with `settings`."""
+    return HeatmapCodec(dataset.resolution, heatmap_size, settings.sigma, settings.amplitude)
 
 
 def make_batch(
@@ -71,8 +82,7 @@ def make_batch(
         if settings.augment is not None and g is not None:
             x, kp, vis = augment_2d(x, kp, vis, dataset.skeleton, settings.augment, g)
             x = compute.layout(x)  # the warp returns contiguous tensors
-        hm_kp = keypoints_to_heatmap_coords(kp, dataset.resolution, heatmap_size)
-        target = render_heatmaps(hm_kp, vis, heatmap_size, settings.sigma, settings.amplitude)
+        hm_kp, target = codec_of(dataset, heatmap_size, settings).encode(kp, vis)
         return TrainBatch(images=x, keypoints=hm_kp, visible=vis, heatmaps=target, skeleton=dataset.skeleton)
     if settings.augment is not None and g is not None:
         x, kp, vis = augment_3d(x, kp, vis, dataset.cube_mm, settings.augment, g)

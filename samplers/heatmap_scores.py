@@ -22,10 +22,18 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from alpose_bench.heatmaps import REFERENCE_AMPLITUDE
 from alpose_bench.peaks import find_peaks, scaled_distance, with_argmax_fallback
 from alpose_bench.pool import ForwardBatch, SelectionContext
 from alpose_bench.samplers.base import ScoringSampler
 from alpose_bench.validation import param
+
+
+def target_peak(amplitude: float | None, ctx: SelectionContext) -> float:
+    """The peak height scores are divided by: the sampler's parameter, else the run's codec's, else 30."""
+    if amplitude is not None:
+        return amplitude
+    return ctx.codec.amplitude if ctx.codec is not None else REFERENCE_AMPLITUDE
 
 
 def least_confidence(heatmaps: Tensor, amplitude: float) -> Tensor:
@@ -68,12 +76,12 @@ class LeastConfidence(ScoringSampler):
     tasks = frozenset({"heatmap2d"})
     overhead_target = 1.1
 
-    amplitude: float = param(
-        30.0, low=0, low_open=True
-    )  # training targets' peak height (the reference hm_peak)
+    # the training targets' peak height; None: the run's (`ctx.codec`), the reference 30 without one
+    amplitude: float | None = param(None, low=0, low_open=True)
 
     def score_batch(self, batch: ForwardBatch, ctx: SelectionContext) -> np.ndarray:
-        return least_confidence(batch.out.final_heatmaps, self.amplitude).double().cpu().numpy()
+        amplitude = target_peak(self.amplitude, ctx)
+        return least_confidence(batch.out.final_heatmaps, amplitude).double().cpu().numpy()
 
 
 @dataclass
@@ -92,13 +100,14 @@ class PeakMargin(ScoringSampler):
     tasks = frozenset({"heatmap2d"})
     overhead_target = 1.1
 
-    amplitude: float = param(30.0, low=0, low_open=True)
+    amplitude: float | None = param(None, low=0, low_open=True)  # as least-confidence's
     min_distance: int = param(5, low=1)  # heatmap px at 64x64 (as MPE); rescaled to the model's heatmap size
 
     def score_batch(self, batch: ForwardBatch, ctx: SelectionContext) -> np.ndarray:
         heatmaps = batch.out.final_heatmaps
         distance = scaled_distance(self.min_distance, int(heatmaps.shape[-1]))
-        return (-peak_margin(heatmaps, self.amplitude, distance)).double().cpu().numpy()
+        amplitude = target_peak(self.amplitude, ctx)
+        return (-peak_margin(heatmaps, amplitude, distance)).double().cpu().numpy()
 
 
 @dataclass

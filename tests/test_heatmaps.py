@@ -161,3 +161,39 @@ def test_render_rejects_bad_shapes() -> None:
         render_heatmaps(torch.zeros(2, 3, 2), torch.ones(2, 4), 16)
     with pytest.raises(ValueError, match="sigma > 0"):
         render_heatmaps(torch.zeros(2, 3, 2), torch.ones(2, 3), 16, sigma=0.0)
+
+
+def test_the_codec_is_what_training_renders_and_decoding_inverts():
+    """One object for the targets and the decoding: training's batch targets are `codec.encode`'s, and decoding a
+    rendered target gives the keypoint back (to the refinement's bias)."""
+    import numpy as np
+
+    from alpose_bench.heatmaps import HeatmapCodec
+    from alpose_bench.models import model_info
+    from alpose_bench.testing import make_dataset, tiny_model, train_batch
+
+    dataset = make_dataset("heatmap2d", n_train=6, n_test=2)
+    info = model_info(tiny_model(dataset))
+    codec = HeatmapCodec.reference(dataset.resolution, info.heatmap_size)
+    batch = train_batch(dataset, info, n=3)
+    kp = torch.from_numpy(dataset.train.keypoints[:3]).float()
+    vis = torch.from_numpy(dataset.train.visible[:3].astype(np.float32))
+    heatmap_kp, targets = codec.encode(kp, vis)
+    torch.testing.assert_close(batch.heatmaps, targets)
+    torch.testing.assert_close(batch.keypoints, heatmap_kp)
+    inside = vis.bool() & (heatmap_kp >= 2).all(-1) & (heatmap_kp <= info.heatmap_size - 3).all(-1)
+    decoded = codec.decode(targets)
+    assert (decoded - kp).abs()[inside].max() < 0.6 * dataset.resolution / info.heatmap_size
+
+
+def test_heatmap_scorers_divide_by_the_runs_target_peak():
+    from alpose_bench.heatmaps import HeatmapCodec
+    from alpose_bench.samplers import create_sampler
+    from alpose_bench.testing import make_context
+
+    sampler = create_sampler("least-confidence")
+    ctx = make_context("heatmap2d", n_pool=8, sampler=sampler)
+    plain = sampler.score(ctx)
+    ctx.codec = HeatmapCodec(64, 16, 1.0, 60.0)  # targets twice as high: 1 - max / 60
+    doubled = sampler.score(ctx)
+    torch.testing.assert_close(torch.from_numpy(1 - doubled), torch.from_numpy((1 - plain) / 2))

@@ -31,14 +31,13 @@ from alpose_bench.analysis import (
     ResultsError,
     ResultSet,
     curve_data,
-    friedman_data,
     gain_data,
     joint_data,
-    mode_accuracy_data,
     mode_data,
     timing_data,
 )
 from alpose_bench.atomic import write_all_atomic, write_atomic
+from alpose_bench.comparisons import friedman_data, mode_accuracy_data
 from alpose_bench.metrics import metric_info
 
 FORMATS = ("png", "pdf", "svg")

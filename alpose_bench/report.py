@@ -21,19 +21,9 @@ import pandas as pd
 
 from alpose_bench import stats as st
 from alpose_bench import style
-from alpose_bench.analysis import (
-    TEST_NAME,
-    ResultSet,
-    curve_data,
-    friedman_data,
-    gain_data,
-    load_warning,
-    mode_accuracy_data,
-    regime,
-    sampler_summary,
-    timing_data,
-)
+from alpose_bench.analysis import TEST_NAME, ResultSet, curve_data, gain_data, load_warning, timing_data
 from alpose_bench.atomic import write_all_atomic, write_atomic
+from alpose_bench.comparisons import friedman_data, mode_accuracy_data, regime, sampler_summary
 from alpose_bench.metrics import metric_info
 
 FORMATS = ("md", "html", "csv")

@@ -18,7 +18,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("samplers", ("pool", "samplers")),
     ("engine", ("train", "store", "checkpoints", "ownership", "build", "loop")),
     ("experiment", ("runner", "executors", "monitor", "results")),
-    ("tools", ("style", "analysis", "plot", "report", "diagnose", "bench", "testing")),
+    ("tools", ("style", "analysis", "comparisons", "plot", "report", "diagnose", "bench", "testing")),
     ("command line", ("errors", "cli", "commands")),
 )  # fmt: skip
 PACKAGES = {"alpose_bench": REPO / "alpose_bench", "alpose_bench.samplers": REPO / "samplers",

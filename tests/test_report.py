@@ -12,8 +12,9 @@ import pytest
 from click.testing import CliRunner
 from plot_report_factory import write_results
 
-from alpose_bench.analysis import ResultSet, aubc_per_seed, load_result_set, sampler_summary
+from alpose_bench.analysis import ResultSet, load_result_set
 from alpose_bench.cli import cli
+from alpose_bench.comparisons import aubc_per_seed, sampler_summary
 from alpose_bench.report import build_document, dataset_table, timing_table, to_markdown, write_report
 
 BUDGETS = (100, 200, 300)

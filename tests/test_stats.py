@@ -8,7 +8,7 @@ import pytest
 from scipy import stats as sps
 
 from alpose_bench import stats
-from alpose_bench.analysis import ERROR_SEEKING, NO_HEADROOM, TYPICAL, UNDETERMINED, rank_blocks, regime
+from alpose_bench.comparisons import ERROR_SEEKING, NO_HEADROOM, TYPICAL, UNDETERMINED, rank_blocks, regime
 
 
 def test_paired_difference_is_the_one_sample_t_interval_and_test():

@@ -137,8 +137,8 @@ def summary_table(out_dir: Path, rs: Any) -> Table:
 
 
 def regime_lines(rs: Any) -> list[str]:
-    """The regime each dataset and held-out split is in (`analysis.regime`), or how to find out."""
-    from alpose_bench.analysis import regime
+    """The regime each dataset and held-out split is in (`comparisons.regime`), or how to find out."""
+    from alpose_bench.comparisons import regime
 
     if rs is None:
         return []

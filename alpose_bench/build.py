@@ -17,7 +17,7 @@ from torch import nn
 from alpose_bench import activity, seeds
 from alpose_bench.augment import AugmentSettings
 from alpose_bench.compute import Compute, as_compute, resolve_precision
-from alpose_bench.config import ConfigError, ExperimentSpec, dataset_config
+from alpose_bench.config import ConfigError, ExperimentSpec, dataset_config, trained_cycles
 from alpose_bench.data import DatasetConfig, PoseDataset
 from alpose_bench.models import ModelSpec, build_model, model_info
 from alpose_bench.samplers.base import Sampler, sampler_code
@@ -136,6 +136,10 @@ class Protocol:
     later: TrainSettings  # every later cycle
     model: ModelSpec
     eval_batch_size: int
+
+    def selects(self, cycle: int) -> bool:
+        """True for every cycle but the last, which trains and evaluates only (`config.trained_cycles`)."""
+        return cycle < trained_cycles(self.cycles) - 1
 
 
 def train_settings(spec: ExperimentSpec, epochs: int) -> TrainSettings:

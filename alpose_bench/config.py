@@ -136,6 +136,11 @@ class ExperimentSpec:
         known["samplers"] = tuple(known.get("samplers", cls().samplers))
         return cls(**known)
 
+    @property
+    def trained_cycles(self) -> int:
+        """Cycles a task trains and commits: cycle 0 on the initial set, then one per acquisition (`trained_cycles`)."""
+        return trained_cycles(self.cycles)
+
     def seed_values(self) -> list[int]:
         """The seeds of the experiment: 0 .. seeds - 1."""
         return list(range(self.seeds))
@@ -143,6 +148,12 @@ class ExperimentSpec:
     def replace(self, **changes: Any) -> ExperimentSpec:
         """A copy with some fields changed."""
         return dataclasses.replace(self, **changes)
+
+
+def trained_cycles(acquisitions: int) -> int:
+    """The one fact about the schedule every count reads: a task commits cycle 0 and one cycle per acquisition; the
+    last of them (cycle == acquisitions) trains and evaluates but selects nothing."""
+    return acquisitions + 1
 
 
 SPEC_FIELDS = {f.name: f for f in dataclasses.fields(ExperimentSpec)}

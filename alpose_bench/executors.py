@@ -123,7 +123,12 @@ def _execute_task(
                 owner.check()  # never commit for a run that is gone
             store.commit_cycle(record)
             checkpoints.discard_after_commit(
-                out, task.dataset, task.sampler, task.seed, record.cycle, record.cycle == spec.cycles
+                out,
+                task.dataset,
+                task.sampler,
+                task.seed,
+                record.cycle,
+                record.cycle == spec.trained_cycles - 1,
             )
 
     try:
@@ -367,7 +372,7 @@ class DaskExecutor(Executor):
                     store.commit_cycle(record)
                     checkpoints.discard_after_commit(
                         Path(out_dir), task.dataset, task.sampler, task.seed, record.cycle,
-                        record.cycle == spec.cycles,
+                        record.cycle == spec.trained_cycles - 1,
                     )  # fmt: skip
                     progress.cycle_done(task, record.cycle)
 

@@ -21,6 +21,7 @@ from torch import nn
 from alpose_bench import checkpoints, seeds
 from alpose_bench.activity import ACTIVITY, phase
 from alpose_bench.build import Cycle0Setup, TaskSetup, initial_labelled, new_head, new_model
+from alpose_bench.config import trained_cycles
 from alpose_bench.evaluation import SplitScore
 from alpose_bench.models import model_info
 from alpose_bench.pool import SelectionContext
@@ -217,7 +218,7 @@ def run_task(
     head = setup.new_head(model)
     heatmap_size = model_info(model).heatmap_size
     codec = None if heatmap_size is None else codec_of(dataset, heatmap_size, proto.first)
-    for cycle in range(len(done), proto.cycles + 1):
+    for cycle in range(len(done), trained_cycles(proto.cycles)):
         ACTIVITY.cycle(cycle)
         if cycle == 0:
             path = checkpoints.cycle0_path(out_dir, task.dataset, task.seed)
@@ -263,7 +264,7 @@ def run_task(
         infer_t: Timing | None = None  # the forward passes over the pool and labelled set, within select_t
         arrays: dict[str, np.ndarray] = {}
         pool = np.setdiff1d(np.arange(len(dataset.train)), labelled)
-        if cycle < proto.cycles:
+        if proto.selects(cycle):
             ctx = SelectionContext(
                 model=model, aux=head, dataset=dataset, labelled=labelled, pool=pool, compute=compute,
                 batch_size=proto.eval_batch_size, seed=seeds.select_seed(task.seed, task.sampler), cycle=cycle,
@@ -298,7 +299,7 @@ def run_task(
                 select_cpu_s=None if select_t is None else select_t.cpu_s,
                 infer_s=None if infer_t is None else infer_t.wall_s,
                 infer_cpu_s=None if infer_t is None else infer_t.cpu_s,
-                select_images=len(pool) if cycle < proto.cycles else 0, selected=selected, scores=selection.scores,
+                select_images=len(pool) if proto.selects(cycle) else 0, selected=selected, scores=selection.scores,
                 groups=dataset.train.group_ids[selected], arrays=arrays, evals=evals,
             )
         )  # fmt: skip

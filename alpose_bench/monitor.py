@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from alpose_bench.activity import Snapshot, process_alive, process_start, read_all
+from alpose_bench.config import trained_cycles
 from alpose_bench.store import Store, StoreError, check_database
 
 #: task states, in the order `status` lists what needs attention
@@ -130,7 +131,9 @@ def estimate_left(
 
     left, unfinished = 0.0, 0
     for dataset, sampler, seed in tasks:
-        missing = [c for c in range(cycles + 1) if c not in done.get((dataset, sampler, seed), set())]
+        missing = [
+            c for c in range(trained_cycles(cycles)) if c not in done.get((dataset, sampler, seed), set())
+        ]
         if not missing:
             continue
         unfinished += 1
@@ -269,7 +272,7 @@ def experiment_status(out_dir: Path) -> ExperimentStatus:
         alive = None if worker is None else process_alive(worker.pid, worker.host, worker.started)
         later = [t.seconds for t in mine if t.cycle > 0]
         task = TaskStatus(
-            dataset, sampler, seed, committed=len(mine), total=cycles + 1, state="", error=error,
+            dataset, sampler, seed, committed=len(mine), total=trained_cycles(cycles), state="", error=error,
             worker=worker, worker_alive=alive, seconds_per_cycle=sum(later) / len(later) if later else None,
         )  # fmt: skip
         task.state = _state(task, status, run_alive)

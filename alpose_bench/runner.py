@@ -56,7 +56,7 @@ class Plan:
 
     @property
     def pending(self) -> list[Task]:
-        return [t for t in self.tasks if len(self.done.get(t, {})) < self.spec.cycles + 1]
+        return [t for t in self.tasks if len(self.done.get(t, {})) < self.spec.trained_cycles]
 
 
 def registered_names(spec: ExperimentSpec) -> ExperimentSpec:
@@ -328,12 +328,12 @@ def finish_complete_tasks(the_plan: Plan) -> list[Task]:
     with Store(the_plan.out_dir) as store:
         statuses = store.statuses()
         for t in the_plan.tasks:
-            complete = len(the_plan.done.get(t, {})) >= the_plan.spec.cycles + 1
+            complete = len(the_plan.done.get(t, {})) >= the_plan.spec.trained_cycles
             if complete and statuses.get((t.dataset, t.sampler, t.seed), ("",))[0] != "done":
                 store.set_status(t.dataset, t.sampler, t.seed, "done")
                 closed.append(t)
     for t in the_plan.tasks:
-        if len(the_plan.done.get(t, {})) >= the_plan.spec.cycles + 1:
+        if len(the_plan.done.get(t, {})) >= the_plan.spec.trained_cycles:
             checkpoints.discard_after_commit(
                 the_plan.out_dir, t.dataset, t.sampler, t.seed, the_plan.spec.cycles, final=True
             )

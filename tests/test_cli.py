@@ -207,9 +207,12 @@ def test_progress_counts_every_committed_cycle_whichever_executor_reports_them()
     from rich.console import Console
 
     from alpose_bench.commands.run import RichProgress
+    from alpose_bench.config import build_spec
 
     a, b, c = "synth-human/random/seed0", "synth-human/mpe/seed0", "synth-human/vl4pose/seed0"
-    the_plan = SimpleNamespace(spec=SimpleNamespace(cycles=2), pending=[a, b, c], done={b: {0: []}})
+    the_plan = SimpleNamespace(
+        spec=build_spec("smoke", None, {"cycles": 2}), pending=[a, b, c], done={b: {0: []}}
+    )
     progress = RichProgress(Console(file=io.StringIO()))
     progress.start(the_plan, [])
     progress.task_started(a)

@@ -47,7 +47,9 @@ class RichProgress(Progress):
         self.overall = self.progress.add_task("tasks", total=total)
         self.shared = self.progress.add_task("shared cycle 0 (dataset x seed)", total=len(need_cycle0))
         # cycles each task has left; executors whose workers commit themselves (joblib) report a task only at its end
-        self.left = {t: the_plan.spec.cycles + 1 - len(the_plan.done.get(t, {})) for t in the_plan.pending}
+        self.left = {
+            t: the_plan.spec.trained_cycles - len(the_plan.done.get(t, {})) for t in the_plan.pending
+        }
         self.all_cycles = self.progress.add_task("cycles committed", total=sum(self.left.values()))
 
     def cycle0_done(self, dataset, seed) -> None:
@@ -58,7 +60,7 @@ class RichProgress(Progress):
             self.progress.remove_task(self.cycles)
         done = len(self.plan.done.get(task, {}))
         self.cycles = self.progress.add_task(
-            f"  {task} cycles", total=self.plan.spec.cycles + 1, completed=done
+            f"  {task} cycles", total=self.plan.spec.trained_cycles, completed=done
         )
 
     def cycle_done(self, task, cycle) -> None:

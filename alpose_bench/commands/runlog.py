@@ -108,7 +108,7 @@ class LogProgress(Progress):
                 f"({d.get('metric', '?')})", dataset=name, pool=d.get("pool"), test=d.get("test"),
             )  # fmt: skip
         pending = the_plan.pending
-        total = len(pending) * (spec.cycles + 1) - sum(len(the_plan.done.get(t, {})) for t in pending)
+        total = len(pending) * spec.trained_cycles - sum(len(the_plan.done.get(t, {})) for t in pending)
         self.emit(
             "start", f"run {spec.name}: {len(pending)} of {len(the_plan.tasks)} tasks to run, {total} cycles to "
             f"commit, {len(need_cycle0)} shared cycle-0 trainings, {self.jobs} worker(s)",
@@ -179,7 +179,7 @@ class LogProgress(Progress):
             left = estimate_left(times, tasks, spec.cycles, spec.init, spec.budget, self.jobs)
             ours = set(tasks)
             done_all = sum(1 for t in times if (t.dataset, t.sampler, t.seed) in ours) - len(new)
-            total = len(tasks) * (spec.cycles + 1)
+            total = len(tasks) * spec.trained_cycles
             for t in new:
                 self._seen.add((t.dataset, t.sampler, t.seed, t.cycle))
                 done_all += 1

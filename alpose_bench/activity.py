@@ -4,8 +4,8 @@ Long phases (preparing a dataset, training epochs, a pass over the pool) report 
 cost a few attribute writes. While a task runs, its process also keeps `<experiment>/.activity/<task>.json` up to
 date (at most every `WRITE_INTERVAL` seconds, and at each phase change), so another process — the run's own log
 heartbeat, or `alpose-bench status` from another shell — can say which worker runs which task, in which phase, how
-far along, and whether that worker is still alive (`process_alive`: pid plus the kernel's start time, so a recycled
-pid is not mistaken for the worker). The file is removed when the task ends; one left behind by a dead process is
+far along, and whether that worker is still alive (`processes.process_alive`: pid plus the kernel's start time, so a
+recycled pid is not mistaken for the worker). The file is removed when the task ends; one left behind by a dead process is
 what a killed worker looks like.
 """
 
@@ -23,44 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from alpose_bench.atomic import write_atomic
+from alpose_bench.processes import process_start
 
 FOLDER = ".activity"
 WRITE_INTERVAL = 2.0  # seconds between two writes of the activity file within one phase
-
-
-def process_start(pid: int) -> str | None:
-    """An identity of process `pid` that a recycled pid does not share: its start time in clock ticks since boot
-    (Linux); None where /proc does not tell (then only the pid is compared)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            stat = fh.read().decode(errors="replace")
-    except OSError:
-        return None
-    fields = stat.rsplit(")", 1)[-1].split()  # the command name may hold spaces and parentheses
-    return fields[19] if len(fields) > 19 else None
-
-
-def process_alive(pid: int, host: str, started: str | None) -> bool | None:
-    """True when process `pid` on `host` is the one that wrote `started` and still runs; None when it runs on
-    another host (it cannot be checked from here)."""
-    if host != platform.node():
-        return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # it exists, owned by someone else
-        pass
-    now = process_start(pid)
-    if now is None or started is None:
-        return True
-    if now != started:
-        return False
-    try:  # a zombie has exited and only waits for its parent to read its status
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            return fh.read().decode(errors="replace").rsplit(")", 1)[-1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 @dataclass

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from alpose_bench.failures import UserFacingError
+from alpose_bench.processes import process_alive
 
 FILE_MODE = 0o644
 
@@ -35,15 +36,7 @@ class DiskFullError(UserFacingError, OSError):
 def _stale(tmp: Path) -> bool:
     """True for a temporary file of this writer whose writing process is gone (`.NAME.PID.XXXX.tmp`)."""
     parts = tmp.name.rsplit(".", 3)
-    if len(parts) != 4 or not parts[1].isdigit():
-        return False
-    try:
-        os.kill(int(parts[1]), 0)
-    except ProcessLookupError:
-        return True
-    except (PermissionError, OverflowError):
-        return False
-    return False
+    return len(parts) == 4 and parts[1].isdigit() and process_alive(int(parts[1])) is False
 
 
 def remove_stale_temporaries(folder: Path) -> None:

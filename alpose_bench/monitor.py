@@ -18,8 +18,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from alpose_bench.activity import Snapshot, process_alive, process_start, read_all
+from alpose_bench.activity import Snapshot, read_all
 from alpose_bench.config import trained_cycles
+from alpose_bench.processes import process_alive, process_start
 from alpose_bench.store import Store, StoreError, check_database
 
 #: task states, in the order `status` lists what needs attention
@@ -34,7 +35,7 @@ class RunRecord:
 
     pid: int
     host: str
-    started: str | None  # `activity.process_start` of pid
+    started: str | None  # `processes.process_start` of pid
     since: float  # seconds since the epoch
     jobs: int
     executor: str

@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from alpose_bench.activity import process_alive, process_start
+from alpose_bench.processes import process_alive, process_start
 
 WATCH_SECONDS = 0.5
 WORKERS_LOCK = ".workers.lock"

@@ -214,7 +214,7 @@ def test_a_worker_exits_soon_after_the_run_that_owns_it_is_gone(tmp_path: Path) 
 
 
 def atomic_start(pid: int) -> str | None:
-    from alpose_bench.activity import process_start
+    from alpose_bench.processes import process_start
 
     return process_start(pid)
 

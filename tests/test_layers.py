@@ -10,7 +10,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 #: lowest first; a module belongs to the first layer whose prefix matches its dotted name (package-relative)
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("foundation", ("__init__", "failures", "atomic", "jsonio", "timing", "seeds", "validation", "skeleton", "compute", "peaks",
+    ("foundation", ("__init__", "failures", "processes", "atomic", "jsonio", "timing", "seeds", "validation", "skeleton", "compute", "peaks",
                     "stats", "progress", "activity")),
     ("pose", ("metrics", "data", "heatmaps", "models", "augment", "evaluation")),
     ("datasets", ("datasets",)),

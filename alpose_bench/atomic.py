@@ -33,6 +33,11 @@ class DiskFullError(UserFacingError, OSError):
         return f"disk full while writing {self.path}; free space and run the command again"
 
 
+def is_disk_full(exc: BaseException) -> bool:
+    """True for the OSError of a full disk or quota (the one test: atomic writes, the experiment lock, SQLite)."""
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
 def _stale(tmp: Path) -> bool:
     """True for a temporary file of this writer whose writing process is gone (`.NAME.PID.XXXX.tmp`)."""
     parts = tmp.name.rsplit(".", 3)
@@ -48,7 +53,7 @@ def remove_stale_temporaries(folder: Path) -> None:
                     tmp.unlink()
 
 
-def _temporary(path: Path) -> tuple[int, str]:
+def temporary_beside(path: Path) -> tuple[int, str]:
     """A new temporary file beside `path`, named after it and this process (so a later writer can tell a file
     whose writer was killed)."""
     return tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
@@ -87,7 +92,7 @@ def write_all_atomic(
             path = current = Path(path)
             path.parent.mkdir(parents=True, exist_ok=True)
             remove_stale_temporaries(path.parent)
-            fd, tmp = _temporary(path)
+            fd, tmp = temporary_beside(path)
             written.append((tmp, path))
             _fill(fd, tmp, content, mode)
         for tmp, path in written:
@@ -96,7 +101,7 @@ def write_all_atomic(
         for tmp, _ in written:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
-        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        if is_disk_full(exc):
             raise DiskFullError(current) from None
         raise
     return [Path(p) for p in files]

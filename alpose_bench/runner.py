@@ -9,7 +9,6 @@ committed to the store as soon as it is done.
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import os
 import platform
@@ -25,6 +24,7 @@ from pathlib import Path
 import torch
 
 from alpose_bench import build, checkpoints
+from alpose_bench.atomic import is_disk_full
 from alpose_bench.build import Task, check_fits, compute_of, dataset_of, make_sampler, resolve_device
 from alpose_bench.compute import Compute, cpu_name, native_bf16, resolve_precision
 from alpose_bench.config import (
@@ -260,7 +260,7 @@ def experiment_lock(out_dir: Path) -> Iterator[None]:
 
 
 def _unwritable(out_dir: Path, path: Path, exc: OSError) -> StoreError:
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+    if is_disk_full(exc):
         return StoreError.disk_full(path)
     return StoreError(
         f"cannot write to {out_dir}: {exc.strerror or exc}; choose a writable folder with --out"

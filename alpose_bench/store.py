@@ -22,7 +22,6 @@ import io
 import json
 import os
 import sqlite3
-import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from alpose_bench.atomic import FILE_MODE, is_disk_full, remove_stale_temporaries, temporary_beside
 from alpose_bench.evaluation import SplitScore
 from alpose_bench.failures import UserFacingError
 
@@ -131,12 +131,29 @@ def _from_npy(b: bytes) -> np.ndarray:
     return np.load(io.BytesIO(b), allow_pickle=False)
 
 
+def _bring_to_schema(conn: sqlite3.Connection) -> None:
+    """Create what is missing of the current schema in one transaction: the tables (WAL mode), the columns added
+    after version 1 (nullable), and the version record; a database already current is not touched. The one
+    schema routine of a new database (`Store._create`) and of one opened for writing."""
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.executescript(SCHEMA)
+    for table, column, kind in ADDED_COLUMNS:
+        if column not in [r[1] for r in conn.execute(f"PRAGMA table_info({table})")]:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+    row = conn.execute("SELECT value FROM experiment WHERE key = 'schema'").fetchone()
+    if row is None or row[0] != json.dumps(SCHEMA_VERSION):
+        conn.execute(
+            "INSERT OR REPLACE INTO experiment (key, value) VALUES ('schema', ?)",
+            (json.dumps(SCHEMA_VERSION),),
+        )
+    conn.commit()
+
+
 def _full(exc: BaseException, folder: Path) -> bool:
     """True when `exc` is (or, for SQLite's vague I/O errors, most likely is) a full disk."""
-    import errno
     import shutil
 
-    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+    if is_disk_full(exc):
         return True
     message = str(exc).lower()
     if "full" in message:
@@ -280,11 +297,8 @@ class Store:
                 if not exists:
                     self._create()
                 self.conn = sqlite3.connect(self.path, timeout=60)
-                self.conn.execute("PRAGMA journal_mode=WAL")
                 self.conn.execute("PRAGMA synchronous=NORMAL")
-                self.conn.executescript(SCHEMA)
-                self._migrate()
-                self.conn.commit()
+                _bring_to_schema(self.conn)
             except (OSError, sqlite3.OperationalError) as exc:
                 if _full(exc, self.directory):
                     raise StoreError.disk_full(self.path) from None
@@ -295,26 +309,16 @@ class Store:
     def _create(self) -> None:
         """Create the database whole or not at all: its schema is written into a temporary file that is renamed
         into place, so a full disk never leaves a database without its tables."""
-        from alpose_bench.atomic import remove_stale_temporaries
-
         remove_stale_temporaries(self.directory)
-        fd, tmp = tempfile.mkstemp(
-            dir=self.directory, prefix=f".{self.FILENAME}.{os.getpid()}.", suffix=".tmp"
-        )
+        fd, tmp = temporary_beside(self.path)
         os.close(fd)
         try:
             conn = sqlite3.connect(tmp)
             try:
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.executescript(SCHEMA)
-                conn.execute(
-                    "INSERT OR REPLACE INTO experiment (key, value) VALUES ('schema', ?)",
-                    (json.dumps(SCHEMA_VERSION),),
-                )
-                conn.commit()
+                _bring_to_schema(conn)
             finally:
                 conn.close()
-            os.chmod(tmp, 0o644)
+            os.chmod(tmp, FILE_MODE)
             for stale in (f"{self.path}-wal", f"{self.path}-shm"):  # left by an empty database it replaces
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(stale)
@@ -323,18 +327,6 @@ class Store:
             for leftover in (tmp, f"{tmp}-wal", f"{tmp}-shm"):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(leftover)
-
-    def _migrate(self) -> None:
-        """Bring a version-1 database to the current schema (new nullable columns) and record the version."""
-        for table, column, kind in ADDED_COLUMNS:
-            if column not in self.columns(table):
-                self.conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
-        row = self.conn.execute("SELECT value FROM experiment WHERE key = 'schema'").fetchone()
-        if row is None or row[0] != json.dumps(SCHEMA_VERSION):  # a database already current is not touched
-            self.conn.execute(
-                "INSERT OR REPLACE INTO experiment (key, value) VALUES ('schema', ?)",
-                (json.dumps(SCHEMA_VERSION),),
-            )
 
     def has_table(self, table: str) -> bool:
         """True when the database has `table` (a database of an older schema opened read-only may lack one)."""

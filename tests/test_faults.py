@@ -316,7 +316,7 @@ def test_a_task_killed_after_its_final_commit_is_closed_by_the_next_run(tmp_path
 
 
 def test_atomic_module_names_its_temporaries_after_the_writing_process() -> None:
-    fd, name = atomic._temporary(Path("/tmp/x.bin"))
+    fd, name = atomic.temporary_beside(Path("/tmp/x.bin"))
     os.close(fd)
     os.unlink(name)
     assert Path(name).name.startswith(f".x.bin.{os.getpid()}.") and name.endswith(".tmp")

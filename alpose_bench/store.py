@@ -249,11 +249,13 @@ def _malformed(conn: sqlite3.Connection, meta: dict[str, str]) -> str | None:
             return f"experiment record {key!r} (not JSON)"
         if not isinstance(value, kinds) or isinstance(value, bool):
             return f"experiment record {key!r} (a {type(value).__name__}, expected {kinds[0].__name__})"
-    for table, columns in NUMERIC_COLUMNS.items():
-        for column in columns:
-            bad = conn.execute(
-                f"SELECT count(*) FROM {table} WHERE typeof({column}) NOT IN ('integer', 'real', 'null')"
-            ).fetchone()[0]
+    for table, columns in NUMERIC_COLUMNS.items():  # one pass over each table, counting every column at once
+        counts = conn.execute(
+            "SELECT "
+            + ", ".join(f"sum(typeof({c}) NOT IN ('integer', 'real', 'null'))" for c in columns)
+            + f" FROM {table}"
+        ).fetchone()
+        for column, bad in zip(columns, counts):
             if bad:
                 return f"{table}.{column} ({bad} row(s) that are not numbers)"
     return None
@@ -367,10 +369,12 @@ class Store:
         row = self.conn.execute("SELECT value FROM experiment WHERE key = ?", (key,)).fetchone()
         return None if row is None else json.loads(row[0])
 
-    def set_meta(self, key: str, value: Any) -> None:
+    def set_meta(self, key: str, value: Any, **more: Any) -> None:
+        """Record experiment values (`key` and any `more`), in one transaction."""
         with self._tx() as c:
-            c.execute(
-                "INSERT OR REPLACE INTO experiment (key, value) VALUES (?, ?)", (key, json.dumps(value))
+            c.executemany(
+                "INSERT OR REPLACE INTO experiment (key, value) VALUES (?, ?)",
+                [(k, json.dumps(v)) for k, v in {key: value, **more}.items()],
             )
 
     def claim(self, spec: dict[str, Any], fingerprint: str, provenance: dict[str, Any]) -> None:
@@ -386,23 +390,14 @@ class Store:
                 "use another --name, or delete that folder to start over"
             )
         if existing is None:
-            with self._tx() as c:
-                for key, value in (("spec", spec), ("fingerprint", fingerprint), ("provenance", provenance)):
-                    c.execute(
-                        "INSERT OR REPLACE INTO experiment (key, value) VALUES (?, ?)",
-                        (key, json.dumps(value)),
-                    )
+            self.set_meta("spec", spec, fingerprint=fingerprint, provenance=provenance)
 
     def rebind(self, spec: dict[str, Any], fingerprint: str) -> None:
         """Record the spec of an experiment that grew (more samplers or seeds on the same protocol), in one
         transaction; a spec already stored as it is leaves the database untouched."""
         if self.get_meta("spec") == spec and self.get_meta("fingerprint") == fingerprint:
             return
-        with self._tx() as c:
-            for key, value in (("spec", spec), ("fingerprint", fingerprint)):
-                c.execute(
-                    "INSERT OR REPLACE INTO experiment (key, value) VALUES (?, ?)", (key, json.dumps(value))
-                )
+        self.set_meta("spec", spec, fingerprint=fingerprint)
 
     def samplers(self) -> list[str]:
         """The samplers with a task in this database, in the order they first appear."""

@@ -89,17 +89,32 @@ class CycleTime:
     n_labelled: int
     seconds: float  # train + evaluate + select
     train_eval_s: float
+    metric: str = ""
+    value: float = float("nan")
+    row: int = 0  # its place in commit order
 
 
-def cycle_times(conn: sqlite3.Connection) -> list[CycleTime]:
-    """Every committed cycle's cost."""
+def cycle_times(conn: sqlite3.Connection, after: int = 0) -> list[CycleTime]:
+    """The committed cycles (those committed after row `after`), in commit order, with their cost and metric."""
     rows = conn.execute(
-        "SELECT dataset, sampler, seed, cycle, n_labelled, train_s, eval_s, COALESCE(select_s, 0) FROM cycles "
-        "ORDER BY rowid"
+        "SELECT dataset, sampler, seed, cycle, n_labelled, train_s, eval_s, COALESCE(select_s, 0), metric, value, "
+        "rowid FROM cycles WHERE rowid > ? ORDER BY rowid",
+        (after,),
     )
     return [
-        CycleTime(d, s, int(k), int(c), int(n), float(t) + float(e) + float(sel), float(t) + float(e))
-        for d, s, k, c, n, t, e, sel in rows
+        CycleTime(
+            d,
+            s,
+            int(k),
+            int(c),
+            int(n),
+            float(t) + float(e) + float(sel),
+            float(t) + float(e),
+            m,
+            float(v),
+            r,
+        )
+        for d, s, k, c, n, t, e, sel, m, v, r in rows
     ]
 
 

@@ -50,7 +50,7 @@ class LogProgress(Progress):
         self._stop = threading.Event()
         self._last_line = time.monotonic()
         self._conn: sqlite3.Connection | None = None
-        self._seen: set[tuple[str, str, int, int]] = set()
+        self._last_row = 0  # the last committed cycle (rowid) already logged
         self._thread = threading.Thread(target=self._watch, name="alpose-log", daemon=True)
         self.out_dir: Path | None = None
         self.plan: Any = None
@@ -99,7 +99,7 @@ class LogProgress(Progress):
             self._conn = sqlite3.connect(
                 f"file:{self.out_dir / Store.FILENAME}?mode=ro", uri=True, timeout=30, check_same_thread=False
             )
-            self._seen = {(t.dataset, t.sampler, t.seed, t.cycle) for t in cycle_times(self._conn)}
+            self._last_row = max((t.row for t in cycle_times(self._conn)), default=0)
             info = {n: json.loads(i) for n, i in self._conn.execute("SELECT name, info FROM datasets")}
         for name in spec.datasets:
             d = info.get(name, {})
@@ -163,27 +163,21 @@ class LogProgress(Progress):
             if self._conn is None or self.plan is None:
                 return
             try:
-                times = cycle_times(self._conn)
-                rows = {
-                    (d, s, int(k), int(c)): (m, v)
-                    for d, s, k, c, m, v in self._conn.execute(
-                        "SELECT dataset, sampler, seed, cycle, metric, value FROM cycles ORDER BY rowid"
-                    )
-                }
+                new = cycle_times(self._conn, after=self._last_row)  # a look at the new rows only
+                if not new:
+                    return
+                times = cycle_times(self._conn)  # all of them, for the counts and the time left
             except sqlite3.Error:
                 return  # busy or being created; the next look catches up
-            new = [t for t in times if (t.dataset, t.sampler, t.seed, t.cycle) not in self._seen]
-            if not new:
-                return
             spec, tasks = self.plan.spec, [(t.dataset, t.sampler, t.seed) for t in self.plan.tasks]
             left = estimate_left(times, tasks, spec.cycles, spec.init, spec.budget, self.jobs)
             ours = set(tasks)
             done_all = sum(1 for t in times if (t.dataset, t.sampler, t.seed) in ours) - len(new)
             total = len(tasks) * spec.trained_cycles
             for t in new:
-                self._seen.add((t.dataset, t.sampler, t.seed, t.cycle))
+                self._last_row = t.row
                 done_all += 1
-                metric, value = rows[(t.dataset, t.sampler, t.seed, t.cycle)]
+                metric, value = t.metric, t.value
                 info = metric_info(metric)
                 self.emit(
                     "cycle", f"cycle {t.cycle}/{spec.cycles} committed: {t.dataset}/{t.sampler}/seed{t.seed}, "

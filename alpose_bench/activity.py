@@ -26,6 +26,19 @@ from alpose_bench.atomic import write_atomic
 from alpose_bench.processes import process_start
 
 FOLDER = ".activity"
+SHARED_CYCLE0 = "(shared cycle 0)"  # how the label of a shared cycle-0 training ends
+
+
+def task_label(dataset: str, sampler: str, seed: int) -> str:
+    """How a task is named in activity files, logs and `status` (`build.Task` prints itself so)."""
+    return f"{dataset}/{sampler}/seed{seed}"
+
+
+def shared_cycle0_label(dataset: str, seed: int) -> str:
+    """How the shared cycle-0 training of (dataset, seed) is named."""
+    return f"{dataset}/seed{seed} {SHARED_CYCLE0}"
+
+
 WRITE_INTERVAL = 2.0  # seconds between two writes of the activity file within one phase
 
 
@@ -36,7 +49,7 @@ class Snapshot:
     pid: int
     host: str
     started: str | None  # `process_start` of pid
-    task: str | None = None  # "dataset/sampler/seed", or "dataset/seed (shared cycle 0)"
+    task: str | None = None  # `task_label`, or `shared_cycle0_label`
     cycle: int | None = None
     phase: str | None = None  # "training", "evaluating", "selecting", "preparing dataset NAME", ...
     done: int = 0

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from alpose_bench import activity, seeds
+from alpose_bench.activity import task_label
 from alpose_bench.augment import AugmentSettings
 from alpose_bench.compute import Compute, as_compute, resolve_precision
 from alpose_bench.config import ConfigError, ExperimentSpec, dataset_config, trained_cycles
@@ -34,7 +35,7 @@ class Task:
     seed: int
 
     def __str__(self) -> str:
-        return f"{self.dataset}/{self.sampler}/seed{self.seed}"
+        return task_label(self.dataset, self.sampler, self.seed)
 
 
 def resolve_device(name: str) -> torch.device:

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from alpose_bench import checkpoints
-from alpose_bench.activity import ACTIVITY
+from alpose_bench.activity import ACTIVITY, shared_cycle0_label
 from alpose_bench.build import Task, cycle0_setup, task_setup
 from alpose_bench.config import ConfigError, ExperimentSpec
 from alpose_bench.loop import run_task, train_shared_cycle0
@@ -61,7 +61,7 @@ def execute_cycle0(
     _stop_when_gone(owner)
     with (
         worker_lock(Path(out_dir), owner),
-        ACTIVITY.task(f"{dataset}/seed{seed} (shared cycle 0)", Path(out_dir), f"cycle0~{dataset}~{seed}"),
+        ACTIVITY.task(shared_cycle0_label(dataset, seed), Path(out_dir), f"cycle0~{dataset}~{seed}"),
     ):
         ACTIVITY.cycle(0)
         train_shared_cycle0(cycle0_setup(spec, dataset, seed, samplers), Path(out_dir))

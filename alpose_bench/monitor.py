@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from alpose_bench.activity import Snapshot, read_all
+from alpose_bench.activity import SHARED_CYCLE0, Snapshot, read_all, task_label
 from alpose_bench.config import trained_cycles
 from alpose_bench.processes import process_alive, process_start
 from alpose_bench.store import Store, StoreError, check_database
@@ -262,7 +262,7 @@ def experiment_status(out_dir: Path) -> ExperimentStatus:
     workers: dict[str, Snapshot] = {}
     shared = []
     for snap in read_all(out_dir):
-        if snap.task and snap.task.endswith("(shared cycle 0)"):
+        if snap.task and snap.task.endswith(SHARED_CYCLE0):
             if process_alive(snap.pid, snap.host, snap.started) is not False:
                 shared.append(snap)
         elif snap.task:
@@ -283,8 +283,7 @@ def experiment_status(out_dir: Path) -> ExperimentStatus:
         status, error, updated = statuses.get(key, (None, None, None))
         if run is not None and run_alive and updated is not None and updated < run.since - 1:
             status, error = None, None  # what an earlier run recorded; this run will run the task again
-        label = f"{dataset}/{sampler}/seed{seed}"
-        worker = workers.get(label)
+        worker = workers.get(task_label(dataset, sampler, seed))
         alive = None if worker is None else process_alive(worker.pid, worker.host, worker.started)
         later = [t.seconds for t in mine if t.cycle > 0]
         task = TaskStatus(
@@ -293,12 +292,11 @@ def experiment_status(out_dir: Path) -> ExperimentStatus:
         )  # fmt: skip
         task.state = _state(task, status, run_alive)
         tasks.append(task)
+    left = None
     if run is not None:
         for t in tasks:
             if t.state != DONE:
                 t.left_s = estimate_left(times, [t.key], cycles, run.init, run.budget, 1)
-    left = None
-    if run is not None:
         left = estimate_left(
             times, [t.key for t in tasks], cycles, run.init, run.budget, run.jobs if run_alive else 1
         )

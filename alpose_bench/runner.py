@@ -171,10 +171,8 @@ def _grow(
     """The stored experiment grown by `now`'s samplers and seeds, and what was added (in words), or a StoreError when
     `now` is another experiment: another protocol, or a sampler already stored with other parameters."""
     if then.protocol_fingerprint() != now.protocol_fingerprint():
-        diff = sorted(
-            k for k in SPEC_FIELDS
-            if k not in ("name", "device", *GROWS) and then.to_dict()[k] != now.to_dict()[k]
-        )  # fmt: skip
+        before, after = then.to_dict(), now.to_dict()
+        diff = sorted(k for k in SPEC_FIELDS if k not in ("name", "device", *GROWS) and before[k] != after[k])
         raise StoreError(
             f"{store.directory} holds a different experiment (settings differ: {', '.join(diff) or 'unknown'}); "
             "use another --name, or delete that folder to start over"
@@ -322,21 +320,21 @@ def finish_complete_tasks(the_plan: Plan) -> list[Task]:
     """Close the tasks whose every cycle is committed but whose run ended before it recorded them done (a kill after
     the final commit): status `done`, their checkpoints and the shared ones nobody needs removed. Call it holding
     the experiment lock; returns the tasks it closed."""
-    closed = []
+    closed: list[Task] = []
     if not (the_plan.out_dir / Store.FILENAME).exists():
         return closed
+    pending = set(the_plan.pending)
+    complete = [t for t in the_plan.tasks if t not in pending]
     with Store(the_plan.out_dir) as store:
         statuses = store.statuses()
-        for t in the_plan.tasks:
-            complete = len(the_plan.done.get(t, {})) >= the_plan.spec.trained_cycles
-            if complete and statuses.get((t.dataset, t.sampler, t.seed), ("",))[0] != "done":
+        for t in complete:
+            if statuses.get((t.dataset, t.sampler, t.seed), ("",))[0] != "done":
                 store.set_status(t.dataset, t.sampler, t.seed, "done")
                 closed.append(t)
-    for t in the_plan.tasks:
-        if len(the_plan.done.get(t, {})) >= the_plan.spec.trained_cycles:
-            checkpoints.discard_after_commit(
-                the_plan.out_dir, t.dataset, t.sampler, t.seed, the_plan.spec.cycles, final=True
-            )
+    for t in complete:
+        checkpoints.discard_after_commit(
+            the_plan.out_dir, t.dataset, t.sampler, t.seed, the_plan.spec.cycles, final=True
+        )
     _discard_shared_checkpoints(the_plan)
     return closed
 

@@ -19,7 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
-from alpose_bench.activity import ACTIVITY, read_all
+from alpose_bench.activity import ACTIVITY, read_all, task_label
 from alpose_bench.metrics import metric_info
 from alpose_bench.monitor import cycle_times, estimate_left
 from alpose_bench.progress import Progress
@@ -180,7 +180,7 @@ class LogProgress(Progress):
                 metric, value = t.metric, t.value
                 info = metric_info(metric)
                 self.emit(
-                    "cycle", f"cycle {t.cycle}/{spec.cycles} committed: {t.dataset}/{t.sampler}/seed{t.seed}, "
+                    "cycle", f"cycle {t.cycle}/{spec.cycles} committed: {task_label(t.dataset, t.sampler, t.seed)}, "
                     f"{t.n_labelled:,} labelled, {info.label} {value:.2f} {info.unit}, {t.seconds:.1f} s "
                     f"[{done_all}/{total} cycles, time left ~{duration(left)}]",
                     dataset=t.dataset, sampler=t.sampler, seed=t.seed, cycle=t.cycle, n_labelled=t.n_labelled,

@@ -14,3 +14,15 @@ def write_sampler_plugin(site: Path, distribution: str, entry_point: str, module
     (dist / "entry_points.txt").write_text(f"[alpose_bench.samplers]\n{entry_point}\n")
     (site / f"{module}.py").write_text(source)
     return site
+
+
+#: source of a small auxiliary head for test plugin modules (needs `from torch import nn` in the module)
+PROBE_HEAD = """
+class Probe(nn.Module):
+    def __init__(self, channels):
+        super().__init__()
+        self.fc = nn.Linear(channels, 1)
+
+    def forward(self, features):
+        return self.fc(features[-1].mean(dim=(2, 3)))
+"""

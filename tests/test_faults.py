@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from fault_factory import run_until_first_commit
-from plugin_factory import write_sampler_plugin
+from plugin_factory import PROBE_HEAD, write_sampler_plugin
 from test_cli import invoke
 
 from alpose_bench import atomic, registry, results
@@ -28,7 +28,8 @@ from alpose_bench.store import Store
 
 ROWS = ["dataset", "sampler", "seed", "cycle", "n_labelled", "metric", "value", "n_selected"]
 
-BAD_SAMPLERS = '''
+BAD_SAMPLERS = (
+    '''
 """Samplers that break the contract in every way a plugin can."""
 import sys
 from dataclasses import dataclass
@@ -74,15 +75,9 @@ class NanScores(ScoringSampler):
     def score_batch(self, batch, ctx):
         return np.full(len(batch.positions), np.nan)
 
-
-class Head(nn.Module):
-    def __init__(self, channels):
-        super().__init__()
-        self.fc = nn.Linear(channels, 1)
-
-    def forward(self, features):
-        return self.fc(features[-1].mean(dim=(2, 3)))
-
+'''
+    + PROBE_HEAD
+    + """
 
 @dataclass
 class BadHead(Sampler):
@@ -90,14 +85,15 @@ class BadHead(Sampler):
     description = "its auxiliary loss raises in training"
 
     def auxiliary(self, info):
-        return Head(info.feature_channels[-1])
+        return Probe(info.feature_channels[-1])
 
     def auxiliary_loss(self, aux_out, batch, pose_out):
         raise RuntimeError("head exploded")
 
     def select(self, ctx, budget):
         return np.arange(min(budget, len(ctx.pool)))
-'''
+"""
+)
 
 
 @pytest.fixture(scope="module")

@@ -28,7 +28,7 @@ import pytest
 import torch
 from datasets_real_factory import real_lsp_subset, write_lsp_folder
 from fault_factory import nan_loss_in
-from plugin_factory import write_sampler_plugin
+from plugin_factory import PROBE_HEAD, write_sampler_plugin
 from test_cli import invoke, one_line_error
 
 from alpose_bench import loop, registry, results
@@ -362,7 +362,8 @@ def test_a_broken_jpeg_is_named_by_run_and_by_data_check(
 
 # -- kills in mid-cycle -------------------------------------------------------------------------------------------
 
-STALLING_SAMPLER = '''
+STALLING_SAMPLER = (
+    '''
 """Test sampler: random picks plus a small auxiliary head. With ALPOSE_TEST_STALL=select it touches the marker
 file ALPOSE_TEST_MARKER and sleeps in its first select of cycle 1; with =train, in the first auxiliary-loss call
 after its first select (the training of cycle 1 in the task's process: the shared cycle-0 training uses another
@@ -383,15 +384,9 @@ def stall(phase):
             pass
         time.sleep(600)
 
-
-class Probe(nn.Module):
-    def __init__(self, channels):
-        super().__init__()
-        self.fc = nn.Linear(channels, 1)
-
-    def forward(self, features):
-        return self.fc(features[-1].mean(dim=(2, 3)))
-
+'''
+    + PROBE_HEAD
+    + """
 
 @dataclass
 class Stalling(Sampler):
@@ -415,7 +410,8 @@ class Stalling(Sampler):
         self.selections += 1
         n = len(ctx.pool)
         return np.sort(ctx.rng.choice(n, size=min(budget, n), replace=False)).astype(np.int64)
-'''
+"""
+)
 
 
 @pytest.fixture(scope="module")

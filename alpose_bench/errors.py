@@ -13,7 +13,7 @@ class UserError(click.ClickException):
 
 def user_error_types() -> tuple[type[BaseException], ...]:
     """Exception types raised for bad input or an unusable environment (turned into UserError by the CLI): every
-    `UserFacingError` (`alpose_bench.failures`)."""
-    from alpose_bench.failures import UserFacingError
+    `UserFacingError` (`alpose_bench.core.failures`)."""
+    from alpose_bench.core.failures import UserFacingError
 
     return (UserFacingError,)

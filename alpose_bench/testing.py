@@ -21,13 +21,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from alpose_bench.compute import Compute
-from alpose_bench.data import MetricName, PoseDataset, PoseSplit, Task
-from alpose_bench.models import ModelSpec, build_model, model_info
-from alpose_bench.models.outputs import ModelInfo, TrainBatch
-from alpose_bench.pool import SelectionContext
+from alpose_bench.core.compute import Compute
+from alpose_bench.pose.data import MetricName, PoseDataset, PoseSplit, Task
+from alpose_bench.pose.models import ModelSpec, build_model, model_info
+from alpose_bench.pose.models.outputs import ModelInfo, TrainBatch
+from alpose_bench.pose.pool import SelectionContext
+from alpose_bench.pose.skeleton import ICVL, MPII
 from alpose_bench.samplers.base import KNOWN_NEEDS, Sampler, Selection
-from alpose_bench.skeleton import ICVL, MPII
 
 TASKS: tuple[Task, ...] = ("heatmap2d", "regression3d")
 CUBE_MM = 150.0  # half-size of the synthetic 3D crop cube
@@ -156,8 +156,8 @@ def _build_context(
 def train_batch(dataset: PoseDataset, info: ModelInfo, n: int = 4) -> TrainBatch:
     """An un-augmented training batch of the first `n` training images, in the model's coordinates: the engine's
     own batch (`train.make_batch`) with the reference Gaussian width for the model's heatmap size."""
-    from alpose_bench.heatmaps import REFERENCE_AMPLITUDE, default_sigma
-    from alpose_bench.train import TrainSettings, make_batch
+    from alpose_bench.engine.train import TrainSettings, make_batch
+    from alpose_bench.pose.heatmaps import REFERENCE_AMPLITUDE, default_sigma
 
     size = None if info.heatmap_size is None else int(info.heatmap_size)
     settings = TrainSettings(
@@ -212,7 +212,7 @@ def _fail(check: str, message: str) -> AssertionError:
 
 def _validate_selection(check: str, chosen: object, ctx: SelectionContext, expected: int) -> np.ndarray:
     """The engine's own selection checks (`loop.validate_selection`), failing `check` with their message."""
-    from alpose_bench.loop import validate_selection
+    from alpose_bench.engine.loop import validate_selection
     from alpose_bench.samplers.base import SamplerContractError
 
     if expected > len(ctx.pool):
@@ -400,7 +400,7 @@ def _snapshot(value: object) -> object:
 def _check_state(cls: type[Sampler], params: dict, task: Task) -> None:
     """`auxiliary` and `select` leave the sampler's own attributes as they were: one sampler object serves every
     cycle (and the shared cycle-0 training), so state kept between calls would make cycles depend on each other."""
-    from alpose_bench.models import model_info
+    from alpose_bench.pose.models import model_info
 
     sampler, ctx = _context(cls, params, task)
     before = _snapshot(vars(sampler))
@@ -500,7 +500,7 @@ def parametrize_with_checks(samplers: Iterable[type[Sampler] | str]) -> Any:
     """
     import pytest
 
-    from alpose_bench.registry import get_sampler
+    from alpose_bench.spec.registry import get_sampler
 
     params = []
     for item in samplers:
@@ -528,7 +528,7 @@ def _named(name: str, check: Callable[[], None]) -> Callable[[], None]:
 
 def check_all() -> dict[str, str | None]:
     """Run `check_sampler` on every registered sampler: name -> None (passed) or the failure message."""
-    from alpose_bench import registry
+    from alpose_bench.spec import registry
 
     results: dict[str, str | None] = {}
     for name, plugin in sorted(registry.samplers().items()):

@@ -23,16 +23,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from alpose_bench import activity
-from alpose_bench.data import (
-    CheckReport,
-    DatasetConfig,
-    DatasetError,
-    DatasetPlugin,
-    PoseDataset,
-    PoseSplit,
-    ProgressFn,
-)
+from alpose_bench.core import activity
 from alpose_bench.datasets.cache import cache_file, fingerprint, load_arrays, pack, save_arrays, unpack
 from alpose_bench.datasets.files import (
     MAX_IMAGE_PIXELS,
@@ -44,6 +35,15 @@ from alpose_bench.datasets.files import (
     too_large,
 )
 from alpose_bench.datasets.geometry import to_crop
+from alpose_bench.pose.data import (
+    CheckReport,
+    DatasetConfig,
+    DatasetError,
+    DatasetPlugin,
+    PoseDataset,
+    PoseSplit,
+    ProgressFn,
+)
 
 # -- subsets -------------------------------------------------------------------------------------------------
 
@@ -168,7 +168,7 @@ class CachedDataset(DatasetPlugin):
 
     def cache_path(self, config: DatasetConfig) -> Path:
         """Where `prepare` keeps this configuration's arrays (raises DatasetError when files are missing)."""
-        from alpose_bench.data import default_cache_dir
+        from alpose_bench.pose.data import default_cache_dir
 
         if config.resolution < 8:
             raise DatasetError(

@@ -1,6 +1,6 @@
 """The preprocessed-array cache of the real-data loaders: its key, its file, packing splits into it, reading it back.
 
-A cache file is an uncompressed .npz written atomically (`alpose_bench.atomic`), keyed by the annotation files'
+A cache file is an uncompressed .npz written atomically (`alpose_bench.core.atomic`), keyed by the annotation files'
 size and mtime, the options, the resolution and the subset asked for; an unreadable or outdated file is rebuilt.
 """
 
@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from alpose_bench.atomic import write_atomic
-from alpose_bench.data import PoseSplit
+from alpose_bench.core.atomic import write_atomic
+from alpose_bench.pose.data import PoseSplit
 
 CACHE_FORMAT = 1
 
@@ -37,7 +37,7 @@ def cache_file(cache_dir: Path, name: str, key: Mapping[str, Any]) -> Path:
 
 
 def save_arrays(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
-    """Write an uncompressed .npz atomically (`alpose_bench.atomic.write_atomic`)."""
+    """Write an uncompressed .npz atomically (`alpose_bench.core.atomic.write_atomic`)."""
     write_atomic(path, lambda fh: np.savez(fh, **arrays))
 
 

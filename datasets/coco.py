@@ -28,11 +28,11 @@ import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import breadth_first_order, connected_components, shortest_path
 
-from alpose_bench.data import DatasetError, PoseDataset, PoseSplit
+from alpose_bench.core.validation import param
 from alpose_bench.datasets.base import CachedDataset, Sources, SourceSplit
 from alpose_bench.datasets.geometry import fill_estimates, pair_distance
-from alpose_bench.skeleton import Skeleton
-from alpose_bench.validation import param
+from alpose_bench.pose.data import DatasetError, PoseDataset, PoseSplit
+from alpose_bench.pose.skeleton import Skeleton
 
 COCO_HINT = (
     "https://cocodataset.org/#download (person_keypoints_*.json) or your own COCO-format keypoint JSON"

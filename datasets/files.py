@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from alpose_bench.data import DatasetConfig, DatasetError, ProgressFn
+from alpose_bench.pose.data import DatasetConfig, DatasetError, ProgressFn
 
 ENV_DATA_ROOT = "ALPOSE_DATA_ROOT"
 MAX_LISTED = 5  # how many bad entries a message or a check names
@@ -147,7 +147,7 @@ def _open_rgb(
     resolution. An image over `max_pixels` is a DatasetError before anything is decoded."""
     from PIL import Image
 
-    from alpose_bench.data import DatasetError
+    from alpose_bench.pose.data import DatasetError
 
     Image.MAX_IMAGE_PIXELS = None  # the bound is checked here, with a message that says what to do
     reduce = 1

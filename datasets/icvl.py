@@ -7,7 +7,7 @@ Data root layout (the release's own)::
     <root>/icvl/Testing/test_seq_1.txt, test_seq_2.txt
     <root>/icvl/Testing/Depth/<path>
 
-Labels are u, v in pixels and d in mm for the 16 joints in the order of `alpose_bench.skeleton.ICVL`. Each
+Labels are u, v in pixels and d in mm for the 16 joints in the order of `alpose_bench.pose.skeleton.ICVL`. Each
 frame is cropped around the hand in 3D: the centre of mass of the depth pixels inside a cube of half-size
 `cube_mm` (default 125 mm, DeepPrior's 250 mm cube) around the annotated joints' centroid (the refined centre
 of mass of DeepPrior, seeded by the annotation instead of a detector); the cube's projection at the centre's
@@ -27,11 +27,18 @@ from typing import Any, Literal
 
 import numpy as np
 
-from alpose_bench.data import HAND_PRESETS, DatasetConfig, DatasetError, PoseDataset, PoseSplit, ProgressFn
+from alpose_bench.core.validation import param
 from alpose_bench.datasets.base import CachedDataset, Sources, SourceSplit
 from alpose_bench.datasets.files import crop_window, dataset_dir, map_images
-from alpose_bench.skeleton import ICVL
-from alpose_bench.validation import param
+from alpose_bench.pose.data import (
+    HAND_PRESETS,
+    DatasetConfig,
+    DatasetError,
+    PoseDataset,
+    PoseSplit,
+    ProgressFn,
+)
+from alpose_bench.pose.skeleton import ICVL
 
 ICVL_HINT = (
     "the ICVL Hand Posture Dataset (Tang et al., CVPR 2014), distributed by Imperial College's ICVL lab"

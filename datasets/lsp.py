@@ -30,13 +30,13 @@ from typing import Any, Literal
 
 import numpy as np
 
-from alpose_bench.data import DatasetError, PoseDataset
+from alpose_bench.core.validation import param
 from alpose_bench.datasets.base import CachedDataset, Sources, SourceSplit
 from alpose_bench.datasets.files import dataset_dir, load_mat, reject_nonfinite
 from alpose_bench.datasets.geometry import fill_estimates, joint_boxes, pair_distance, tight_box_size
-from alpose_bench.metrics import torso_pairs
-from alpose_bench.skeleton import LSP
-from alpose_bench.validation import param
+from alpose_bench.pose.data import DatasetError, PoseDataset
+from alpose_bench.pose.metrics import torso_pairs
+from alpose_bench.pose.skeleton import LSP
 
 LSP_HINT = "http://sam.johnson.io/research/lsp.html (lsp_dataset.zip)"
 LSPET_HINT = "http://sam.johnson.io/research/lspet.html (lspet_dataset.zip)"

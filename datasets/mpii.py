@@ -15,7 +15,7 @@ x 200 x scale, as in Newell's code) or, with `crop=joints`, the reference's squa
 box. Normaliser: the full head-box diagonal in crop pixels (the metric applies PCKh's 0.6 factor).
 `head_lambda=0.8` moves the head top 20 % towards the upper neck as the reference code does (default 1.0: the
 official annotation). Coordinates are shifted from MATLAB's 1-based to 0-based pixels. Joint order = official
-ids 0..15 = `alpose_bench.skeleton.MPII`."""
+ids 0..15 = `alpose_bench.pose.skeleton.MPII`."""
 
 from __future__ import annotations
 
@@ -27,13 +27,13 @@ from typing import Any, Literal
 
 import numpy as np
 
-from alpose_bench.data import CheckReport, DatasetConfig, DatasetError, PoseDataset
+from alpose_bench.core.validation import param
 from alpose_bench.datasets.base import CachedDataset, Sources, SourceSplit
 from alpose_bench.datasets.files import dataset_dir, load_mat
 from alpose_bench.datasets.geometry import fill_estimates, joint_boxes, pair_distance
-from alpose_bench.metrics import HEAD_SIZE_FACTOR
-from alpose_bench.skeleton import MPII
-from alpose_bench.validation import param
+from alpose_bench.pose.data import CheckReport, DatasetConfig, DatasetError, PoseDataset
+from alpose_bench.pose.metrics import HEAD_SIZE_FACTOR
+from alpose_bench.pose.skeleton import MPII
 
 MPII_HINT = (
     "http://human-pose.mpi-inf.mpg.de/ (mpii_human_pose_v1.tar.gz images, "

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from alpose_bench.skeleton import MPII
+from alpose_bench.pose.skeleton import MPII
 
 # Joint indices in MPII order.
 R_ANKLE, R_KNEE, R_HIP, L_HIP, L_KNEE, L_ANKLE = (

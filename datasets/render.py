@@ -20,7 +20,7 @@ from functools import cache
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-from alpose_bench.skeleton import Skeleton
+from alpose_bench.pose.skeleton import Skeleton
 
 _LIGHT = np.array([-0.45, -0.55, -0.70]) / np.linalg.norm([-0.45, -0.55, -0.70])  # towards the light
 _PIXEL_BUDGET = 1 << 21  # pixels per rasterised sub-batch (bounds memory at any resolution)

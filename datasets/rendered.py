@@ -23,12 +23,12 @@ from typing import Any, Literal
 
 import numpy as np
 
-from alpose_bench.data import DatasetConfig, PoseSplit, ProgressFn
+from alpose_bench.core.validation import param
 from alpose_bench.datasets.base import Sources, crop_split
 from alpose_bench.datasets.geometry import to_crop
 from alpose_bench.datasets.lsp import LSP_HINT, LSPET_HINT, LSPDataset
-from alpose_bench.skeleton import LSP
-from alpose_bench.validation import param
+from alpose_bench.pose.data import DatasetConfig, PoseSplit, ProgressFn
+from alpose_bench.pose.skeleton import LSP
 
 CHUNK = 500  # poses rendered per call (each chunk has its own seeded generator, so progress can be reported)
 

@@ -20,18 +20,9 @@ from typing import ClassVar, Literal
 
 import numpy as np
 
-from alpose_bench import activity
-from alpose_bench.atomic import write_atomic
-from alpose_bench.data import (
-    HAND_PRESETS,
-    HELD_OUT_SPLITS,
-    DatasetConfig,
-    DatasetError,
-    DatasetPlugin,
-    PoseDataset,
-    PoseSplit,
-    default_cache_dir,
-)
+from alpose_bench.core import activity
+from alpose_bench.core.atomic import write_atomic
+from alpose_bench.core.validation import param
 from alpose_bench.datasets.hand import (
     BACKGROUND,
     GESTURE_NAMES,
@@ -57,8 +48,17 @@ from alpose_bench.datasets.render import (
     head_box_diagonal,
     render_people,
 )
-from alpose_bench.skeleton import ICVL, MPII
-from alpose_bench.validation import param
+from alpose_bench.pose.data import (
+    HAND_PRESETS,
+    HELD_OUT_SPLITS,
+    DatasetConfig,
+    DatasetError,
+    DatasetPlugin,
+    PoseDataset,
+    PoseSplit,
+    default_cache_dir,
+)
+from alpose_bench.pose.skeleton import ICVL, MPII
 
 # 2: render_people draws every background and noise value before it splits a batch (version 1 drew them per
 # memory-sized sub-batch, so the pixels depended on that size)
@@ -191,7 +191,7 @@ def _read_cache(
 
 
 def _write_cache(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Write the cache atomically (`alpose_bench.atomic`); warn instead of failing (the data is in memory)."""
+    """Write the cache atomically (`alpose_bench.core.atomic`); warn instead of failing (the data is in memory)."""
     try:
         write_atomic(path, lambda fh: np.savez(fh, **arrays))
     except OSError as err:

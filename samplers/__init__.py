@@ -7,9 +7,10 @@ A plugin needs nothing else::
 Built-in samplers are registered through entry points like any plugin; `create_sampler` builds one by name.
 """
 
-from alpose_bench.heatmaps import decode_keypoints
-from alpose_bench.models.outputs import ModelInfo, PoseOutput, TrainBatch
-from alpose_bench.pool import ForwardBatch, SelectionContext
+from alpose_bench.core.validation import param
+from alpose_bench.pose.heatmaps import decode_keypoints
+from alpose_bench.pose.models.outputs import ModelInfo, PoseOutput, TrainBatch
+from alpose_bench.pose.pool import ForwardBatch, SelectionContext
 from alpose_bench.samplers.base import (
     KNOWN_NEEDS,
     Sampler,
@@ -20,7 +21,6 @@ from alpose_bench.samplers.base import (
     top_k,
 )
 from alpose_bench.samplers.factory import create_sampler, sampler_class, sampler_params
-from alpose_bench.validation import param
 
 __all__ = [
     "KNOWN_NEEDS",

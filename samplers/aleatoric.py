@@ -20,9 +20,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from alpose_bench.models.aux import AuxNet, require_aux
-from alpose_bench.models.outputs import ModelInfo, PoseOutput, TrainBatch
-from alpose_bench.pool import ForwardBatch, SelectionContext
+from alpose_bench.pose.models.aux import AuxNet, require_aux
+from alpose_bench.pose.models.outputs import ModelInfo, PoseOutput, TrainBatch
+from alpose_bench.pose.pool import ForwardBatch, SelectionContext
 from alpose_bench.samplers.base import ScoringSampler
 
 

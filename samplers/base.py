@@ -1,7 +1,7 @@
 """The sampler contract.
 
 A sampler is a dataclass whose fields are its hyper-parameters (reference values as defaults, ranges declared with
-`alpose_bench.validation.param`). Its class variables are everything the benchmark knows about it, in one place:
+`alpose_bench.core.validation.param`). Its class variables are everything the benchmark knows about it, in one place:
 which pool outputs it reads (`needs`), which tasks it supports, its display `label`, its selection-overhead target
 (`overhead_target`, checked by `alpose-bench bench`), the parameters a preset sets (`preset_params`) and whether it
 is a `reference` that reads the pool's labels (an oracle, never ranked among the samplers).
@@ -27,13 +27,13 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 import numpy as np
 from torch import Tensor, nn
 
-from alpose_bench.data import Task
-from alpose_bench.models import ModelSpec
-from alpose_bench.models.outputs import ModelInfo, PoseOutput, TrainBatch
-from alpose_bench.validation import check_instance
+from alpose_bench.core.validation import check_instance
+from alpose_bench.pose.data import Task
+from alpose_bench.pose.models import ModelSpec
+from alpose_bench.pose.models.outputs import ModelInfo, PoseOutput, TrainBatch
 
 if TYPE_CHECKING:
-    from alpose_bench.pool import ForwardBatch, SelectionContext
+    from alpose_bench.pose.pool import ForwardBatch, SelectionContext
 
 #: the pool outputs a sampler may declare in `needs` ("labels": the pool's ground truth, references only;
 #: "mc_dropout": keypoints of stochastic passes with dropout on, `SelectionContext.mc_keypoints`)

@@ -17,9 +17,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from alpose_bench.pool import SelectionContext
+from alpose_bench.core.validation import param
+from alpose_bench.pose.pool import SelectionContext
 from alpose_bench.samplers.base import Sampler
-from alpose_bench.validation import param
 
 
 def _sq_norms(x: Tensor) -> Tensor:

@@ -25,10 +25,10 @@ import torch
 from sklearn.cluster import KMeans
 from sklearn.metrics import pairwise_distances
 
-from alpose_bench.pool import SelectionContext
+from alpose_bench.core.validation import param
+from alpose_bench.pose.pool import SelectionContext
 from alpose_bench.samplers.base import Sampler, Selection, top_k
 from alpose_bench.samplers.coreset import kcenter_greedy
-from alpose_bench.validation import param
 
 #: selector name -> how readers know it
 SELECTORS = {"kmeans": "k-means", "coreset": "Core-Set"}

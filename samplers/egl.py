@@ -34,9 +34,9 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, vjp, vmap
 
-from alpose_bench.pool import SelectionContext
+from alpose_bench.core.validation import param
+from alpose_bench.pose.pool import SelectionContext
 from alpose_bench.samplers.base import Sampler, Selection, select_top
-from alpose_bench.validation import param
 
 # -- neighbours and their t-SNE probabilities --------------------------------------------------------------------
 
@@ -406,13 +406,13 @@ class EGLPP(Sampler):
             vis = torch.from_numpy(ds.train.visible[rows]).float()
             if ds.task == "regression3d":
                 return [(kp / ds.cube_mm).to(ctx.device)], vis.to(ctx.device)
-            from alpose_bench.heatmaps import (
+            from alpose_bench.pose.heatmaps import (
                 REFERENCE_AMPLITUDE,
                 REFERENCE_SIGMA,
                 keypoints_to_heatmap_coords,
                 render_heatmaps,
             )
-            from alpose_bench.models import model_info
+            from alpose_bench.pose.models import model_info
 
             info = model_info(ctx.model)
             assert info.heatmap_size is not None

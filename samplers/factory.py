@@ -2,7 +2,7 @@
 
 Like timm's `create_model`: the name is looked up in the entry-point registry, the preset's parameters for that
 sampler (`Sampler.preset_params`) are merged under the user's, and every value is checked against the dataclass
-field it sets (`alpose_bench.validation`) before the sampler is built, so a typo is one line at planning time:
+field it sets (`alpose_bench.core.validation`) before the sampler is built, so a typo is one line at planning time:
 
     >>> create_sampler("vl4pose", {"num_peaks": 3})
     VL4Pose(num_peaks=3, min_distance=8, exclude_border=True)
@@ -18,14 +18,14 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from alpose_bench.config import ConfigError
+from alpose_bench.core.validation import ParameterError, check_fields
 from alpose_bench.samplers.base import Sampler
-from alpose_bench.validation import ParameterError, check_fields
+from alpose_bench.spec.config import ConfigError
 
 
 def sampler_class(sampler: str | type[Sampler]) -> type[Sampler]:
     """The class behind a registered name (UnknownNameError lists the known ones), or the class itself."""
-    from alpose_bench.registry import get_sampler
+    from alpose_bench.spec.registry import get_sampler
 
     cls = get_sampler(sampler) if isinstance(sampler, str) else sampler
     if not (isinstance(cls, type) and issubclass(cls, Sampler)):

@@ -28,11 +28,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from alpose_bench.pool import SelectionContext
+from alpose_bench.core.seeds import derive_seed
+from alpose_bench.core.validation import param
+from alpose_bench.pose.pool import SelectionContext
 from alpose_bench.samplers.base import Sampler, Selection
 from alpose_bench.samplers.coreset import kcenter_greedy
-from alpose_bench.seeds import derive_seed
-from alpose_bench.validation import param
 
 
 def affinity_adjacency(features: Tensor) -> Tensor:

@@ -22,11 +22,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from alpose_bench.heatmaps import REFERENCE_AMPLITUDE
-from alpose_bench.peaks import find_peaks, scaled_distance, with_argmax_fallback
-from alpose_bench.pool import ForwardBatch, SelectionContext
+from alpose_bench.core.validation import param
+from alpose_bench.pose.heatmaps import REFERENCE_AMPLITUDE
+from alpose_bench.pose.peaks import find_peaks, scaled_distance, with_argmax_fallback
+from alpose_bench.pose.pool import ForwardBatch, SelectionContext
 from alpose_bench.samplers.base import ScoringSampler
-from alpose_bench.validation import param
 
 
 def target_peak(amplitude: float | None, ctx: SelectionContext) -> float:

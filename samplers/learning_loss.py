@@ -23,12 +23,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from alpose_bench.heatmaps import pose_loss_per_sample
-from alpose_bench.models.aux import AuxNet, require_aux
-from alpose_bench.models.outputs import ModelInfo, PoseOutput, TrainBatch
-from alpose_bench.pool import ForwardBatch, SelectionContext
+from alpose_bench.core.validation import param
+from alpose_bench.pose.heatmaps import pose_loss_per_sample
+from alpose_bench.pose.models.aux import AuxNet, require_aux
+from alpose_bench.pose.models.outputs import ModelInfo, PoseOutput, TrainBatch
+from alpose_bench.pose.pool import ForwardBatch, SelectionContext
 from alpose_bench.samplers.base import ScoringSampler
-from alpose_bench.validation import param
 
 
 def true_loss(pose_out: PoseOutput, batch: TrainBatch) -> Tensor:

@@ -16,11 +16,11 @@ from typing import ClassVar
 
 import numpy as np
 
-from alpose_bench.data import Task
-from alpose_bench.models import ModelSpec
-from alpose_bench.pool import SelectionContext
+from alpose_bench.core.validation import param
+from alpose_bench.pose.data import Task
+from alpose_bench.pose.models import ModelSpec
+from alpose_bench.pose.pool import SelectionContext
 from alpose_bench.samplers.base import Sampler, Selection, select_top
-from alpose_bench.validation import param
 
 #: passes the CPU presets use (the reference's 70 would make selection cost 70 inference passes)
 CPU_PASSES = {"smoke": {"passes": 4}, "quick": {"passes": 10}, "cpu": {"passes": 10}}

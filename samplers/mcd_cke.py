@@ -20,11 +20,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from alpose_bench.pool import SelectionContext
+from alpose_bench.core.validation import param
+from alpose_bench.pose.pool import SelectionContext
 from alpose_bench.samplers.base import Sampler
 from alpose_bench.samplers.coreset import kcenter_greedy
 from alpose_bench.samplers.mc_dropout import CPU_PASSES, NeedsDropout
-from alpose_bench.validation import param
 
 
 def pose_vectors(keypoints: np.ndarray, task: str, input_size: int) -> np.ndarray:

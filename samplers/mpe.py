@@ -17,10 +17,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from alpose_bench.peaks import find_peaks, peak_probabilities, scaled_distance
-from alpose_bench.pool import ForwardBatch, SelectionContext
+from alpose_bench.core.validation import param
+from alpose_bench.pose.peaks import find_peaks, peak_probabilities, scaled_distance
+from alpose_bench.pose.pool import ForwardBatch, SelectionContext
 from alpose_bench.samplers.base import ScoringSampler
-from alpose_bench.validation import param
 
 
 def multi_peak_entropy(

@@ -2,9 +2,9 @@
 
 `oracle-hard` annotates the images the current model gets most wrong, `oracle-easy` those it gets most right, by
 the true per-image error: the mean over annotated joints of ‖prediction − label‖ / normaliser (head-box diagonals
-for PCKh, torso sizes for PCK, millimetres for MPJPE), the quantity `alpose_bench.metrics.per_image_error` computes
+for PCKh, torso sizes for PCK, millimetres for MPJPE), the quantity `alpose_bench.pose.metrics.per_image_error` computes
 and the test metric thresholds. No annotator can do either; they bracket what error-seeking and typical-seeking
-sampling can achieve in this experiment, so `report` can say which regime it is in (`alpose_bench.analysis.regime`)
+sampling can achieve in this experiment, so `report` can say which regime it is in (`alpose_bench.results.analysis.regime`)
 and whether an uncertainty sampler could beat random here at all. One forward pass over the pool.
 """
 
@@ -15,9 +15,9 @@ from typing import ClassVar
 
 import numpy as np
 
-from alpose_bench.heatmaps import decode_keypoints
-from alpose_bench.metrics import per_image_error
-from alpose_bench.pool import ForwardBatch, SelectionContext
+from alpose_bench.pose.heatmaps import decode_keypoints
+from alpose_bench.pose.metrics import per_image_error
+from alpose_bench.pose.pool import ForwardBatch, SelectionContext
 from alpose_bench.samplers.base import ScoringSampler
 
 

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.decomposition import PCA
 
-from alpose_bench.pool import SelectionContext
+from alpose_bench.core.validation import param
+from alpose_bench.pose.pool import SelectionContext
 from alpose_bench.samplers.base import Sampler, Selection, select_top
-from alpose_bench.validation import param
 
 
 def normalised_poses(keypoints: np.ndarray, visible: np.ndarray, root: int) -> np.ndarray:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from alpose_bench.pool import SelectionContext
+from alpose_bench.pose.pool import SelectionContext
 from alpose_bench.samplers.base import Sampler
 
 

@@ -19,9 +19,9 @@ import pandas as pd
 from sklearn.cluster import KMeans, MiniBatchKMeans
 from sklearn.neighbors import NearestNeighbors
 
-from alpose_bench.pool import SelectionContext
+from alpose_bench.core.validation import param
+from alpose_bench.pose.pool import SelectionContext
 from alpose_bench.samplers.base import Sampler, Selection
-from alpose_bench.validation import param
 
 
 def typicality(features: np.ndarray, k: int) -> np.ndarray:

@@ -35,14 +35,20 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from alpose_bench.heatmaps import heatmap_coords_to_input
-from alpose_bench.models.aux import AuxNet, require_aux
-from alpose_bench.models.outputs import ModelInfo, PoseOutput, TrainBatch
-from alpose_bench.peaks import Peaks, find_peaks, peak_probabilities, scaled_distance, with_argmax_fallback
-from alpose_bench.pool import ForwardBatch, SelectionContext
+from alpose_bench.core.validation import param
+from alpose_bench.pose.heatmaps import heatmap_coords_to_input
+from alpose_bench.pose.models.aux import AuxNet, require_aux
+from alpose_bench.pose.models.outputs import ModelInfo, PoseOutput, TrainBatch
+from alpose_bench.pose.peaks import (
+    Peaks,
+    find_peaks,
+    peak_probabilities,
+    scaled_distance,
+    with_argmax_fallback,
+)
+from alpose_bench.pose.pool import ForwardBatch, SelectionContext
+from alpose_bench.pose.skeleton import Skeleton
 from alpose_bench.samplers.base import ScoringSampler
-from alpose_bench.skeleton import Skeleton
-from alpose_bench.validation import param
 
 LOG_2PI = math.log(2.0 * math.pi)
 

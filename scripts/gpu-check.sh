@@ -47,7 +47,7 @@ done
 import json, sys
 from pathlib import Path
 import pandas as pd
-from alpose_bench import results
+from alpose_bench.results import read as results
 out = Path(sys.argv[1])
 auto, fp32 = (json.loads((out / f"bench-{k}.json").read_text()) for k in ("auto", "fp32"))
 tr, tr32 = auto["sections"]["training"], fp32["sections"]["training"]

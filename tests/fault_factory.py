@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-import alpose_bench.store as store_mod
-from alpose_bench import train as train_module
-from alpose_bench.seeds import derive_seed
+import alpose_bench.results.store as store_mod
+from alpose_bench.core.seeds import derive_seed
+from alpose_bench.engine import train as train_module
 
 
 def nan_loss_in(monkeypatch: pytest.MonkeyPatch, sampler: str, seed: int = 0, cycle: int = 1) -> None:
@@ -26,7 +26,7 @@ def nan_loss_in(monkeypatch: pytest.MonkeyPatch, sampler: str, seed: int = 0, cy
 
 def run_until_first_commit(the_plan) -> None:
     """Run a plan in this process and stop it (KeyboardInterrupt) right after its first committed cycle."""
-    from alpose_bench.runner import run_plan
+    from alpose_bench.experiment.runner import run_plan
 
     original, calls = store_mod.Store.commit_cycle, {"n": 0}
 

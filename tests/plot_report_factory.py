@@ -1,5 +1,5 @@
 """Fabricated experiment results for the plot and report tests: a real results store written through
-`alpose_bench.store.Store`, so the tests read it back through `alpose_bench.results` exactly as the CLI does."""
+`alpose_bench.results.store.Store`, so the tests read it back through `alpose_bench.results.read` exactly as the CLI does."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from alpose_bench.evaluation import SplitScore
-from alpose_bench.skeleton import HAND_JOINTS, MPII_JOINTS
-from alpose_bench.store import CycleRecord, Store
+from alpose_bench.pose.evaluation import SplitScore
+from alpose_bench.pose.skeleton import HAND_JOINTS, MPII_JOINTS
+from alpose_bench.results.store import CycleRecord, Store
 
 SAMPLERS = ("random", "coreset", "learning_loss", "egl", "aleatoric", "mpe", "vl4pose")
 GROUP_NAMES = ["standing", "walking", "sitting", "arms-up", "kicking"]

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from alpose_bench.models import model_info
-from alpose_bench.models.outputs import PoseOutput, TrainBatch
+from alpose_bench.pose.models import model_info
+from alpose_bench.pose.models.outputs import PoseOutput, TrainBatch
 from alpose_bench.samplers.aleatoric import Aleatoric, heteroscedastic_nll, squared_residuals
 from alpose_bench.testing import check_sampler, make_context, train_batch
 

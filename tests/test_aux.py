@@ -6,9 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from alpose_bench.models.aux import AuxNet, require_aux
-from alpose_bench.models.outputs import ModelInfo, PoseOutput
-from alpose_bench.skeleton import ICVL, MPII
+from alpose_bench.pose.models.aux import AuxNet, require_aux
+from alpose_bench.pose.models.outputs import ModelInfo, PoseOutput
+from alpose_bench.pose.skeleton import ICVL, MPII
 
 torch.set_num_threads(1)
 

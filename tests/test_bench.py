@@ -13,16 +13,23 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from alpose_bench.bench import SECTIONS, BenchError, BenchSettings, parse_sections, parse_sizes, run_bench
-from alpose_bench.bench import peaks as peaks_bench
-from alpose_bench.bench.common import BenchRun
-from alpose_bench.bench.coreset import coreset_child
-from alpose_bench.bench.peaks import mismatched_maps, skimage_peaks, synthetic_heatmaps
 from alpose_bench.cli import cli
-from alpose_bench.config import build_spec
-from alpose_bench.peaks import find_peaks
+from alpose_bench.pose.peaks import find_peaks
 from alpose_bench.samplers.base import ScoringSampler
 from alpose_bench.samplers.random import RandomSampler
+from alpose_bench.spec.config import build_spec
+from alpose_bench.tools.bench import (
+    SECTIONS,
+    BenchError,
+    BenchSettings,
+    parse_sections,
+    parse_sizes,
+    run_bench,
+)
+from alpose_bench.tools.bench import peaks as peaks_bench
+from alpose_bench.tools.bench.common import BenchRun
+from alpose_bench.tools.bench.coreset import coreset_child
+from alpose_bench.tools.bench.peaks import mismatched_maps, skimage_peaks, synthetic_heatmaps
 
 TINY = dict(pool=8, labelled=8, budget=2, repeats=1, train_steps=1, coreset_pools=(300,), coreset_labelled=(40,),
             coreset_dim=8, coreset_budget=5, peak_maps=2, egl_pool=2, max_seconds=1.0)  # fmt: skip

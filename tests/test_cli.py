@@ -12,8 +12,8 @@ import time
 import pytest
 from click.testing import CliRunner
 
-from alpose_bench import results
 from alpose_bench.cli import cli
+from alpose_bench.results import read as results
 
 
 def invoke(*args: str):
@@ -207,7 +207,7 @@ def test_progress_counts_every_committed_cycle_whichever_executor_reports_them()
     from rich.console import Console
 
     from alpose_bench.commands.run import RichProgress
-    from alpose_bench.config import build_spec
+    from alpose_bench.spec.config import build_spec
 
     a, b, c = "synth-human/random/seed0", "synth-human/mpe/seed0", "synth-human/vl4pose/seed0"
     the_plan = SimpleNamespace(

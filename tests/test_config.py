@@ -7,8 +7,8 @@ import datetime
 import pytest
 import torch
 
-from alpose_bench import build
-from alpose_bench.config import (
+from alpose_bench.engine import build
+from alpose_bench.spec.config import (
     ConfigError,
     build_spec,
     dataset_config,
@@ -194,8 +194,8 @@ def test_dataset_options_without_a_dataset_setting_go_to_the_default_dataset():
     # found by the fuzz test: a KeyError traceback when neither the preset, file nor options named datasets
     spec = build_spec("smoke", None, {"dataset_options": {"*": {"ood_size": 4}}})
     assert spec.dataset_options == {"synth-human": {"ood_size": 4}}
-    from alpose_bench.build import dataset_of
-    from alpose_bench.config import ExperimentSpec
+    from alpose_bench.engine.build import dataset_of
+    from alpose_bench.spec.config import ExperimentSpec
 
     stored = ExperimentSpec.from_stored(spec.to_dict())  # plots load the run's dataset from its stored spec
     assert len(dataset_of(stored, "synth-human").ood) == 4
@@ -228,7 +228,7 @@ def test_fingerprint_ignores_name_and_device_only():
 def test_the_presets_keep_the_fingerprints_their_experiments_were_stored_with():
     """Pinned from the code before the spec's defaults became the quick preset's and before the speed settings
     existed: with the settings those experiments ran with (`LEGACY`), existing folders still resume."""
-    from alpose_bench.config import LEGACY
+    from alpose_bench.spec.config import LEGACY
 
     def legacy(spec):
         return spec.replace(precision=LEGACY["precision"], fast_kernels=LEGACY["fast_kernels"])
@@ -261,7 +261,7 @@ def test_the_inference_batch_size_is_part_of_the_fingerprint_when_not_the_defaul
 
 
 def test_the_quick_preset_is_the_spec_defaults():
-    from alpose_bench.config import PRESETS, ExperimentSpec
+    from alpose_bench.spec.config import PRESETS, ExperimentSpec
 
     assert PRESETS["quick"].values == {}
     quick = build_spec("quick")
@@ -273,7 +273,7 @@ def test_preset_help_is_written_from_the_presets():
     from click.testing import CliRunner
 
     from alpose_bench.cli import cli
-    from alpose_bench.config import PRESETS, preset_help
+    from alpose_bench.spec.config import PRESETS, preset_help
 
     assert all(name in preset_help() for name in PRESETS)
     for command in ("run", "diagnose", "bench"):
@@ -301,8 +301,8 @@ def test_a_preset_sets_dataset_options_that_the_experiment_can_override():
 def test_the_default_sampler_set_leaves_out_what_a_dataset_cannot_run(tmp_path):
     """`run --dataset synth-hand` (default samplers) plans without the heatmap-only ones and says so; naming one of
     them explicitly is a one-line error."""
-    from alpose_bench.registry import group_members
-    from alpose_bench.runner import plan
+    from alpose_bench.experiment.runner import plan
+    from alpose_bench.spec.registry import group_members
 
     the_plan = plan(build_spec("smoke", None, {"datasets": "synth-hand"}), tmp_path)
     planned = {t.sampler for t in the_plan.tasks}

@@ -10,11 +10,12 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from alpose_bench.heatmaps import pose_loss_per_sample
-from alpose_bench.models.outputs import ModelInfo, PoseOutput, TrainBatch
+from alpose_bench.pose.heatmaps import pose_loss_per_sample
+from alpose_bench.pose.models.outputs import ModelInfo, PoseOutput, TrainBatch
+from alpose_bench.pose.skeleton import ICVL, MPII
 from alpose_bench.samplers.base import Sampler, ScoringSampler
 from alpose_bench.samplers.random import RandomSampler
-from alpose_bench.skeleton import ICVL, MPII
+from alpose_bench.spec import registry
 from alpose_bench.testing import (
     check_sampler,
     make_context,
@@ -314,7 +315,7 @@ def test_params_reach_the_constructor() -> None:
 
 
 def test_train_batch_matches_the_model() -> None:
-    from alpose_bench.models import model_info
+    from alpose_bench.pose.models import model_info
 
     ds = make_dataset()
     model = tiny_model(ds)
@@ -328,7 +329,6 @@ def test_train_batch_matches_the_model() -> None:
 
 
 def test_check_all_reports_each_registered_sampler(monkeypatch: pytest.MonkeyPatch) -> None:
-    from alpose_bench import registry
     from alpose_bench.testing import check_all
 
     plugins = {
@@ -344,7 +344,7 @@ def test_check_all_reports_each_registered_sampler(monkeypatch: pytest.MonkeyPat
 
 
 @pytest.mark.slow
-@parametrize_with_checks(__import__("alpose_bench.registry").registry.working_samplers())
+@parametrize_with_checks(registry.working_samplers())
 def test_every_registered_sampler_passes_the_conformance_kit(check) -> None:
     """A new built-in (or installed plugin) is checked the moment its entry point registers, one test per check
     (ids `SAMPLER-CHECK`), so a failure names both."""

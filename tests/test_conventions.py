@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from alpose_bench.metrics import pck, pckh, torso_size
-from alpose_bench.skeleton import LSP, MPII
+from alpose_bench.pose.metrics import pck, pckh, torso_size
+from alpose_bench.pose.skeleton import LSP, MPII
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -106,8 +106,8 @@ def test_the_mpii_plugin_reads_the_h5_files_and_says_which_format_it_found(tmp_p
 
     import h5py
 
-    from alpose_bench.data import DatasetConfig
     from alpose_bench.datasets.mpii import MPIIDataset
+    from alpose_bench.pose.data import DatasetConfig
 
     root = tmp_path / "root"
     (root / "mpii" / "annot").mkdir(parents=True)
@@ -175,9 +175,9 @@ def test_lspet_is_found_beside_the_checkout_and_trains_and_selects_on_real_photo
     need("lspet", "images")
     import os
 
-    from alpose_bench import results
-    from alpose_bench.config import build_spec
-    from alpose_bench.runner import plan, run_plan
+    from alpose_bench.experiment.runner import plan, run_plan
+    from alpose_bench.results import read as results
+    from alpose_bench.spec.config import build_spec
 
     names = [
         "random",

@@ -8,13 +8,13 @@ import pytest
 from click.testing import CliRunner
 from datasets_real_factory import real_lsp_subset, write_lsp_folder
 
-from alpose_bench import registry
 from alpose_bench.cli import cli
 from alpose_bench.datasets.coco import COCODataset
 from alpose_bench.datasets.icvl import ICVLDataset
 from alpose_bench.datasets.lsp import LSPDataset, LSPLSPETDataset
 from alpose_bench.datasets.mpii import MPIIDataset
 from alpose_bench.datasets.rendered import LSPETRenderedDataset, LSPRenderedDataset
+from alpose_bench.spec import registry
 
 PLUGINS = {
     cls.name: cls

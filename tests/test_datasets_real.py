@@ -31,7 +31,6 @@ from datasets_real_factory import (
 from PIL import Image
 from scipy.ndimage import map_coordinates
 
-from alpose_bench.data import DatasetConfig, DatasetError
 from alpose_bench.datasets.base import subset_index
 from alpose_bench.datasets.coco import COCODataset, flip_pairs_from_names, skeleton_from_coco
 from alpose_bench.datasets.geometry import to_crop
@@ -39,7 +38,8 @@ from alpose_bench.datasets.icvl import ICVLDataset, uvd_to_xyz, xyz_to_uvd
 from alpose_bench.datasets.lsp import LSPDataset, LSPLSPETDataset, read_lsp_joints
 from alpose_bench.datasets.mpii import MAT_NAME, MPIIDataset
 from alpose_bench.datasets.rendered import LSPETRenderedDataset, LSPRenderedDataset
-from alpose_bench.skeleton import LSP
+from alpose_bench.pose.data import DatasetConfig, DatasetError
+from alpose_bench.pose.skeleton import LSP
 
 
 def config(root: Path, cache: Path, **kw) -> DatasetConfig:

@@ -10,10 +10,14 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from alpose_bench import build
 from alpose_bench.cli import cli
-from alpose_bench.config import ConfigError, build_spec
-from alpose_bench.diagnose import (
+from alpose_bench.engine import build
+from alpose_bench.pose.heatmaps import decode_keypoints
+from alpose_bench.pose.metrics import per_image_error
+from alpose_bench.samplers.base import ScoringSampler
+from alpose_bench.spec.config import ConfigError, build_spec
+from alpose_bench.testing import make_dataset
+from alpose_bench.tools.diagnose import (
     DiagnoseReport,
     diagnose,
     ood_auroc,
@@ -21,10 +25,6 @@ from alpose_bench.diagnose import (
     refinement_figures,
     spearman,
 )
-from alpose_bench.heatmaps import decode_keypoints
-from alpose_bench.metrics import per_image_error
-from alpose_bench.samplers.base import ScoringSampler
-from alpose_bench.testing import make_dataset
 
 # -- statistics by hand -----------------------------------------------------------------------------------
 
@@ -248,7 +248,7 @@ def test_cli_bad_fraction_is_a_one_line_error(tiny):
 
 @pytest.mark.slow
 def test_cli_all_samplers_on_a_smoke_sized_synth_human(tmp_path):
-    from alpose_bench.registry import working_samplers
+    from alpose_bench.spec.registry import working_samplers
 
     out = tmp_path / "diag.json"
     args = [

@@ -10,9 +10,9 @@ import pytest
 import torch
 from torch import nn
 
-from alpose_bench.compute import Compute
-from alpose_bench.models import ModelSpec
-from alpose_bench.models.outputs import PoseOutput
+from alpose_bench.core.compute import Compute
+from alpose_bench.pose.models import ModelSpec
+from alpose_bench.pose.models.outputs import PoseOutput
 from alpose_bench.samplers.base import top_k
 from alpose_bench.samplers.egl import (
     EGLPP,

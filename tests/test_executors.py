@@ -11,10 +11,11 @@ import pandas as pd
 import pytest
 from plugin_factory import write_sampler_plugin
 
-from alpose_bench import registry, results
-from alpose_bench.config import build_spec
-from alpose_bench.runner import plan, run_plan
-from alpose_bench.store import Store
+from alpose_bench.experiment.runner import plan, run_plan
+from alpose_bench.results import read as results
+from alpose_bench.results.store import Store
+from alpose_bench.spec import registry
+from alpose_bench.spec.config import build_spec
 
 COLUMNS = ["dataset", "sampler", "seed", "cycle", "n_labelled", "metric", "value", "n_selected"]
 SELECTION = ["dataset", "sampler", "seed", "cycle", "rank", "index"]

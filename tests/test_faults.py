@@ -20,11 +20,13 @@ from fault_factory import run_until_first_commit
 from plugin_factory import PROBE_HEAD, write_sampler_plugin
 from test_cli import invoke
 
-from alpose_bench import atomic, registry, results
-from alpose_bench.atomic import DiskFullError, write_all_atomic, write_atomic
-from alpose_bench.checkpoints import task_checkpoint
-from alpose_bench.ownership import EXIT_OWNER_GONE, WORKERS_LOCK, Owner, wait_for_workers
-from alpose_bench.store import Store
+from alpose_bench.core import atomic
+from alpose_bench.core.atomic import DiskFullError, write_all_atomic, write_atomic
+from alpose_bench.engine.checkpoints import task_checkpoint
+from alpose_bench.experiment.ownership import EXIT_OWNER_GONE, WORKERS_LOCK, Owner, wait_for_workers
+from alpose_bench.results import read as results
+from alpose_bench.results.store import Store
+from alpose_bench.spec import registry
 
 ROWS = ["dataset", "sampler", "seed", "cycle", "n_labelled", "metric", "value", "n_selected"]
 
@@ -200,7 +202,7 @@ def test_a_worker_exits_soon_after_the_run_that_owns_it_is_gone(tmp_path: Path) 
     worker = subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(f"""
             import time
-            from alpose_bench.ownership import Owner, watch
+            from alpose_bench.experiment.ownership import Owner, watch
             watch(Owner({owner.pid}, {owner.host!r}, {owner.started!r}))
             time.sleep(60)
         """)]
@@ -210,7 +212,7 @@ def test_a_worker_exits_soon_after_the_run_that_owns_it_is_gone(tmp_path: Path) 
 
 
 def atomic_start(pid: int) -> str | None:
-    from alpose_bench.processes import process_start
+    from alpose_bench.core.processes import process_start
 
     return process_start(pid)
 
@@ -411,8 +413,8 @@ def test_implausible_coco_people_are_counted_and_never_trained_on(
 ) -> None:
     """Keypoints far outside the image or box, absurd coordinates, duplicate annotations: the person is left out,
     counted in `data check` and named by `run` (a note), and the rest is usable."""
-    from alpose_bench.data import DatasetConfig
     from alpose_bench.datasets.coco import COCODataset
+    from alpose_bench.pose.data import DatasetConfig
 
     root = coco_project(tmp_path, mutate)
     check = invoke("data", "check", "coco", "--data-root", str(root))
@@ -515,7 +517,7 @@ def test_plot_on_a_full_disk_is_one_line(tmp_path: Path, monkeypatch: pytest.Mon
     def full(*args, **kwargs):
         raise DiskFullError(tmp_path / "p" / "figures" / "curves.png")
 
-    monkeypatch.setattr("alpose_bench.plot.write_all_atomic", full)
+    monkeypatch.setattr("alpose_bench.present.plot.write_all_atomic", full)
     result = invoke("plot", str(tmp_path / "p"))
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert result.output.strip().splitlines()[-1] == (
@@ -529,8 +531,8 @@ def test_plot_on_a_full_disk_is_one_line(tmp_path: Path, monkeypatch: pytest.Mon
 
 def interrupted_after_first_commit(tmp_path: Path, name: str, samplers: str) -> Path:
     """A smoke run (warm start) stopped right after its first committed cycle, as a kill there leaves it."""
-    from alpose_bench.config import build_spec
-    from alpose_bench.runner import plan
+    from alpose_bench.experiment.runner import plan
+    from alpose_bench.spec.config import build_spec
 
     the_plan = plan(build_spec("smoke", None, {"samplers": samplers, "name": name}), tmp_path)
     run_until_first_commit(the_plan)

@@ -7,9 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from alpose_bench.config import ConfigError
-from alpose_bench.models import ModelSpec
-from alpose_bench.registry import UnknownNameError, get_sampler
+from alpose_bench.pose.models import ModelSpec
 from alpose_bench.samplers import create_sampler
 from alpose_bench.samplers.diverse import nearest_distinct
 from alpose_bench.samplers.gcn import affinity_adjacency, gcn_loss
@@ -18,6 +16,8 @@ from alpose_bench.samplers.mc_dropout import keypoint_spread
 from alpose_bench.samplers.mcd_cke import lower_bound, pose_vectors
 from alpose_bench.samplers.pose_pca import pca_errors
 from alpose_bench.samplers.typiclust import typicality, typiclust_select
+from alpose_bench.spec.config import ConfigError
+from alpose_bench.spec.registry import UnknownNameError, get_sampler
 from alpose_bench.testing import check_sampler, make_context
 
 torch.set_num_threads(1)

@@ -24,9 +24,10 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from alpose_bench import build, registry
 from alpose_bench.cli import cli
-from alpose_bench.config import PRESETS, SPEC_FIELDS, ConfigError, build_spec
+from alpose_bench.engine import build
+from alpose_bench.spec import registry
+from alpose_bench.spec.config import PRESETS, SPEC_FIELDS, ConfigError, build_spec
 
 # ALPOSE_FUZZ_EXAMPLES=2000 searches longer (the default keeps the file under 30 s on a 2-core CPU)
 FUZZ = settings(

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from test_cli import invoke, one_line_error
 
-from alpose_bench import results
-from alpose_bench.store import Store
+from alpose_bench.results import read as results
+from alpose_bench.results.store import Store
 
 ROWS = ["dataset", "sampler", "seed", "cycle", "n_labelled", "metric", "value", "n_selected"]
 PICKS = ["dataset", "sampler", "seed", "cycle", "rank", "index"]

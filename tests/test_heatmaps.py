@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from alpose_bench.heatmaps import (
+from alpose_bench.pose.heatmaps import (
     decode_heatmaps,
     decode_keypoints,
     default_sigma,
@@ -18,7 +18,7 @@ from alpose_bench.heatmaps import (
     pose_loss_per_sample,
     render_heatmaps,
 )
-from alpose_bench.models.outputs import PoseOutput, TrainBatch
+from alpose_bench.pose.models.outputs import PoseOutput, TrainBatch
 
 
 def _output(heatmaps: list[torch.Tensor] | None = None, keypoints: torch.Tensor | None = None) -> PoseOutput:
@@ -168,8 +168,8 @@ def test_the_codec_is_what_training_renders_and_decoding_inverts():
     rendered target gives the keypoint back (to the refinement's bias)."""
     import numpy as np
 
-    from alpose_bench.heatmaps import HeatmapCodec
-    from alpose_bench.models import model_info
+    from alpose_bench.pose.heatmaps import HeatmapCodec
+    from alpose_bench.pose.models import model_info
     from alpose_bench.testing import make_dataset, tiny_model, train_batch
 
     dataset = make_dataset("heatmap2d", n_train=6, n_test=2)
@@ -187,7 +187,7 @@ def test_the_codec_is_what_training_renders_and_decoding_inverts():
 
 
 def test_heatmap_scorers_divide_by_the_runs_target_peak():
-    from alpose_bench.heatmaps import HeatmapCodec
+    from alpose_bench.pose.heatmaps import HeatmapCodec
     from alpose_bench.samplers import create_sampler
     from alpose_bench.testing import make_context
 

@@ -8,17 +8,19 @@ import ast
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-#: lowest first; a module belongs to the first layer whose prefix matches its dotted name (package-relative)
+#: lowest first; a module belongs to the first layer whose prefix matches its dotted name (package-relative). The
+#: folders of alpose_bench/ are the layers, so a module's folder says what it may import.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("foundation", ("__init__", "failures", "processes", "atomic", "jsonio", "timing", "seeds", "validation", "skeleton", "compute", "peaks",
-                    "stats", "progress", "activity")),
-    ("pose", ("metrics", "data", "heatmaps", "models", "augment", "evaluation")),
+    ("core", ("__init__", "core")),
+    ("pose", ("pose",)),
     ("datasets", ("datasets",)),
-    ("configuration", ("config", "registry")),
-    ("samplers", ("pool", "samplers")),
-    ("engine", ("train", "store", "checkpoints", "ownership", "build", "loop")),
-    ("experiment", ("runner", "executors", "monitor", "results")),
-    ("tools", ("style", "analysis", "comparisons", "plot", "report", "diagnose", "bench", "testing")),
+    ("spec", ("spec",)),
+    ("samplers", ("samplers",)),
+    ("results", ("results",)),
+    ("engine", ("engine",)),
+    ("experiment", ("experiment",)),
+    ("present", ("present",)),
+    ("tools", ("tools", "testing")),
     ("command line", ("errors", "cli", "commands")),
 )  # fmt: skip
 PACKAGES = {"alpose_bench": REPO / "alpose_bench", "alpose_bench.samplers": REPO / "samplers",
@@ -26,7 +28,7 @@ PACKAGES = {"alpose_bench": REPO / "alpose_bench", "alpose_bench.samplers": REPO
 
 
 #: the one upward import, and why: a composite name (SCORER+SELECTOR) is a class the registry builds on demand
-ALLOWED = {("alpose_bench.registry", "alpose_bench.samplers.diverse")}
+ALLOWED = {("alpose_bench.spec.registry", "alpose_bench.samplers.diverse")}
 
 
 def modules() -> dict[str, Path]:

@@ -7,8 +7,8 @@ import pytest
 import torch
 from scipy.special import softmax
 
-from alpose_bench.models import model_info
-from alpose_bench.models.outputs import PoseOutput, TrainBatch
+from alpose_bench.pose.models import model_info
+from alpose_bench.pose.models.outputs import PoseOutput, TrainBatch
 from alpose_bench.samplers.learning_loss import (
     LearningLoss,
     LearningLossPP,

@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 from fault_factory import run_until_first_commit
 
-from alpose_bench import results
-from alpose_bench.build import initial_labelled, load_dataset
-from alpose_bench.config import ConfigError, build_spec, dataset_config
-from alpose_bench.runner import plan, run_plan
+from alpose_bench.engine.build import initial_labelled, load_dataset
+from alpose_bench.experiment.runner import plan, run_plan
+from alpose_bench.results import read as results
+from alpose_bench.spec.config import ConfigError, build_spec, dataset_config
 
 DETERMINISTIC = ["dataset", "sampler", "seed", "cycle", "n_labelled", "metric", "value", "n_selected"]
 
@@ -167,7 +167,7 @@ def test_an_experiment_stored_before_the_speed_settings_resumes_as_it_was_starte
     # where the CPU computes bf16 natively (AVX-512 BF16, AMX) "auto" is bf16 and no such third value exists
     import torch
 
-    from alpose_bench.compute import resolve_precision
+    from alpose_bench.core.compute import resolve_precision
 
     if resolve_precision("auto", torch.device("cpu")) == "fp32":
         with pytest.raises(Exception, match="settings differ: .*precision"):

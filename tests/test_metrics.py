@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from alpose_bench.metrics import aubc, evaluate, mpjpe, pck, pckh, per_image_error, torso_size
-from alpose_bench.skeleton import ICVL, LSP, MPII
+from alpose_bench.pose.metrics import aubc, evaluate, mpjpe, pck, pckh, per_image_error, torso_size
+from alpose_bench.pose.skeleton import ICVL, LSP, MPII
 
 
 def _two_by_three() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

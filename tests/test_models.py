@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from alpose_bench.heatmaps import pose_loss, render_heatmaps
-from alpose_bench.models import ModelSpec, build_model, count_parameters, model_info
-from alpose_bench.models.outputs import TrainBatch
-from alpose_bench.skeleton import ICVL, LSP, MPII
+from alpose_bench.pose.heatmaps import pose_loss, render_heatmaps
+from alpose_bench.pose.models import ModelSpec, build_model, count_parameters, model_info
+from alpose_bench.pose.models.outputs import TrainBatch
+from alpose_bench.pose.skeleton import ICVL, LSP, MPII
 
 torch.set_num_threads(1)
 

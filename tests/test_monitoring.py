@@ -19,9 +19,10 @@ from plugin_factory import write_sampler_plugin
 from test_cli import invoke
 from test_reliability import STALLING_SAMPLER
 
-from alpose_bench import activity, registry
 from alpose_bench.commands.runlog import LogProgress
-from alpose_bench.monitor import CycleTime, estimate_left, experiment_status
+from alpose_bench.core import activity
+from alpose_bench.experiment.monitor import CycleTime, estimate_left, experiment_status
+from alpose_bench.spec import registry
 
 LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d  (.*)$")
 

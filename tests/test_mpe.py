@@ -10,8 +10,8 @@ import torch
 from scipy.special import softmax
 from scipy.stats import entropy
 
-from alpose_bench.models.outputs import PoseOutput
-from alpose_bench.pool import ForwardBatch
+from alpose_bench.pose.models.outputs import PoseOutput
+from alpose_bench.pose.pool import ForwardBatch
 from alpose_bench.samplers.mpe import MultiPeakEntropy, multi_peak_entropy
 from alpose_bench.testing import check_sampler, make_context
 

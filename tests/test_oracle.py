@@ -7,10 +7,10 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from alpose_bench.metrics import per_image_error
+from alpose_bench.engine.train import predict
+from alpose_bench.pose.metrics import per_image_error
 from alpose_bench.samplers import ScoringSampler, create_sampler
 from alpose_bench.testing import check_sampler, make_context
-from alpose_bench.train import predict
 
 
 def _true_errors(ctx) -> np.ndarray:

@@ -9,8 +9,14 @@ import pytest
 import torch
 from skimage.feature import peak_local_max
 
-import alpose_bench.peaks as peaks_module
-from alpose_bench.peaks import Peaks, find_peaks, peak_probabilities, scaled_distance, with_argmax_fallback
+import alpose_bench.pose.peaks as peaks_module
+from alpose_bench.pose.peaks import (
+    Peaks,
+    find_peaks,
+    peak_probabilities,
+    scaled_distance,
+    with_argmax_fallback,
+)
 
 torch.set_num_threads(1)
 

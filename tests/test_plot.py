@@ -13,8 +13,18 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import LineCollection
 from plot_report_factory import SAMPLERS, write_results
 
-from alpose_bench import style
-from alpose_bench.analysis import (
+from alpose_bench.cli import cli
+from alpose_bench.pose.skeleton import MPII
+from alpose_bench.present import style
+from alpose_bench.present.plot import (
+    plot_curves,
+    plot_gain,
+    plot_results,
+    plot_selection,
+    plot_timing,
+    save_figure,
+)
+from alpose_bench.results.analysis import (
     ResultsError,
     ResultSet,
     curve_data,
@@ -24,16 +34,7 @@ from alpose_bench.analysis import (
     mode_data,
     timing_data,
 )
-from alpose_bench.cli import cli
-from alpose_bench.plot import (
-    plot_curves,
-    plot_gain,
-    plot_results,
-    plot_selection,
-    plot_timing,
-    save_figure,
-)
-from alpose_bench.skeleton import MPII
+from alpose_bench.spec import roles
 
 T_975_DF1 = 12.706204736174707  # Student t, 97.5 % quantile, 1 degree of freedom
 T_975_DF2 = 4.302652729749464
@@ -281,13 +282,13 @@ def test_filters_list_the_known_names(rs):
 
 def test_style_is_stable():
     assert style.sampler_color("random") == style.RANDOM_GREY and style.sampler_linestyle("random") == "--"
-    from alpose_bench.registry import working_samplers
+    from alpose_bench.spec.registry import working_samplers
 
     builtin = {style.sampler_color(s) for s in working_samplers()}
     assert len(builtin) == len(working_samplers())  # every built-in has its own colour
     plugin = style.sampler_color("flip-consistency")
     assert plugin == style.sampler_color("flip-consistency") and plugin not in builtin | {style.RANDOM_GREY}
-    assert style.sampler_order(["zeta", "vl4pose", "random", "alpha"]) == [
+    assert roles.sampler_order(["zeta", "vl4pose", "random", "alpha"]) == [
         "random",
         "vl4pose",
         "alpha",
@@ -338,10 +339,10 @@ def small_store(tmp_path_factory) -> Path:
 
 
 def test_selection_figures_draw_the_stored_predictions_on_the_dataset_images(small_store):
-    from alpose_bench.build import dataset_of
-    from alpose_bench.config import ExperimentSpec
-    from alpose_bench.plot import selection_figures
-    from alpose_bench.results import load_selection_keypoints
+    from alpose_bench.engine.build import dataset_of
+    from alpose_bench.present.plot import selection_figures
+    from alpose_bench.results.read import load_selection_keypoints
+    from alpose_bench.spec.config import ExperimentSpec
 
     rs = load_result_set(small_store).filtered(samplers=["vl4pose"])
     figures = dict(selection_figures(rs, cycle=0, max_images=4))

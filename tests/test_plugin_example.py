@@ -52,7 +52,7 @@ def test_registry_finds_the_installed_plugin_and_it_passes_check_sampler(install
         """
         import torch
         torch.set_num_threads(1)
-        from alpose_bench import registry
+        from alpose_bench.spec import registry
         from alpose_bench.testing import check_sampler
         cls = registry.get_sampler("flip-consistency")
         assert cls.__module__ == "alpose_flip_consistency", cls.__module__
@@ -75,9 +75,9 @@ def test_flip_consistency_scores_a_mirror_consistent_model_zero_and_an_inconsist
         """
         import numpy as np, torch
         from torch import nn
-        from alpose_bench.models.outputs import PoseOutput
-        from alpose_bench.pool import ForwardBatch
-        from alpose_bench.registry import get_sampler
+        from alpose_bench.pose.models.outputs import PoseOutput
+        from alpose_bench.pose.pool import ForwardBatch
+        from alpose_bench.spec.registry import get_sampler
         from alpose_bench.testing import make_context
 
         class Mirrored(nn.Module):  # every joint's heatmap is the image's brightness: flips with the image

@@ -8,8 +8,8 @@ import pytest
 from click.testing import CliRunner
 from plugin_factory import write_sampler_plugin
 
-from alpose_bench import registry
 from alpose_bench.cli import cli
+from alpose_bench.spec import registry
 
 
 @pytest.fixture
@@ -96,8 +96,8 @@ def test_a_plugin_whose_key_is_not_its_name_is_refused_before_training(misnamed_
 
 def test_sampler_params_and_dataset_options_read_values_with_one_grammar():
     """`1_000` is 1000 in both (it was a number in one and the string '1_000' in the other)."""
-    from alpose_bench.config import parse_dataset_options, parse_sampler_params
-    from alpose_bench.data import parse_option_pairs
+    from alpose_bench.pose.data import parse_option_pairs
+    from alpose_bench.spec.config import parse_dataset_options, parse_sampler_params
 
     for raw, value in [("1_000", 1000), ("2.5", 2.5), ("true", True), ('"a b"', "a b"), ("bbox", "bbox")]:
         assert parse_sampler_params([f"egl.k={raw}"]) == {"egl": {"k": value}}
@@ -110,8 +110,8 @@ def test_sampler_params_and_dataset_options_read_values_with_one_grammar():
 def test_sampler_names_are_found_whatever_their_case_and_separator(tmp_path):
     """`VL4Pose` was not found and got no suggestion; `learning-loss` and `learning_loss` are one sampler. A run's
     tasks, parameters and results are keyed by the registered name however the user spelled it."""
-    from alpose_bench.config import build_spec
-    from alpose_bench.runner import plan
+    from alpose_bench.experiment.runner import plan
+    from alpose_bench.spec.config import build_spec
 
     assert registry.get_sampler("VL4Pose").name == "vl4pose"
     assert registry.sampler_key("Learning-Loss") == "learning_loss"
@@ -140,11 +140,11 @@ def test_the_readme_sampler_table_is_what_the_sampler_classes_say():
 
 def test_a_run_diagnose_and_bench_resolve_one_spec_to_the_same_samplers():
     """One road from names to samplers: groups, spellings and unsupported pairs alike."""
-    from alpose_bench import build
-    from alpose_bench.bench.common import BenchSettings
-    from alpose_bench.bench.samplers import resolve_samplers as bench_resolve
-    from alpose_bench.config import build_spec
-    from alpose_bench.diagnose import resolve_samplers as diagnose_resolve
+    from alpose_bench.engine import build
+    from alpose_bench.spec.config import build_spec
+    from alpose_bench.tools.bench.common import BenchSettings
+    from alpose_bench.tools.bench.samplers import resolve_samplers as bench_resolve
+    from alpose_bench.tools.diagnose import resolve_samplers as diagnose_resolve
 
     for samplers in ("default", "all", "VL4Pose,learning-loss,MPE+KMeans,random"):
         spec = build_spec("smoke", None, {"samplers": samplers})

@@ -31,12 +31,14 @@ from fault_factory import nan_loss_in
 from plugin_factory import PROBE_HEAD, write_sampler_plugin
 from test_cli import invoke, one_line_error
 
-from alpose_bench import loop, registry, results
-from alpose_bench.build import Task
-from alpose_bench.checkpoints import cycle0_path, task_checkpoint
-from alpose_bench.config import build_spec
-from alpose_bench.runner import experiment_lock, plan
-from alpose_bench.store import Store
+from alpose_bench.engine import loop
+from alpose_bench.engine.build import Task
+from alpose_bench.engine.checkpoints import cycle0_path, task_checkpoint
+from alpose_bench.experiment.runner import experiment_lock, plan
+from alpose_bench.results import read as results
+from alpose_bench.results.store import Store
+from alpose_bench.spec import registry
+from alpose_bench.spec.config import build_spec
 
 REPO = Path(__file__).resolve().parents[1]
 ROWS = ["dataset", "sampler", "seed", "cycle", "n_labelled", "metric", "value", "n_selected"]
@@ -306,7 +308,7 @@ def test_a_nan_loss_fails_only_its_task_and_a_rerun_retries_only_it(
         ran.append(setup.task)
         return real_run_task(setup, *args, **kwargs)
 
-    monkeypatch.setattr("alpose_bench.executors.run_task", spy)
+    monkeypatch.setattr("alpose_bench.experiment.executors.run_task", spy)
     again = run_cli(tmp_path, "nan", "--samplers", "random,mpe")
     assert again.exit_code == 0, again.output
     assert ran == [Task("synth-human", "mpe", 0)]

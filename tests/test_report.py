@@ -12,10 +12,10 @@ import pytest
 from click.testing import CliRunner
 from plot_report_factory import write_results
 
-from alpose_bench.analysis import ResultSet, load_result_set
 from alpose_bench.cli import cli
-from alpose_bench.comparisons import aubc_per_seed, sampler_summary
-from alpose_bench.report import build_document, dataset_table, timing_table, to_markdown, write_report
+from alpose_bench.present.report import build_document, dataset_table, timing_table, to_markdown, write_report
+from alpose_bench.results.analysis import ResultSet, load_result_set
+from alpose_bench.results.comparisons import aubc_per_seed, sampler_summary
 
 BUDGETS = (100, 200, 300)
 RANDOM = (50.0, 60.0, 70.0)  # AUBC = (50 + 2 * 60 + 70) / 4 = 60
@@ -136,7 +136,7 @@ def test_timing_table_hand_computed():
 def test_timing_table_compares_cpu_seconds_and_warns_when_load_stretched_wall_times():
     """With CPU seconds recorded the samplers are compared on them; wall / CPU says how much the machine's other
     work stretched a run, and above 1.25 the report warns."""
-    from alpose_bench.analysis import load_warning, timing_data
+    from alpose_bench.results.analysis import load_warning, timing_data
 
     df = cycles(seeds=2)
     df["train_cpu_s"] = df["train_s"] / 2  # half the wall time: another process shared the core
@@ -214,7 +214,7 @@ def test_cli_report_bad_input(store, tmp_path):
 
 def test_differences_to_random_say_which_sign_is_better_for_each_metric():
     """MPJPE differences are sampler − random in mm, where below 0 is better; PCKh's in points, above 0."""
-    from alpose_bench.report import _difference_note
+    from alpose_bench.present.report import _difference_note
 
     assert "mm; below 0 is better" in _difference_note("mpjpe")
     assert "above 0 is better" in _difference_note("pckh")

@@ -1,13 +1,13 @@
 """The random streams of an experiment are pinned: changing a derivation would change every result, and existing
 experiments would no longer resume bit-identically. The numbers below were taken from the code before the streams
-moved out of loop.py into alpose_bench.seeds."""
+moved out of loop.py into alpose_bench.core.seeds."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from alpose_bench import seeds
-from alpose_bench.build import initial_labelled
+from alpose_bench.core import seeds
+from alpose_bench.engine.build import initial_labelled
 from alpose_bench.testing import make_dataset
 
 

@@ -1,4 +1,4 @@
-"""The statistics every comparison uses (`alpose_bench.stats`) and the regime the references reveal."""
+"""The statistics every comparison uses (`alpose_bench.core.stats`) and the regime the references reveal."""
 
 from __future__ import annotations
 
@@ -7,8 +7,15 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from alpose_bench import stats
-from alpose_bench.comparisons import ERROR_SEEKING, NO_HEADROOM, TYPICAL, UNDETERMINED, rank_blocks, regime
+from alpose_bench.core import stats
+from alpose_bench.results.comparisons import (
+    ERROR_SEEKING,
+    NO_HEADROOM,
+    TYPICAL,
+    UNDETERMINED,
+    rank_blocks,
+    regime,
+)
 
 
 def test_paired_difference_is_the_one_sample_t_interval_and_test():

@@ -7,8 +7,8 @@ import sqlite3
 import numpy as np
 import pytest
 
-from alpose_bench import results
-from alpose_bench.store import CycleRecord, Store, StoreError
+from alpose_bench.results import read as results
+from alpose_bench.results.store import CycleRecord, Store, StoreError
 
 
 def record(cycle: int, selected=(3, 1), value=50.0) -> CycleRecord:
@@ -160,7 +160,7 @@ def test_a_version_1_database_gains_the_cpu_columns_and_keeps_its_rows(tmp_path)
 
 
 def test_scores_of_every_split_and_mode_round_trip_and_old_databases_have_none(tmp_path):
-    from alpose_bench.evaluation import SplitScore
+    from alpose_bench.pose.evaluation import SplitScore
 
     r = record(0)
     r.evals = [SplitScore("test", "all", 50.0, 40), SplitScore("test", "lying", float("nan"), 0),

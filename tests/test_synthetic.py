@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from alpose_bench.data import DatasetConfig, DatasetError, PoseDataset
 from alpose_bench.datasets import hand as hand_mod
 from alpose_bench.datasets.poses import (
     BONES,
@@ -30,7 +29,8 @@ from alpose_bench.datasets.render import (
     render_people,
 )
 from alpose_bench.datasets.synthetic import CHUNK, SynthHand, SynthHuman
-from alpose_bench.skeleton import LSP, MPII
+from alpose_bench.pose.data import DatasetConfig, DatasetError, PoseDataset
+from alpose_bench.pose.skeleton import LSP, MPII
 
 SMALL = {"pool_size": 48, "test_size": 16, "options": {"ood_size": 16}}
 
@@ -375,7 +375,7 @@ def test_head_box_diagonal_hand_computed():
 def test_render_people_rejects_bad_input():
     with pytest.raises(ValueError, match="keypoints must be"):
         render_people(np.zeros((2, 13, 2)), np.ones((2, 13), bool), LSP, 64, np.random.default_rng(0))
-    from alpose_bench.skeleton import ICVL
+    from alpose_bench.pose.skeleton import ICVL
 
     with pytest.raises(ValueError, match="head_top"):
         render_people(np.zeros((1, 16, 2)), np.ones((1, 16), bool), ICVL, 64, np.random.default_rng(0))

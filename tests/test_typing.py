@@ -18,12 +18,12 @@ SURFACE = [
     "alpose_bench.samplers",
     "alpose_bench.samplers.base",
     "alpose_bench.samplers.factory",
-    "alpose_bench.data",
-    "alpose_bench.pool",
-    "alpose_bench.registry",
+    "alpose_bench.pose.data",
+    "alpose_bench.pose.pool",
+    "alpose_bench.spec.registry",
     "alpose_bench.testing",
-    "alpose_bench.results",
-    "alpose_bench.validation",
+    "alpose_bench.results.read",
+    "alpose_bench.core.validation",
 ]
 REPO = Path(__file__).resolve().parents[1]
 

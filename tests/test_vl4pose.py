@@ -10,10 +10,11 @@ import pytest
 import torch
 from skimage.feature import peak_local_max
 
-from alpose_bench.models import model_info
-from alpose_bench.models.outputs import PoseOutput, TrainBatch
-from alpose_bench.peaks import Peaks
-from alpose_bench.pool import ForwardBatch
+from alpose_bench.pose.models import model_info
+from alpose_bench.pose.models.outputs import PoseOutput, TrainBatch
+from alpose_bench.pose.peaks import Peaks
+from alpose_bench.pose.pool import ForwardBatch
+from alpose_bench.pose.skeleton import MPII, Skeleton
 from alpose_bench.samplers.vl4pose import (
     VL4Pose,
     bone_length_nll,
@@ -22,7 +23,6 @@ from alpose_bench.samplers.vl4pose import (
     offset_nll,
     refine_poses,
 )
-from alpose_bench.skeleton import MPII, Skeleton
 from alpose_bench.testing import check_sampler, make_context, train_batch
 
 torch.set_num_threads(1)
@@ -168,7 +168,7 @@ def test_refinement_prefers_a_lower_well_placed_peak() -> None:
     # heatmap px (25, 20) -> input px (c + 0.5) * 4 - 0.5
     np.testing.assert_allclose(refined[0], [[81.5, 81.5], [101.5, 81.5]])
     # with a very uncertain bone model the heatmap confidence wins
-    from alpose_bench.peaks import find_peaks
+    from alpose_bench.pose.peaks import find_peaks
 
     peaks = find_peaks(maps, 2, 8)
     coords, changed = refine_poses(peaks, torch.tensor([[5.0]]), torch.tensor([[12.0]]), two)
@@ -189,7 +189,7 @@ def test_refinement_is_a_joint_optimum_over_the_tree() -> None:
     mu = torch.from_numpy(rng.uniform(5, 15, (4, 2)).astype(np.float32))
     s = torch.from_numpy(rng.uniform(-1, 2, (4, 2)).astype(np.float32))
     got, _ = refine_poses(peaks, mu, s, CHAIN)
-    from alpose_bench.peaks import peak_probabilities
+    from alpose_bench.pose.peaks import peak_probabilities
 
     logp = torch.log(peak_probabilities(peaks))
     for b in range(4):

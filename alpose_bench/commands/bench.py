@@ -7,10 +7,10 @@ from typing import Any
 import click
 from rich.table import Table
 
-from alpose_bench.bench import SECTIONS, BenchSettings, parse_sections, parse_sizes, run_bench
 from alpose_bench.commands.console import output_console
-from alpose_bench.config import build_spec, parse_sampler_params, preset_help
 from alpose_bench.errors import UserError, user_error_types
+from alpose_bench.spec.config import build_spec, parse_sampler_params, preset_help
+from alpose_bench.tools.bench import SECTIONS, BenchSettings, parse_sections, parse_sizes, run_bench
 
 
 def _f(value: float | None, fmt: str = ".2f") -> str:

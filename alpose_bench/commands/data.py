@@ -23,10 +23,10 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from alpose_bench import registry
 from alpose_bench.commands.console import output_console
-from alpose_bench.data import DatasetConfig, DatasetError, DatasetPlugin, parse_option_pairs
 from alpose_bench.errors import UserError
+from alpose_bench.pose.data import DatasetConfig, DatasetError, DatasetPlugin, parse_option_pairs
+from alpose_bench.spec import registry
 
 _STATUS_STYLE = {"ok": "green", "info": "cyan"}
 

@@ -7,10 +7,10 @@ from rich.table import Table
 
 from alpose_bench.commands.console import output_console
 from alpose_bench.commands.options import spec_from_options, spec_options
-from alpose_bench.diagnose import DiagnoseReport
-from alpose_bench.diagnose import diagnose as run_diagnosis
 from alpose_bench.errors import UserError
-from alpose_bench.metrics import metric_info
+from alpose_bench.pose.metrics import metric_info
+from alpose_bench.tools.diagnose import DiagnoseReport
+from alpose_bench.tools.diagnose import diagnose as run_diagnosis
 
 
 def _num(value: float | None, fmt: str = ".3f") -> str:

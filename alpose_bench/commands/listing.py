@@ -5,9 +5,9 @@ from __future__ import annotations
 import click
 from rich.table import Table
 
-from alpose_bench import registry
 from alpose_bench.commands.console import output_console
-from alpose_bench.config import PRESETS
+from alpose_bench.spec import registry
+from alpose_bench.spec.config import PRESETS
 
 COMPOSITES = (
     "Any scorer + a diversity step, by name: SCORER+kmeans (k-means on the embedding of the top m x budget) "

@@ -14,15 +14,15 @@ from typing import Any, TypeVar
 
 import click
 
-from alpose_bench.config import (
+from alpose_bench.errors import UserError
+from alpose_bench.pose.metrics import METRICS
+from alpose_bench.spec.config import (
     ExperimentSpec,
     build_spec,
     parse_dataset_options,
     parse_sampler_params,
     preset_help,
 )
-from alpose_bench.errors import UserError
-from alpose_bench.metrics import METRICS
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -122,7 +122,7 @@ def parse_samplers(value: str | None) -> list[str] | None:
 
 def open_results(results_dir: Path, metric: str | None, samplers: str | None):
     """Load RESULTS_DIR and apply --metric / --samplers; anything wrong is a one-line error (exit 2)."""
-    from alpose_bench.analysis import ResultsError, load_result_set
+    from alpose_bench.results.analysis import ResultsError, load_result_set
 
     if metric is not None and metric.lower() not in METRICS:
         raise UserError(f"--metric {metric!r} is unknown; known metrics: {', '.join(METRICS)}")

@@ -46,8 +46,8 @@ def plot(
     import matplotlib
 
     matplotlib.use("Agg")  # the command only writes files: never open a window, work on headless machines
-    from alpose_bench.analysis import ResultsError
-    from alpose_bench.plot import plot_results
+    from alpose_bench.present.plot import plot_results
+    from alpose_bench.results.analysis import ResultsError
 
     rs = open_results(results_dir, metric, samplers)
     out = out if out is not None else results_dir / "figures"

@@ -21,7 +21,7 @@ from alpose_bench.commands.options import metric_option, open_results, results_d
 @samplers_option
 def report(results_dir: Path, fmt: str, out: Path | None, metric: str | None, samplers: str | None) -> None:
     """Write the tables of an experiment folder written by `alpose-bench run`."""
-    from alpose_bench.report import write_report
+    from alpose_bench.present.report import write_report
 
     rs = open_results(results_dir, metric, samplers)
     for path in write_report(rs, fmt, out):

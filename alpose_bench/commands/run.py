@@ -17,16 +17,16 @@ from rich.progress import Progress as RichBars
 from rich.table import Table
 from rich.text import Text
 
-from alpose_bench import activity
 from alpose_bench.commands.console import output_console
 from alpose_bench.commands.options import spec_from_options, spec_options
 from alpose_bench.commands.runlog import LogProgress
+from alpose_bench.core import activity
+from alpose_bench.core.progress import Progress
 from alpose_bench.errors import UserError
-from alpose_bench.metrics import metric_info
-from alpose_bench.monitor import RunRecord
-from alpose_bench.progress import Progress
-from alpose_bench.runner import Plan, experiment_lock, finish_complete_tasks, plan, run_plan
-from alpose_bench.store import Store, StoreError
+from alpose_bench.experiment.monitor import RunRecord
+from alpose_bench.experiment.runner import Plan, experiment_lock, finish_complete_tasks, plan, run_plan
+from alpose_bench.pose.metrics import metric_info
+from alpose_bench.results.store import Store, StoreError
 
 
 class RichProgress(Progress):
@@ -84,7 +84,7 @@ class RichProgress(Progress):
 def default_jobs(device: str, tasks: int) -> int:
     """One worker process per core on the CPU (small models scale better across processes than threads); one on
     a GPU, which a single process keeps busy."""
-    from alpose_bench.build import resolve_device
+    from alpose_bench.engine.build import resolve_device
 
     if resolve_device(device).type == "cuda":
         return 1
@@ -93,7 +93,7 @@ def default_jobs(device: str, tasks: int) -> int:
 
 def result_set(out_dir: Path) -> Any:
     """The experiment's results, read once for the summary and the regime lines (None before any cycle)."""
-    from alpose_bench.analysis import ResultsError, load_result_set
+    from alpose_bench.results.analysis import ResultsError, load_result_set
 
     try:
         return load_result_set(out_dir)
@@ -140,7 +140,7 @@ def summary_table(out_dir: Path, rs: Any) -> Table:
 
 def regime_lines(rs: Any) -> list[str]:
     """The regime each dataset and held-out split is in (`comparisons.regime`), or how to find out."""
-    from alpose_bench.comparisons import regime
+    from alpose_bench.results.comparisons import regime
 
     if rs is None:
         return []

@@ -19,11 +19,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
-from alpose_bench.activity import ACTIVITY, read_all, task_label
-from alpose_bench.metrics import metric_info
-from alpose_bench.monitor import cycle_times, estimate_left
-from alpose_bench.progress import Progress
-from alpose_bench.store import Store
+from alpose_bench.core.activity import ACTIVITY, read_all, task_label
+from alpose_bench.core.progress import Progress
+from alpose_bench.experiment.monitor import cycle_times, estimate_left
+from alpose_bench.pose.metrics import metric_info
+from alpose_bench.results.store import Store
 
 POLL_SECONDS = 1.0
 

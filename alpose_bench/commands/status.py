@@ -18,7 +18,7 @@ from rich.table import Table
 
 from alpose_bench.commands.console import output_console
 from alpose_bench.commands.runlog import duration
-from alpose_bench.monitor import (
+from alpose_bench.experiment.monitor import (
     DONE,
     FAILED,
     INTERRUPTED,

@@ -1,0 +1,270 @@
+"""From an experiment spec to the objects a task runs on: device, dataset, sampler, protocol, model and heads.
+
+Like baal's experiment loop, `loop.run_task` receives resolved objects (`TaskSetup`) and reads nothing else; the
+planner, the executors' workers, `diagnose` and `bench` all build through these functions, so each object is made
+one way. Every random draw comes from `alpose_bench.core.seeds`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from alpose_bench.core import activity, seeds
+from alpose_bench.core.activity import task_label
+from alpose_bench.core.compute import Compute, as_compute, resolve_precision
+from alpose_bench.engine.train import TrainSettings
+from alpose_bench.pose.augment import AugmentSettings
+from alpose_bench.pose.data import DatasetConfig, PoseDataset
+from alpose_bench.pose.models import ModelSpec, build_model, model_info
+from alpose_bench.samplers.base import Sampler, sampler_code
+from alpose_bench.samplers.factory import create_sampler
+from alpose_bench.spec.config import ConfigError, ExperimentSpec, dataset_config, trained_cycles
+
+
+@dataclass(frozen=True)
+class Task:
+    """One run of the protocol: a sampler on a dataset with a seed."""
+
+    dataset: str
+    sampler: str
+    seed: int
+
+    def __str__(self) -> str:
+        return task_label(self.dataset, self.sampler, self.seed)
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` (CUDA when there is a GPU), `cpu`, `cuda` or `cuda:N`; a one-line ConfigError for a missing GPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(
+            f"--device {name} was asked for but no CUDA GPU is available; use --device cpu or auto"
+        )
+    device = torch.device(name)
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ConfigError(
+            f"--device {name}: this machine has {torch.cuda.device_count()} CUDA GPU(s), numbered from 0"
+        )
+    return device
+
+
+_LOADED: dict[tuple[str, str], PoseDataset] = {}
+
+
+def load_dataset(name: str, config: DatasetConfig) -> PoseDataset:
+    """Load one dataset (kept in memory for this process: the planner and the tasks share it)."""
+    from alpose_bench.spec.registry import get_dataset
+
+    key = (name, repr(config))
+    if key not in _LOADED:
+        if len(_LOADED) >= 4:
+            _LOADED.pop(next(iter(_LOADED)))
+        with activity.phase(f"preparing dataset {name}"):
+            _LOADED[key] = get_dataset(name)().load(config)
+    return _LOADED[key]
+
+
+def dataset_of(spec: ExperimentSpec, name: str) -> PoseDataset:
+    """The dataset `name` as `spec` asks for it (resolution, sizes, data root, options)."""
+    return load_dataset(name, dataset_config(spec, name))
+
+
+def compute_of(spec: ExperimentSpec, device: torch.device | None = None) -> Compute:
+    """How the spec's models compute on `device` (default: the spec's): precision ("auto" resolved), memory format
+    and optimiser kernel (`alpose_bench.core.compute`)."""
+    device = resolve_device(spec.device) if device is None else device
+    return Compute(
+        device=device,
+        precision=resolve_precision(spec.precision, device),
+        channels_last=spec.fast_kernels,
+        fused_optimizer=spec.fast_kernels,
+    )
+
+
+def resolve_samplers(
+    names: Sequence[str], task: str | None = None, model: ModelSpec | None = None
+) -> tuple[list[str], dict[str, str]]:
+    """The one road from sampler names to registered ones: (names, skipped) where `names` is a group ("default",
+    "all": its installed members, those that cannot run on `task` with `model` left out and returned in `skipped`
+    with the reason) or a list of names in any spelling (`VL4Pose`, `learning-loss`; one that cannot run on `task`
+    is a ConfigError). Run planning, `diagnose` and `bench` all resolve through it."""
+    from alpose_bench.spec.config import SAMPLER_GROUPS
+    from alpose_bench.spec.registry import get_sampler, group_members, sampler_key
+
+    names = list(names)
+    if any(n in SAMPLER_GROUPS for n in names) and len(names) > 1:
+        raise ConfigError(
+            f"use either {' or '.join(map(repr, SAMPLER_GROUPS))} or a list of sampler names, not both"
+        )
+    skipped: dict[str, str] = {}
+    if len(names) == 1 and names[0] in SAMPLER_GROUPS:
+        resolved = []
+        for name in group_members(names[0]):
+            reason = None if task is None else get_sampler(name).unsupported_reason(task, model)  # type: ignore[arg-type]
+            if reason:
+                skipped[name] = reason
+            else:
+                resolved.append(name)
+        return resolved, skipped
+    resolved = list(dict.fromkeys(sampler_key(n) for n in names))  # unknown names: the known ones listed
+    for name in resolved:
+        reason = None if task is None else get_sampler(name).unsupported_reason(task, model)  # type: ignore[arg-type]
+        if reason:
+            raise ConfigError(f"{reason}; drop {name!r} from --samplers")
+    return resolved, skipped
+
+
+def make_sampler(spec: ExperimentSpec, name: str) -> Sampler:
+    """The sampler `name` with the spec's preset and parameters (`create_sampler`)."""
+    return create_sampler(name, spec.sampler_params.get(name), spec.preset)
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """The active-learning protocol of a spec: budgets, schedule, training, model architecture, evaluation."""
+
+    init: int
+    budget: int
+    cycles: int
+    warm_start: bool
+    first: TrainSettings  # cycle 0, from scratch
+    later: TrainSettings  # every later cycle
+    model: ModelSpec
+    eval_batch_size: int
+
+    def selects(self, cycle: int) -> bool:
+        """True for every cycle but the last, which trains and evaluates only (`config.trained_cycles`)."""
+        return cycle < trained_cycles(self.cycles) - 1
+
+
+def train_settings(spec: ExperimentSpec, epochs: int) -> TrainSettings:
+    """Training settings of the spec for a run of `epochs` epochs."""
+    return TrainSettings(
+        epochs=epochs, lr=spec.lr, batch_size=spec.batch_size, weight_decay=spec.weight_decay, sigma=spec.sigma,
+        amplitude=spec.amplitude, augment=AugmentSettings() if spec.augment else None,
+    )  # fmt: skip
+
+
+def protocol(spec: ExperimentSpec) -> Protocol:
+    """The spec's protocol."""
+    return Protocol(
+        init=spec.init, budget=spec.budget, cycles=spec.cycles, warm_start=spec.warm_start,
+        first=train_settings(spec, spec.epochs_first), later=train_settings(spec, spec.epochs),
+        model=ModelSpec(
+            stacks=spec.stacks, channels=spec.channels, depth=spec.depth, stem_stride=spec.stem_stride,
+            regressor_width=spec.regressor_width, regressor_fc=spec.regressor_fc, dropout=spec.dropout,
+        ),
+        eval_batch_size=spec.eval_batch_size,
+    )  # fmt: skip
+
+
+def new_model(spec: ModelSpec, dataset: PoseDataset, seed: int, compute: Compute | torch.device) -> nn.Module:
+    """The pose model of `dataset`, initialised from the seed's model stream, on `compute`'s device and layout."""
+    torch.manual_seed(seeds.model_seed(seed))
+    model = build_model(dataset.task, dataset.skeleton, dataset.resolution, dataset.channels, spec)
+    return as_compute(compute).prepare(model)
+
+
+def new_head(
+    sampler: Sampler, model: nn.Module, seed: int, compute: Compute | torch.device
+) -> nn.Module | None:
+    """The sampler's auxiliary head on `model` (None if it has none), initialised from its own stream."""
+    torch.manual_seed(seeds.head_seed(sampler.name, seed))
+    with sampler_code(sampler.name, "auxiliary"):
+        head = sampler.auxiliary(model_info(model))
+    return None if head is None else as_compute(compute).prepare(head)
+
+
+def initial_labelled(dataset: PoseDataset, init: int, seed: int) -> np.ndarray:
+    """The initial labelled set: the same for every sampler with this seed.
+
+    Datasets with a fixed initial set (LSP's 1,000 training images) give min(init, its size) of it, drawn at random,
+    and the rest from the remaining pool, as the reference code does; others draw `init` uniformly.
+    """
+    rng = np.random.default_rng(seeds.init_seed(seed))
+    n = len(dataset.train)
+    if init > n:
+        raise ConfigError(
+            f"--init {init} is larger than the pool of {dataset.name} ({n} images); lower --init"
+        )
+    if dataset.initial_index is None:
+        return np.sort(rng.choice(n, size=init, replace=False))
+    fixed = np.asarray(dataset.initial_index, dtype=np.int64)
+    take = rng.choice(fixed, size=min(init, len(fixed)), replace=False)
+    rest = np.setdiff1d(np.arange(n), fixed)
+    extra = rng.choice(rest, size=init - len(take), replace=False)
+    return np.sort(np.concatenate([take, extra]))
+
+
+def check_fits(dataset: PoseDataset, spec: ExperimentSpec) -> None:
+    """A one-line ConfigError when the protocol asks for more images than the pool holds."""
+    needed = spec.init + spec.cycles * spec.budget
+    if needed > len(dataset.train):
+        raise ConfigError(
+            f"--init {spec.init} + --cycles {spec.cycles} x --budget {spec.budget} = {needed} images, but the pool of "
+            f"{dataset.name} has {len(dataset.train)}; lower --budget or --cycles"
+        )
+
+
+@dataclass(frozen=True)
+class TaskSetup:
+    """Everything one task runs on, resolved: `loop.run_task` reads nothing else."""
+
+    task: Task
+    dataset: PoseDataset
+    sampler: Sampler
+    compute: Compute
+    protocol: Protocol
+
+    def new_model(self) -> nn.Module:
+        """A freshly initialised pose model for this task's seed."""
+        return new_model(self.protocol.model, self.dataset, self.task.seed, self.compute)
+
+    def new_head(self, model: nn.Module) -> nn.Module | None:
+        """A freshly initialised auxiliary head of the sampler (None if it has none)."""
+        return new_head(self.sampler, model, self.task.seed, self.compute)
+
+    def initial_labelled(self) -> np.ndarray:
+        """The initial labelled set of this task's seed."""
+        return initial_labelled(self.dataset, self.protocol.init, self.task.seed)
+
+
+def task_setup(spec: ExperimentSpec, task: Task) -> TaskSetup:
+    """Resolve one task of `spec`."""
+    return TaskSetup(
+        task=task,
+        dataset=dataset_of(spec, task.dataset),
+        sampler=make_sampler(spec, task.sampler),
+        compute=compute_of(spec),
+        protocol=protocol(spec),
+    )
+
+
+@dataclass(frozen=True)
+class Cycle0Setup:
+    """The shared cycle-0 training of one (dataset, seed): the pose model with every sampler's auxiliary head."""
+
+    dataset_name: str
+    seed: int
+    dataset: PoseDataset
+    samplers: tuple[Sampler, ...]
+    compute: Compute
+    protocol: Protocol
+
+
+def cycle0_setup(spec: ExperimentSpec, dataset: str, seed: int, samplers: list[str]) -> Cycle0Setup:
+    """Resolve the shared cycle 0 of (dataset, seed) for the samplers of `spec`."""
+    return Cycle0Setup(
+        dataset_name=dataset,
+        seed=seed,
+        dataset=dataset_of(spec, dataset),
+        samplers=tuple(make_sampler(spec, s) for s in samplers),
+        compute=compute_of(spec),
+        protocol=protocol(spec),
+    )

@@ -1,0 +1,1 @@
+"""Tools around experiments: `diagnose` (why a sampler picks what it picks) and `bench` (speed and memory)."""

@@ -117,6 +117,9 @@ class Sampler(ABC):
     order: ClassVar[int] = 1000
     #: the named sampler groups it belongs to (`--samplers default`; "all" holds every sampler)
     groups: ClassVar[frozenset[str]] = frozenset()
+    #: names it was registered under before, oldest first: accepted wherever a name is, adopted by a stored
+    #: experiment when it next runs, and the first one keeps naming its random streams (`stream_name`)
+    former_names: ClassVar[tuple[str, ...]] = ()
 
     def __post_init__(self) -> None:
         """Check every hyper-parameter against its annotation and range (also on direct construction)."""
@@ -126,6 +129,12 @@ class Sampler(ABC):
     def display_name(cls) -> str:
         """`label`, or `name` when the sampler sets none."""
         return cls.label or cls.name
+
+    @classmethod
+    def stream_name(cls) -> str:
+        """The name its random streams derive from (head initialisation, training order, tie-breaks): its first
+        name, so that renaming a sampler changes none of its selections or results."""
+        return cls.former_names[0] if cls.former_names else cls.name
 
     def auxiliary(self, info: ModelInfo) -> nn.Module | None:
         """The head to train alongside the pose model on `PoseOutput.features` (detached), or None."""

@@ -95,6 +95,7 @@ def diverse_class(base: type[Sampler], selector: str) -> type[Sampler]:
     name = f"{base.name}+{selector}"
     namespace = {
         "name": name,
+        "former_names": tuple(f"{f}+{selector}" for f in base.former_names),
         "label": f"{base.display_name()} + {SELECTORS[selector]}",
         "description": f"{base.display_name()} shortlist (top m x budget), then {SELECTORS[selector]} on the "
         "embedding for diversity.",

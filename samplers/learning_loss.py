@@ -67,7 +67,8 @@ def kl_pair_loss(predicted: Tensor, true: Tensor) -> Tensor:
 class LearningLoss(ScoringSampler):
     """Annotate the images whose loss the auxiliary loss-prediction head expects to be highest."""
 
-    name = "learning_loss"
+    name = "learning-loss"
+    former_names = ("learning_loss",)
     colour = "#56B4E9"
     marker = "^"
     order = 2
@@ -98,7 +99,8 @@ class LearningLoss(ScoringSampler):
 class LearningLossPP(LearningLoss):
     """LearningLoss++: the loss-prediction head trained with the KL pair objective."""
 
-    name = "learning_loss_pp"
+    name = "learning-loss-pp"
+    former_names = ("learning_loss_pp",)
     colour = "#000000"
     marker = "<"
     order = 7

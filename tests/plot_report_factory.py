@@ -11,20 +11,20 @@ from alpose_bench.pose.evaluation import SplitScore
 from alpose_bench.pose.skeleton import HAND_JOINTS, MPII_JOINTS
 from alpose_bench.results.store import CycleRecord, Store
 
-SAMPLERS = ("random", "coreset", "learning_loss", "egl", "aleatoric", "mpe", "vl4pose")
+SAMPLERS = ("random", "coreset", "learning-loss", "egl", "aleatoric", "mpe", "vl4pose")
 GROUP_NAMES = ["standing", "walking", "sitting", "arms-up", "kicking"]
 GROUP_PRIOR = [0.45, 0.25, 0.15, 0.10, 0.05]
 # per-sampler quality offset (metric points) and selection cost (ms per pool image; random scores nothing)
 OFFSET = {
     "random": 0.0,
     "coreset": -1.0,
-    "learning_loss": 0.5,
+    "learning-loss": 0.5,
     "egl": 1.0,
     "aleatoric": 0.2,
     "mpe": 2.5,
     "vl4pose": 3.0,
 }
-MS_PER_IMAGE = {"random": 0.0, "coreset": 4.0, "learning_loss": 0.6, "egl": 180.0, "aleatoric": 0.6, "mpe": 2.5,
+MS_PER_IMAGE = {"random": 0.0, "coreset": 4.0, "learning-loss": 0.6, "egl": 180.0, "aleatoric": 0.6, "mpe": 2.5,
                 "vl4pose": 3.0}  # fmt: skip
 
 INIT, BUDGET, POOL = 100, 100, 2000

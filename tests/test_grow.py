@@ -61,3 +61,59 @@ def test_another_protocol_or_other_parameters_of_a_stored_sampler_are_refused(tm
         smoke(tmp_path, "q", "--samplers", "vl4pose", "--sampler-param", "vl4pose.num_peaks=3"),
         "sampler 'vl4pose' ran here with parameters",
     )
+
+
+@pytest.mark.slow
+def test_an_experiment_stored_under_a_former_sampler_name_resumes_under_the_new_one_with_the_same_results(
+    tmp_path: Path,
+) -> None:
+    """Learning Loss was `learning_loss` before the one naming rule (lower case, hyphens): an experiment stored
+    then, with its last cycle still to run, resumes under `learning-loss`; what it computes equals an uninterrupted
+    run's (the random streams keep the first name), and no row keeps the old name."""
+    args = ("--samplers", "random,learning-loss", "--seeds", "1")
+    assert smoke(tmp_path, "whole", *args).exit_code == 0
+    assert smoke(tmp_path, "old", *args).exit_code == 0
+    with Store(tmp_path / "old") as store:  # as a version before the rename left it: last cycle not yet run
+        last = max(store.committed("synth-human", "learning-loss", 0))
+        with store.conn:
+            for table in ("cycles", "selections", "evals", "arrays"):
+                store.conn.execute(
+                    f"DELETE FROM {table} WHERE sampler = 'learning-loss' AND cycle = ?", (last,)
+                )
+        store.set_status("synth-human", "learning-loss", 0, "running")
+        store.rename_sampler("learning-loss", "learning_loss")
+    resumed = smoke(tmp_path, "old", "--samplers", "random,learning_loss", "--seeds", "1")
+    assert resumed.exit_code == 0, resumed.output
+    assert "sampler 'learning_loss' is now called 'learning-loss'" in " ".join(resumed.output.split())
+    pd.testing.assert_frame_equal(frame(tmp_path / "old", ROWS), frame(tmp_path / "whole", ROWS))
+    pd.testing.assert_frame_equal(
+        frame(tmp_path / "old", PICKS, results.load_selections),
+        frame(tmp_path / "whole", PICKS, results.load_selections),
+    )
+    with Store(tmp_path / "old", readonly=True) as store:
+        assert store.get_meta("spec")["samplers"] == ["random", "learning-loss"]
+        assert set(store.samplers()) == {"random", "learning-loss"}
+
+
+def test_checkpoints_of_a_renamed_sampler_move_and_the_shared_cycle0_keys_its_head_by_the_new_name(
+    tmp_path: Path,
+) -> None:
+    import torch
+
+    from alpose_bench.engine import checkpoints
+
+    shared = checkpoints.cycle0_path(tmp_path, "synth-human", 0)
+    task = checkpoints.task_checkpoint(tmp_path, "synth-human", "learning_loss", 0, 2)
+    head = {"w": torch.ones(2)}
+    checkpoints.save({"model": {}, "heads": {"learning_loss": head}, "has_head": ["learning_loss"],
+                      "samplers": ["random", "learning_loss"], "failed": {}}, shared)  # fmt: skip
+    checkpoints.save({"model": {}, "head": head}, task)
+    for _ in range(2):  # a rename interrupted and repeated changes nothing more
+        checkpoints.rename_sampler(tmp_path, "learning_loss", "learning-loss")
+    saved = checkpoints.load(shared, "")
+    assert saved["samplers"] == ["random", "learning-loss"] and saved["has_head"] == ["learning-loss"]
+    assert (
+        torch.equal(saved["heads"]["learning-loss"]["w"], head["w"]) and "learning_loss" not in saved["heads"]
+    )
+    assert not task.parent.exists()
+    assert checkpoints.task_checkpoint(tmp_path, "synth-human", "learning-loss", 0, 2).exists()

@@ -74,7 +74,7 @@ def test_true_loss_divides_the_heatmap_mse_by_annotated_joints() -> None:
 
 def test_objectives_and_defaults() -> None:
     assert LearningLoss().objective == "margin" and LearningLoss().margin == 1.0
-    assert LearningLossPP().objective == "kl" and LearningLossPP.name == "learning_loss_pp"
+    assert LearningLossPP().objective == "kl" and LearningLossPP.name == "learning-loss-pp"
     assert isinstance(LearningLossPP(), LearningLoss)
     with pytest.raises(ValueError, match="objective"):
         LearningLoss(objective="hinge")

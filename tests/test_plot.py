@@ -317,7 +317,7 @@ def test_cli_plot(store, tmp_path):
         (["plot", "{store}", "--metric", "auc"], "known metrics: pckh, pck, mpjpe"),
         (
             ["plot", "{store}", "--samplers", "mpe,nope"],
-            "samplers in these results: random, coreset, learning_loss",
+            "samplers in these results: random, coreset, learning-loss",
         ),
     ],
 )

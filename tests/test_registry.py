@@ -35,8 +35,8 @@ def test_built_ins_are_registered_through_entry_points():
         "random",
         "vl4pose",
         "mpe",
-        "learning_loss",
-        "learning_loss_pp",
+        "learning-loss",
+        "learning-loss-pp",
         "aleatoric",
         "coreset",
         "egl",
@@ -114,14 +114,14 @@ def test_sampler_names_are_found_whatever_their_case_and_separator(tmp_path):
     from alpose_bench.spec.config import build_spec
 
     assert registry.get_sampler("VL4Pose").name == "vl4pose"
-    assert registry.sampler_key("Learning-Loss") == "learning_loss"
+    assert registry.sampler_key("Learning-Loss") == "learning-loss"
     assert registry.sampler_key("MPE+KMeans") == "mpe+kmeans"
     with pytest.raises(registry.UnknownNameError, match=r"Did you mean 'vl4pose'\?"):
         registry.get_sampler("VL4Pos")
     spec = build_spec("smoke", None, {"samplers": "VL4Pose,learning-loss"})
     spec = spec.replace(sampler_params={"VL4POSE": {"num_peaks": 3}})
     the_plan = plan(spec, tmp_path)
-    assert {t.sampler for t in the_plan.tasks} == {"vl4pose", "learning_loss"}
+    assert {t.sampler for t in the_plan.tasks} == {"vl4pose", "learning-loss"}
     assert the_plan.spec.sampler_params == {"vl4pose": {"num_peaks": 3}}
 
 
@@ -156,3 +156,12 @@ def test_a_run_diagnose_and_bench_resolve_one_spec_to_the_same_samplers():
         assert [n for n, _ in bench] == run_names
     with pytest.raises(Exception, match="drop 'mpe' from --samplers"):
         build.resolve_samplers(["mpe"], "regression3d")
+
+
+def test_every_built_in_sampler_name_follows_the_one_naming_rule():
+    """Lower case, words joined by hyphens (`learning-loss`, `mc-dropout`); former spellings stay accepted."""
+    import re
+
+    built_in = [n for n, p in registry.samplers().items() if p.distribution == "alpose-bench"]
+    assert built_in and all(re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", n) for n in built_in), built_in
+    assert registry.sampler_key("learning_loss_pp") == "learning-loss-pp"

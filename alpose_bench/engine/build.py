@@ -175,7 +175,7 @@ def new_head(
     sampler: Sampler, model: nn.Module, seed: int, compute: Compute | torch.device
 ) -> nn.Module | None:
     """The sampler's auxiliary head on `model` (None if it has none), initialised from its own stream."""
-    torch.manual_seed(seeds.head_seed(sampler.name, seed))
+    torch.manual_seed(seeds.head_seed(sampler.stream_name(), seed))
     with sampler_code(sampler.name, "auxiliary"):
         head = sampler.auxiliary(model_info(model))
     return None if head is None else as_compute(compute).prepare(head)

@@ -145,3 +145,33 @@ def discard_unneeded_shared(out_dir: Path, needed: Iterable[tuple[str, int]]) ->
         if seed.isdigit() and (dataset, int(seed)) not in keep:
             discard_shared(out_dir, dataset, int(seed))
     _prune(root, out_dir)
+
+
+def rename_sampler(out_dir: Path, old: str, new: str) -> None:
+    """Keep the checkpoints of sampler `old` under its new name `new`: its task folders move, and the shared
+    cycle-0 checkpoints key its head (and its place in `has_head`, `samplers`, `failed`) by the new name. Safe to
+    repeat: what already carries the new name is left alone (a rename interrupted halfway completes next time)."""
+    root = out_dir / FOLDER
+    if not root.is_dir():
+        return
+    for folder in sorted(root.glob(f"*/{old}-seed*")):
+        seed = folder.name.removeprefix(f"{old}-seed")
+        target = folder.with_name(f"{new}-seed{seed}")
+        if seed.isdigit() and not target.exists():
+            folder.rename(target)
+    for path in sorted(root.glob("*/shared-seed*/cycle0.pt")):
+        try:
+            saved = load(path, RETRAIN_CYCLE0)
+        except CheckpointError as exc:
+            if exc.tampered:
+                raise
+            continue  # damaged: cycle 0 is trained again when it is needed
+        lists = [k for k in ("has_head", "samplers") if old in saved.get(k, [])]
+        tables = [k for k in ("heads", "failed") if old in (saved.get(k) or {})]
+        if not lists and not tables:
+            continue
+        for key in lists:
+            saved[key] = [new if s == old else s for s in saved[key]]
+        for key in tables:
+            saved[key] = {new if s == old else s: v for s, v in saved[key].items()}
+        save(saved, path)

@@ -187,7 +187,7 @@ def replay(
                 labelled = np.concatenate([labelled, done[cycle - 1]])
             train(
                 fresh, setup.dataset, labelled, proto.first if cycle == 0 else proto.later, compute=setup.compute,
-                seed=seeds.train_seed(task.seed, 0) if cycle == 0 else seeds.train_seed(task.seed, cycle, task.sampler),
+                seed=seeds.train_seed(task.seed, 0) if cycle == 0 else seeds.train_seed(task.seed, cycle, setup.sampler.stream_name()),
                 heads=heads,
             )  # fmt: skip
     model.load_state_dict(fresh.state_dict())
@@ -253,7 +253,7 @@ def run_task(
                 head = setup.new_head(model)
             result = train_and_evaluate(
                 model, dataset, labelled, proto.later, compute=compute,
-                seed=seeds.train_seed(task.seed, cycle, task.sampler),
+                seed=seeds.train_seed(task.seed, cycle, sampler.stream_name()),
                 heads={task.sampler: (head, sampler)} if head is not None else {},
                 eval_batch_size=proto.eval_batch_size,
             )  # fmt: skip
@@ -268,7 +268,7 @@ def run_task(
         if proto.selects(cycle):
             ctx = SelectionContext(
                 model=model, aux=head, dataset=dataset, labelled=labelled, pool=pool, compute=compute,
-                batch_size=proto.eval_batch_size, seed=seeds.select_seed(task.seed, task.sampler), cycle=cycle,
+                batch_size=proto.eval_batch_size, seed=seeds.select_seed(task.seed, sampler.stream_name()), cycle=cycle,
                 sampler=sampler, codec=codec,
             )  # fmt: skip
             with timed() as select_t, phase("selecting", total=len(pool), unit="pool images"):

@@ -130,6 +130,7 @@ def plan(spec: ExperimentSpec, out_root: Path) -> Plan:
     spec = spec.replace(precision=resolve_precision(spec.precision, device))
     store = Store(out_dir)
     try:
+        notes += _adopt_current_names(store, out_dir)
         spec, resumed = _as_stored(spec, store, device)
         notes += resumed
         stored = store.get_meta("spec")
@@ -197,6 +198,26 @@ def _grow(
         name=now.name, device=now.device,
     )  # fmt: skip
     return grown, added
+
+
+def _adopt_current_names(store: Store, out_dir: Path) -> list[str]:
+    """Samplers renamed since this experiment was stored (`Sampler.former_names`) take their current names in its
+    results, spec and checkpoints, so it resumes and grows under them; their random streams keep their first name
+    (`Sampler.stream_name`), so the cycles still to run compute as they would have. Returns notes for the user."""
+    notes = []
+    stored = (store.get_meta("spec") or {}).get("samplers", [])
+    for old in dict.fromkeys([*stored, *store.samplers()]):
+        if old in SAMPLER_GROUPS:
+            continue
+        try:
+            new = sampler_key(old)
+        except LookupError:  # not installed here: kept as it is (its tasks run only where it is installed)
+            continue
+        if new != old:
+            checkpoints.rename_sampler(out_dir, old, new)  # first: repeating it is harmless if the next step fails
+            store.rename_sampler(old, new)
+            notes.append(f"sampler {old!r} is now called {new!r}: this experiment's results were renamed to match")
+    return notes
 
 
 def _as_stored(spec: ExperimentSpec, store: Store, device: torch.device) -> tuple[ExperimentSpec, list[str]]:

@@ -404,6 +404,23 @@ class Store:
         rows = self.conn.execute("SELECT sampler FROM runs UNION ALL SELECT sampler FROM cycles")
         return list(dict.fromkeys(r[0] for r in rows))
 
+    def rename_sampler(self, old: str, new: str) -> None:
+        """Record every result of sampler `old` under its new name `new`, in one transaction: its rows in every
+        table, the stored spec's sampler list and parameters, and the run record's tasks (a sampler renamed since
+        this experiment was stored; `experiment.runner` adopts the names before planning)."""
+        spec, run = self.get_meta("spec"), self.get_meta("run")
+        with self._tx() as c:
+            for table in ("runs", "cycles", "selections", "evals", "arrays"):
+                c.execute(f"UPDATE {table} SET sampler = ? WHERE sampler = ?", (new, old))
+            if isinstance(spec, dict):
+                spec["samplers"] = [new if s == old else s for s in spec.get("samplers", [])]
+                params = spec.get("sampler_params") or {}
+                spec["sampler_params"] = {new if k == old else k: v for k, v in params.items()}
+                c.execute("UPDATE experiment SET value = ? WHERE key = 'spec'", (json.dumps(spec),))
+            if isinstance(run, dict) and isinstance(run.get("tasks"), list):
+                run["tasks"] = [[d, new if s == old else s, k] for d, s, k in run["tasks"]]
+                c.execute("UPDATE experiment SET value = ? WHERE key = 'run'", (json.dumps(run),))
+
     def set_dataset_info(self, name: str, info: dict[str, Any]) -> None:
         with self._tx() as c:
             c.execute("INSERT OR REPLACE INTO datasets (name, info) VALUES (?, ?)", (name, json.dumps(info)))

@@ -81,7 +81,8 @@ def refresh() -> None:
 
 
 def canonical(name: str) -> str:
-    """The spelling-free form of a name: case and `_` / `-` do not matter (`VL4Pose`, `learning-loss`)."""
+    """The spelling-free form of a name: case and `_` / `-` do not matter (`VL4Pose`, `learning_loss`). Registered
+    names follow one rule, lower case with hyphens (`learning-loss`, `mc-dropout`)."""
     return name.strip().lower().replace("_", "-")
 
 
@@ -92,6 +93,9 @@ def _key(group: str, kind: str, name: str) -> str:
     if name in plugins:
         return name
     by_form = {canonical(k): k for k in plugins}
+    by_form.update(  # names a plugin was registered under before (`Sampler.former_names`)
+        (canonical(f), k) for k, p in plugins.items() for f in getattr(p.obj, "former_names", ()) if isinstance(f, str)
+    )
     if canonical(name) in by_form:
         return by_form[canonical(name)]
     known = ", ".join(sorted(plugins)) or "none installed"

@@ -244,7 +244,7 @@ class _Setting:
             pool=self.pool if pool is None else pool,
             compute=self.compute,
             batch_size=self.spec.eval_batch_size,
-            seed=seeds.derive_seed("diagnose", self.seed, sampler.name),
+            seed=seeds.derive_seed("diagnose", self.seed, sampler.stream_name()),
             cycle=0,
             sampler=sampler,
         )

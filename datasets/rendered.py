@@ -16,8 +16,6 @@ the pool and its second half as test; `lspet-rendered` has LSP's first half (the
 
 from __future__ import annotations
 
-import hashlib
-import inspect
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -85,8 +83,9 @@ class LSPRenderedDataset(LSPDataset):
         return {"renderer": self.data_version()}
 
     def data_version(self) -> str:
-        source = inspect.getsource(_renderer())
-        return hashlib.sha256(source.encode()).hexdigest()[:16]
+        """The renderer's version (`render.RENDER_VERSION`): what the drawings look like, not which file holds
+        the code that draws them."""
+        return _renderer().RENDER_VERSION
 
     def materialise(
         self, sources: Sources, config: DatasetConfig, options: dict[str, Any], progress: ProgressFn | None

@@ -384,7 +384,7 @@ def test_render_people_rejects_bad_input():
 def test_render_people_pixels_do_not_depend_on_its_memory_sub_batches(monkeypatch):
     """Every background and noise value is drawn before the batch is split to bound memory: raising the budget
     (fewer, larger sub-batches) changes no pixel."""
-    from alpose_bench.datasets import render
+    from alpose_bench.datasets.render import people as render
 
     kp = np.repeat(_lsp_pose(), 5, axis=0) + np.arange(5)[:, None, None]
     vis = np.ones((5, 14), bool)

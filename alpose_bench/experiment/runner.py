@@ -214,9 +214,12 @@ def _adopt_current_names(store: Store, out_dir: Path) -> list[str]:
         except LookupError:  # not installed here: kept as it is (its tasks run only where it is installed)
             continue
         if new != old:
-            checkpoints.rename_sampler(out_dir, old, new)  # first: repeating it is harmless if the next step fails
+            # checkpoints first: repeating their rename is harmless if the database's fails
+            checkpoints.rename_sampler(out_dir, old, new)
             store.rename_sampler(old, new)
-            notes.append(f"sampler {old!r} is now called {new!r}: this experiment's results were renamed to match")
+            notes.append(
+                f"sampler {old!r} is now called {new!r}: this experiment's results were renamed to match"
+            )
     return notes
 
 

@@ -94,7 +94,10 @@ def _key(group: str, kind: str, name: str) -> str:
         return name
     by_form = {canonical(k): k for k in plugins}
     by_form.update(  # names a plugin was registered under before (`Sampler.former_names`)
-        (canonical(f), k) for k, p in plugins.items() for f in getattr(p.obj, "former_names", ()) if isinstance(f, str)
+        (canonical(f), k)
+        for k, p in plugins.items()
+        for f in getattr(p.obj, "former_names", ())
+        if isinstance(f, str)
     )
     if canonical(name) in by_form:
         return by_form[canonical(name)]

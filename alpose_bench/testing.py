@@ -157,12 +157,9 @@ def train_batch(dataset: PoseDataset, info: ModelInfo, n: int = 4) -> TrainBatch
     """An un-augmented training batch of the first `n` training images, in the model's coordinates: the engine's
     own batch (`train.make_batch`) with the reference Gaussian width for the model's heatmap size."""
     from alpose_bench.engine.train import TrainSettings, make_batch
-    from alpose_bench.pose.heatmaps import REFERENCE_AMPLITUDE, default_sigma
 
     size = None if info.heatmap_size is None else int(info.heatmap_size)
-    settings = TrainSettings(
-        epochs=0, augment=None, sigma=default_sigma(size) if size else 1.0, amplitude=REFERENCE_AMPLITUDE
-    )
+    settings = TrainSettings(epochs=0, augment=None)  # the reference codec for the model's heatmap size
     rows = np.arange(min(n, len(dataset.train)))
     return make_batch(dataset, rows, Compute(), size, settings, None)
 

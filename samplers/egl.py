@@ -406,21 +406,14 @@ class EGLPP(Sampler):
             vis = torch.from_numpy(ds.train.visible[rows]).float()
             if ds.task == "regression3d":
                 return [(kp / ds.cube_mm).to(ctx.device)], vis.to(ctx.device)
-            from alpose_bench.pose.heatmaps import (
-                REFERENCE_AMPLITUDE,
-                REFERENCE_SIGMA,
-                keypoints_to_heatmap_coords,
-                render_heatmaps,
-            )
+            from alpose_bench.pose.heatmaps import HeatmapCodec
             from alpose_bench.pose.models import model_info
 
             info = model_info(ctx.model)
             assert info.heatmap_size is not None
-            size = int(info.heatmap_size)
-            hm = render_heatmaps(
-                keypoints_to_heatmap_coords(kp, info.input_size, size), vis, size, REFERENCE_SIGMA,
-                REFERENCE_AMPLITUDE,
-            ).to(ctx.device)  # fmt: skip
+            # the targets the model was trained on: the run's codec (sigma, peak height), else the reference's
+            codec = ctx.codec or HeatmapCodec.reference(info.input_size, int(info.heatmap_size))
+            hm = codec.encode(kp, vis)[1].to(ctx.device)
             batches = ctx.batches("labelled", used[:1])
             stacks = len(next(batches).out.stack_heatmaps)
             batches.close()

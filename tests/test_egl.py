@@ -243,3 +243,18 @@ def test_needs_labelled_images() -> None:
 @pytest.mark.slow
 def test_conformance() -> None:
     check_sampler(EGLPP, k=4)
+
+
+def test_ground_truth_labels_are_the_targets_the_run_trained_on() -> None:
+    """og_heatmap compares with ground truth rendered by the run's codec (its sigma and peak height), not by fixed
+    reference values: a run trained on other targets gets other scores; without a codec the reference's apply."""
+    from alpose_bench.pose.heatmaps import HeatmapCodec
+    from alpose_bench.pose.models import model_info
+
+    ctx = make_context(n_pool=10, n_labelled=6, seed=2)
+    info = model_info(ctx.model)
+    without = EGLPP(k=3, og_heatmap=True).score(ctx, np.arange(10))
+    ctx.codec = HeatmapCodec.reference(info.input_size, int(info.heatmap_size))
+    np.testing.assert_array_equal(EGLPP(k=3, og_heatmap=True).score(ctx, np.arange(10)), without)
+    ctx.codec = HeatmapCodec(info.input_size, int(info.heatmap_size), sigma=3.0, amplitude=5.0)
+    assert not np.allclose(EGLPP(k=3, og_heatmap=True).score(ctx, np.arange(10)), without)

@@ -23,9 +23,8 @@ from alpose_bench.core.activity import ACTIVITY, phase
 from alpose_bench.core.timing import Timing, timed
 from alpose_bench.engine import checkpoints
 from alpose_bench.engine.build import Cycle0Setup, TaskSetup, initial_labelled, new_head, new_model
-from alpose_bench.engine.train import CycleResult, codec_of, predict, train, train_and_evaluate
+from alpose_bench.engine.train import CycleResult, model_codec, predict, train, train_and_evaluate
 from alpose_bench.pose.evaluation import SplitScore
-from alpose_bench.pose.models import model_info
 from alpose_bench.pose.pool import SelectionContext
 from alpose_bench.results.store import CycleRecord
 from alpose_bench.samplers.base import Sampler, SamplerContractError, Selection, as_selection, sampler_code
@@ -217,8 +216,7 @@ def run_task(
         labelled = np.concatenate([labelled, done[cycle]])
     model = setup.new_model()
     head = setup.new_head(model)
-    heatmap_size = model_info(model).heatmap_size
-    codec = None if heatmap_size is None else codec_of(dataset, heatmap_size, proto.first)
+    codec = model_codec(model, dataset, proto.first)
     for cycle in range(len(done), trained_cycles(proto.cycles)):
         ACTIVITY.cycle(cycle)
         if cycle == 0:

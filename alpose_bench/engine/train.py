@@ -24,7 +24,6 @@ from alpose_bench.pose.data import PoseDataset, PoseSplit
 from alpose_bench.pose.evaluation import SplitScore, held_out_splits, split_scores
 from alpose_bench.pose.heatmaps import (
     REFERENCE_AMPLITUDE,
-    REFERENCE_SIGMA,
     HeatmapCodec,
     decode_keypoints,
     pose_loss,
@@ -45,7 +44,8 @@ class TrainSettings:
     lr: float = 3e-4
     batch_size: int = 16
     weight_decay: float = 0.0
-    sigma: float = REFERENCE_SIGMA  # the targets' Gaussian width and peak height (`heatmaps.HeatmapCodec`)
+    # the targets' Gaussian width (None: the reference's for the heatmap size) and peak height (`HeatmapCodec`)
+    sigma: float | None = None
     amplitude: float = REFERENCE_AMPLITUDE
     augment: AugmentSettings | None = AugmentSettings()
 
@@ -60,7 +60,16 @@ class TrainStats:
 
 def codec_of(dataset: PoseDataset, heatmap_size: int, settings: TrainSettings) -> HeatmapCodec:
     """The heatmap codec of a model with `heatmap_size` maps trained on `dataset` with `settings`."""
-    return HeatmapCodec(dataset.resolution, heatmap_size, settings.sigma, settings.amplitude)
+    reference = HeatmapCodec.reference(dataset.resolution, heatmap_size)
+    sigma = reference.sigma if settings.sigma is None else settings.sigma
+    return HeatmapCodec(dataset.resolution, heatmap_size, sigma, settings.amplitude)
+
+
+def model_codec(model: nn.Module, dataset: PoseDataset, settings: TrainSettings) -> HeatmapCodec | None:
+    """The codec `model` is trained with on `dataset` under `settings` (None for a model without heatmaps): what
+    every selection context of a run, a diagnosis or a benchmark carries."""
+    size = model_info(model).heatmap_size
+    return None if size is None else codec_of(dataset, size, settings)
 
 
 def make_batch(

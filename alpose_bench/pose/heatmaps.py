@@ -169,8 +169,7 @@ def decode_keypoints(out: PoseOutput, input_size: int) -> Tensor:
             raise ValueError("PoseOutput has neither heatmaps nor keypoints")
         return out.keypoints
     hm = out.final_heatmaps
-    coords, _ = decode_heatmaps(hm)
-    return heatmap_coords_to_input(coords, input_size, hm.shape[-1])
+    return HeatmapCodec(input_size, hm.shape[-1]).decode(hm)  # decoding reads neither sigma nor amplitude
 
 
 def pose_loss_per_sample(out: PoseOutput, batch: TrainBatch) -> Tensor:

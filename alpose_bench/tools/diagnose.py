@@ -35,7 +35,7 @@ from alpose_bench.core.compute import Compute
 from alpose_bench.core.jsonio import report_dict, write_report_json
 from alpose_bench.engine import build
 from alpose_bench.engine.loop import SamplerContractError, run_selection, train_cycle0
-from alpose_bench.engine.train import predict
+from alpose_bench.engine.train import model_codec, predict
 from alpose_bench.pose.data import DatasetError, PoseDataset, PoseSplit
 from alpose_bench.pose.heatmaps import heatmap_coords_to_input
 from alpose_bench.pose.metrics import evaluate, metric_info, per_image_error
@@ -247,6 +247,7 @@ class _Setting:
             seed=seeds.derive_seed("diagnose", self.seed, sampler.stream_name()),
             cycle=0,
             sampler=sampler,
+            codec=model_codec(self.model, self.dataset, build.protocol(self.spec).first),
         )
 
 

@@ -243,12 +243,16 @@ class _Setting:
     ):
         """A selection context over the pool (or `pool`) with the setting's model (or `model` on `compute`), for
         `sampler` (which decides whether it may read labels)."""
+        from alpose_bench.engine.build import protocol
+        from alpose_bench.engine.train import model_codec
         from alpose_bench.pose.pool import SelectionContext
 
+        model = self.model if model is None else model
         return SelectionContext(
-            model=self.model if model is None else model, aux=aux, dataset=self.dataset, labelled=self.labelled,
+            model=model, aux=aux, dataset=self.dataset, labelled=self.labelled,
             pool=self.pool if pool is None else pool, compute=self.compute if compute is None else compute,
             batch_size=self.spec.eval_batch_size, seed=seed, sampler=sampler,
+            codec=model_codec(model, self.dataset, protocol(self.spec).first),
         )  # fmt: skip
 
 

@@ -12,9 +12,10 @@ through every contract check the engine relies on in a few seconds on a CPU::
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import functools
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -34,6 +35,10 @@ CUBE_MM = 150.0  # half-size of the synthetic 3D crop cube
 
 #: the architecture of the conformance kit's model: small enough for a check to run in well under a second
 TINY_SPEC = ModelSpec(stacks=1, channels=16, depth=2, regressor_width=8, regressor_fc=64)
+#: the pretrained family's kit model: the real MobileNetV2 architecture on random weights (no checkpoint needed)
+MOBILENET_SPEC = ModelSpec(family="mobilenet-v2", backbone_weights="random", channels=16)
+#: the 2D model the checks run on (`sampler_checks(..., model=...)`); the 3D checks always use TINY_SPEC's regressor
+_KIT_MODEL: contextvars.ContextVar[ModelSpec] = contextvars.ContextVar("kit_model", default=TINY_SPEC)
 
 
 # -- fixtures ------------------------------------------------------------------------------------------------
@@ -137,9 +142,8 @@ def _build_context(
     labelled, pool = np.sort(order[:n_labelled]), np.sort(order[n_labelled:])
     # samplers that run MC dropout passes get the kit's model with dropout in it (the 3D regressor always has some)
     mc = sampler is not None and "mc_dropout" in type(sampler).needs
-    model = tiny_model(
-        dataset, seed=seed, spec=dataclasses.replace(TINY_SPEC, dropout=0.25) if mc else TINY_SPEC
-    )
+    spec = _KIT_MODEL.get() if task == "heatmap2d" else TINY_SPEC
+    model = tiny_model(dataset, seed=seed, spec=dataclasses.replace(spec, dropout=0.25) if mc else spec)
     aux = None
     if sampler is not None:
         with torch.random.fork_rng(devices=[]):
@@ -445,8 +449,12 @@ def _check_auxiliary(cls: type[Sampler], params: dict, task: Task) -> None:
         )
 
 
-def sampler_checks(cls: type[Sampler], **params) -> list[tuple[str, Callable[[], None]]]:
-    """The named checks `check_sampler` runs, for running them one by one (e.g. as parametrised tests)."""
+def sampler_checks(
+    cls: type[Sampler], model: ModelSpec = TINY_SPEC, **params
+) -> list[tuple[str, Callable[[], None]]]:
+    """The named checks `check_sampler` runs, for running them one by one (e.g. as parametrised tests). The 2D
+    checks run on `model` (TINY_SPEC's hourglass; MOBILENET_SPEC for the pretrained family); a model other than
+    the hourglass has no 3D form, so the 3D checks are left out with it."""
     checks: list[tuple[str, Callable[[], None]]] = [
         ("check_class", lambda: _check_class(cls)),
         ("check_unsupported", lambda: _check_unsupported(cls, params)),
@@ -462,14 +470,28 @@ def sampler_checks(cls: type[Sampler], **params) -> list[tuple[str, Callable[[],
         ("check_state", _check_state),
         ("check_auxiliary", _check_auxiliary),
     )
-    tasks = [t for t in TASKS if t in getattr(cls, "tasks", ())]
+    tasks = [t for t in TASKS if t in getattr(cls, "tasks", ()) and (t == "heatmap2d" or model == TINY_SPEC)]
     for task in tasks:
         for name, fn in per_task:
-            checks.append((f"{name}[{task}]", functools.partial(fn, cls, params, task)))
+            checks.append(
+                (
+                    f"{name}[{task}]",
+                    functools.partial(_on_model, model, functools.partial(fn, cls, params, task)),
+                )
+            )
     return checks
 
 
-def check_sampler(sampler_cls: type[Sampler], **params) -> None:
+def _on_model(model: ModelSpec, check: Callable[[], None]) -> None:
+    """Run `check` with the kit's contexts built on `model`."""
+    token = _KIT_MODEL.set(model)
+    try:
+        check()
+    finally:
+        _KIT_MODEL.reset(token)
+
+
+def check_sampler(sampler_cls: type[Sampler], model: ModelSpec = TINY_SPEC, **params) -> None:
     """Run every contract check on a sampler class; raise AssertionError naming the first check that fails.
 
     `params` are the hyper-parameters, checked and passed as a run passes them (`create_sampler`). Checks: class
@@ -480,16 +502,22 @@ def check_sampler(sampler_cls: type[Sampler], **params) -> None:
     of a Selection are those of its picks; scores (or, without scores, picks) do not depend on the inference
     batch size; `auxiliary` and `select` leave the sampler's attributes unchanged; `unsupported_reason` explains
     unsupported tasks; an auxiliary head's loss is finite and trains the head only. Runs in seconds on a CPU.
+    `model`: the 2D model the checks run on (MOBILENET_SPEC checks a sampler on the pretrained family).
     """
     _check_class(sampler_cls)  # the per-task checks rely on the class attributes
-    for name, check in sampler_checks(sampler_cls, **params):
+    for name, check in sampler_checks(sampler_cls, model, **params):
         _named(name, check)()
 
 
-def parametrize_with_checks(samplers: Iterable[type[Sampler] | str]) -> Any:
+def parametrize_with_checks(
+    samplers: Iterable[type[Sampler] | str],
+    model: ModelSpec = TINY_SPEC,
+    params: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Any:
     """A pytest decorator that runs every check of every sampler as a test of its own (id `SAMPLER-CHECK`), as
-    scikit-learn's `parametrize_with_checks`: a failure names the sampler and the check. The test takes `check`
-    and calls it::
+    scikit-learn's `parametrize_with_checks`: a failure names the sampler and the check. `model` is the 2D model
+    the checks run on; `params` maps a sampler name to the hyper-parameters it is checked with. The test takes
+    `check` and calls it::
 
         @parametrize_with_checks(["my-sampler"])
         def test_my_sampler(check):
@@ -499,12 +527,12 @@ def parametrize_with_checks(samplers: Iterable[type[Sampler] | str]) -> Any:
 
     from alpose_bench.spec.registry import get_sampler
 
-    params = []
+    cases = []
     for item in samplers:
         cls = get_sampler(item) if isinstance(item, str) else item
-        for name, check in sampler_checks(cls):
-            params.append(pytest.param(_named(name, check), id=f"{cls.name}-{name}"))
-    return pytest.mark.parametrize("check", params)
+        for name, check in sampler_checks(cls, model, **(params or {}).get(cls.name, {})):
+            cases.append(pytest.param(_named(name, check), id=f"{cls.name}-{name}"))
+    return pytest.mark.parametrize("check", cases)
 
 
 def _named(name: str, check: Callable[[], None]) -> Callable[[], None]:

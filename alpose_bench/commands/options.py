@@ -28,7 +28,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def spec_options(*, several_datasets: bool) -> Callable[[F], F]:
-    """Add --samplers, --dataset, --preset, --resolution, --dropout, --pool-size, --device, --data-root, --sampler-param,
+    """Add --samplers, --dataset, --preset, --resolution, --model, --backbone-weights, --dropout, --pool-size, --device, --data-root, --sampler-param,
     --dataset-option and --config. `several_datasets`: --dataset takes a comma-separated list (parameter
     `datasets`) rather than one name (parameter `dataset`)."""
     if several_datasets:
@@ -50,6 +50,20 @@ def spec_options(*, several_datasets: bool) -> Callable[[F], F]:
         dataset,
         click.option("--preset", default=None, help=preset_help()),
         click.option("--resolution", type=int, default=None, help="Input size in pixels."),
+        click.option(
+            "--model",
+            type=click.Choice(["hourglass", "mobilenet-v2"]),
+            default=None,
+            help="2D pose model: the from-scratch stacked hourglass (the published protocol; default) or a heatmap "
+            "head on an ImageNet-pretrained MobileNetV2.",
+        ),
+        click.option(
+            "--backbone-weights",
+            type=click.Choice(["imagenet", "random"]),
+            default=None,
+            help="Pretrained models: start the backbone from ImageNet weights (default; installed by the README's "
+            "set-up) or random ones.",
+        ),
         click.option(
             "--dropout",
             type=float,

@@ -217,6 +217,8 @@ def run(
     datasets,
     preset,
     resolution,
+    model,
+    backbone_weights,
     dropout,
     pool_size,
     device,
@@ -253,6 +255,7 @@ def run(
         samplers=samplers, datasets=datasets, seeds=seeds, init=init, budget=budget, cycles=cycles, epochs=epochs,
         epochs_first=epochs_first, resolution=resolution, pool_size=pool_size, device=device, data_root=data_root,
         name=name, warm_start=False if from_scratch else None, dropout=dropout,
+        model=model, backbone_weights=backbone_weights,
     )  # fmt: skip
     console = output_console()
     if log_format == "auto":

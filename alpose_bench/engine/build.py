@@ -159,6 +159,7 @@ def protocol(spec: ExperimentSpec) -> Protocol:
         model=ModelSpec(
             stacks=spec.stacks, channels=spec.channels, depth=spec.depth, stem_stride=spec.stem_stride,
             regressor_width=spec.regressor_width, regressor_fc=spec.regressor_fc, dropout=spec.dropout,
+            family=spec.model, backbone_weights=spec.backbone_weights, trainable_blocks=spec.trainable_blocks,
         ),
         eval_batch_size=spec.eval_batch_size,
     )  # fmt: skip
@@ -202,8 +203,19 @@ def initial_labelled(dataset: PoseDataset, init: int, seed: int) -> np.ndarray:
     return np.sort(np.concatenate([take, extra]))
 
 
+def check_model_fits(dataset: PoseDataset, spec: ExperimentSpec) -> None:
+    """A one-line ConfigError when the spec's model cannot predict the dataset's task (a 2D model on a 3D one)."""
+    if spec.model != "hourglass" and dataset.task != "heatmap2d":
+        raise ConfigError(
+            f"the {spec.model} model predicts 2D heatmaps and {dataset.name} is a {dataset.task} dataset; drop "
+            "--model for it (its 3D regressor is used)"
+        )
+
+
 def check_fits(dataset: PoseDataset, spec: ExperimentSpec) -> None:
-    """A one-line ConfigError when the protocol asks for more images than the pool holds."""
+    """A one-line ConfigError when the protocol asks for more images than the pool holds, or for a model the
+    dataset's task has none of (`check_model_fits`)."""
+    check_model_fits(dataset, spec)
     needed = spec.init + spec.cycles * spec.budget
     if needed > len(dataset.train):
         raise ConfigError(

@@ -30,6 +30,7 @@ from alpose_bench.core.progress import Progress
 from alpose_bench.engine import build, checkpoints
 from alpose_bench.engine.build import Task, check_fits, compute_of, dataset_of, make_sampler, resolve_device
 from alpose_bench.experiment.ownership import wait_for_workers
+from alpose_bench.pose.models import check_available
 from alpose_bench.results.store import Store, StoreError
 from alpose_bench.spec.config import (
     GROWS,
@@ -111,6 +112,7 @@ def plan(spec: ExperimentSpec, out_root: Path) -> Plan:
         make_sampler(spec, s)  # checks every parameter of every sampler before any data is loaded
     datasets = {}
     model = build.protocol(spec).model
+    check_available(model)
     notes: list[str] = []
     skipped: dict[str, list[str]] = {}  # dataset -> samplers a group ("default", "all") leaves out there
     for name in spec.datasets:

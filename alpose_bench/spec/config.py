@@ -71,7 +71,13 @@ class ExperimentSpec:
     batch_size: int = param(16, low=0, low_open=True)
     weight_decay: float = param(0.0, low=0)
     augment: bool = True
-    # model
+    # model: the from-scratch stacked hourglass of the published protocol, or a heatmap head on an ImageNet
+    # MobileNetV2 (the practitioners' regime); `channels` is the hourglass's width or the head's
+    model: Literal["hourglass", "mobilenet-v2"] = "hourglass"
+    backbone_weights: Literal["imagenet", "random"] = "imagenet"  # pretrained models: the backbone's start
+    trainable_blocks: int = param(
+        0, low=0, high=19
+    )  # pretrained models: last backbone blocks trained (0: frozen)
     stacks: int = param(1, low=0, low_open=True)
     channels: int = param(32, low=0, low_open=True)
     depth: int = param(3, low=0, low_open=True)
@@ -168,6 +174,9 @@ LEGACY: dict[str, Any] = {
     "precision": "fp32",
     "fast_kernels": False,
     "dropout": 0.0,
+    "model": "hourglass",
+    "backbone_weights": "imagenet",
+    "trainable_blocks": 0,
 }
 # the dataset_options key of options for every dataset of the run (`--dataset-option KEY=VALUE`)
 ALL_DATASETS = "*"
@@ -340,8 +349,12 @@ def validate(spec: ExperimentSpec) -> ExperimentSpec:
         raise ConfigError(f"resolution must be a multiple of 16 and at least 32, got {spec.resolution}")
     if spec.channels < 8 or spec.channels % 4:
         raise ConfigError(f"channels must be a multiple of 4 and at least 8, got {spec.channels}")
+    if spec.model != "hourglass" and spec.resolution % 32:
+        raise ConfigError(
+            f"the {spec.model} model needs a resolution that is a multiple of 32, got {spec.resolution}"
+        )
     r = spec.stem_stride
-    if spec.resolution % (r * 2**spec.depth) != 0:
+    if spec.model == "hourglass" and spec.resolution % (r * 2**spec.depth) != 0:
         fits = [d for d in range(1, 8) if spec.resolution % (r * 2**d) == 0]
         raise ConfigError(
             f"depth {spec.depth} does not fit {spec.resolution}-px input (it must be a multiple of {r} x 2^depth); "

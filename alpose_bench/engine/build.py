@@ -7,6 +7,7 @@ one way. Every random draw comes from `alpose_bench.core.seeds`.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -18,9 +19,12 @@ from alpose_bench.core import activity, seeds
 from alpose_bench.core.activity import task_label
 from alpose_bench.core.compute import Compute, as_compute, resolve_precision
 from alpose_bench.engine.train import TrainSettings
-from alpose_bench.pose.augment import AugmentSettings
-from alpose_bench.pose.data import DatasetConfig, PoseDataset
+from alpose_bench.pose.augment import FLIPS_ONLY, AugmentSettings
+from alpose_bench.pose.data import DatasetConfig, PoseDataset, default_cache_dir
 from alpose_bench.pose.models import ModelSpec, build_model, model_info
+from alpose_bench.pose.models.feature_cache import FeatureCache, images_digest
+from alpose_bench.pose.models.feature_cache import build as build_feature_cache
+from alpose_bench.pose.models.weights import MOBILENET_V2
 from alpose_bench.samplers.base import Sampler, sampler_code
 from alpose_bench.samplers.factory import create_sampler
 from alpose_bench.spec.config import ConfigError, ExperimentSpec, dataset_config, trained_cycles
@@ -144,10 +148,24 @@ class Protocol:
 
 
 def train_settings(spec: ExperimentSpec, epochs: int) -> TrainSettings:
-    """Training settings of the spec for a run of `epochs` epochs."""
+    """Training settings of the spec for a run of `epochs` epochs (a model reading cached backbone features
+    trains on flips only: a rotated or rescaled image is not in the cache)."""
+    augment = (
+        (FLIPS_ONLY if model_spec(spec).caches_features else AugmentSettings()) if spec.augment else None
+    )
     return TrainSettings(
         epochs=epochs, lr=spec.lr, batch_size=spec.batch_size, weight_decay=spec.weight_decay, sigma=spec.sigma,
-        amplitude=spec.amplitude, augment=AugmentSettings() if spec.augment else None,
+        amplitude=spec.amplitude, augment=augment,
+    )  # fmt: skip
+
+
+def model_spec(spec: ExperimentSpec) -> ModelSpec:
+    """The spec's pose model."""
+    return ModelSpec(
+        stacks=spec.stacks, channels=spec.channels, depth=spec.depth, stem_stride=spec.stem_stride,
+        regressor_width=spec.regressor_width, regressor_fc=spec.regressor_fc, dropout=spec.dropout,
+        family=spec.model, backbone_weights=spec.backbone_weights, trainable_blocks=spec.trainable_blocks,
+        feature_cache=spec.feature_cache,
     )  # fmt: skip
 
 
@@ -156,11 +174,7 @@ def protocol(spec: ExperimentSpec) -> Protocol:
     return Protocol(
         init=spec.init, budget=spec.budget, cycles=spec.cycles, warm_start=spec.warm_start,
         first=train_settings(spec, spec.epochs_first), later=train_settings(spec, spec.epochs),
-        model=ModelSpec(
-            stacks=spec.stacks, channels=spec.channels, depth=spec.depth, stem_stride=spec.stem_stride,
-            regressor_width=spec.regressor_width, regressor_fc=spec.regressor_fc, dropout=spec.dropout,
-            family=spec.model, backbone_weights=spec.backbone_weights, trainable_blocks=spec.trainable_blocks,
-        ),
+        model=model_spec(spec),
         eval_batch_size=spec.eval_batch_size,
     )  # fmt: skip
 
@@ -169,7 +183,40 @@ def new_model(spec: ModelSpec, dataset: PoseDataset, seed: int, compute: Compute
     """The pose model of `dataset`, initialised from the seed's model stream, on `compute`'s device and layout."""
     torch.manual_seed(seeds.model_seed(seed))
     model = build_model(dataset.task, dataset.skeleton, dataset.resolution, dataset.channels, spec)
-    return as_compute(compute).prepare(model)
+    model = as_compute(compute).prepare(model)
+    if spec.caches_features and dataset.task == "heatmap2d":
+        model.attach(feature_cache(model, dataset, as_compute(compute)))
+    return model
+
+
+def feature_cache(model: nn.Module, dataset: PoseDataset, compute: Compute) -> FeatureCache:
+    """The frozen backbone's outputs for every image of `dataset` (and its mirror), built on first use (with a
+    progress phase) in the dataset cache folder and shared by every experiment, seed and sampler after. The file
+    is named by what its rows depend on: the images, the weights, the input size and how the backbone computes."""
+    splits = [dataset.train, dataset.test, *([dataset.ood] if dataset.ood is not None else [])]
+    digest = dataset.info.get("images_digest")
+    if digest is None:
+        digest = dataset.info["images_digest"] = images_digest([s.images for s in splits])
+    key = f"{digest}-{MOBILENET_V2.sha256[:16]}-{dataset.resolution}-{compute.precision}-{compute.channels_last}"
+    name = f"{dataset.name}-{hashlib.blake2b(key.encode(), digest_size=8).hexdigest()}.npy"
+    path = default_cache_dir() / "features" / name
+    shapes = model.tap_shapes()
+    if not path.exists():
+        count = sum(len(s) for s in splits)
+        batch = 32
+
+        def batches():
+            for split in splits:
+                for start in range(0, len(split), batch):
+                    yield compute.model_input(torch.from_numpy(split.images[start : start + batch]))
+
+        model.eval()  # ImageNet's batch statistics, no dropout
+        with activity.phase(f"caching backbone features of {dataset.name}", total=count, unit="images"):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            build_feature_cache(
+                path, batches, count, model.backbone_taps, shapes, compute.autocast, activity.advance
+            )
+    return FeatureCache(path, shapes)
 
 
 def new_head(

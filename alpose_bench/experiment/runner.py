@@ -118,6 +118,10 @@ def plan(spec: ExperimentSpec, out_root: Path) -> Plan:
     for name in spec.datasets:
         ds = dataset_of(spec, name)
         check_fits(ds, spec)
+        if (
+            model.caches_features and ds.task == "heatmap2d"
+        ):  # built here once, with progress, not in every task
+            build.new_model(model, ds, 0, compute_of(spec, device))
         try:
             _, left_out = build.resolve_samplers(spec.samplers, ds.task, model)
         except ConfigError as exc:

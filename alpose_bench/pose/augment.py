@@ -26,6 +26,10 @@ class AugmentSettings:
     shift: float = 0.1  # fraction of the image size
 
 
+#: what a model reading cached backbone features trains with: flips only (a rotated image is not in the cache)
+FLIPS_ONLY = AugmentSettings(rotate_deg=0.0, scale=0.0, shift=0.0)
+
+
 def _uniform(n: int, low: float, high: float, g: torch.Generator, device: torch.device) -> Tensor:
     return (torch.rand(n, generator=g) * (high - low) + low).to(device)
 
@@ -49,6 +53,12 @@ def augment_2d(
         flipped_kp[..., 0] = w - 1 - flipped_kp[..., 0]
         keypoints = torch.where(flip[:, None, None], flipped_kp, keypoints)
         visible = torch.where(flip[:, None], visible[:, perm], visible)
+    if not (settings.rotate_deg or settings.scale or settings.shift):
+        return (
+            images,
+            keypoints,
+            visible,
+        )  # flips only: the images stay exact copies (a feature cache finds them)
     angle = _uniform(b, -settings.rotate_deg, settings.rotate_deg, g, device) * (math.pi / 180)
     scale = _uniform(b, 1 - settings.scale, 1 + settings.scale, g, device)
     shift = (

@@ -75,9 +75,10 @@ class ExperimentSpec:
     # MobileNetV2 (the practitioners' regime); `channels` is the hourglass's width or the head's
     model: Literal["hourglass", "mobilenet-v2"] = "hourglass"
     backbone_weights: Literal["imagenet", "random"] = "imagenet"  # pretrained models: the backbone's start
-    trainable_blocks: int = param(
-        0, low=0, high=19
-    )  # pretrained models: last backbone blocks trained (0: frozen)
+    # pretrained models: the last backbone blocks trained (0: frozen); a frozen backbone's outputs are computed once
+    # per dataset and read back (feature_cache), and training then flips only
+    trainable_blocks: int = param(0, low=0, high=19)
+    feature_cache: bool = True
     stacks: int = param(1, low=0, low_open=True)
     channels: int = param(32, low=0, low_open=True)
     depth: int = param(3, low=0, low_open=True)
@@ -177,6 +178,7 @@ LEGACY: dict[str, Any] = {
     "model": "hourglass",
     "backbone_weights": "imagenet",
     "trainable_blocks": 0,
+    "feature_cache": True,
 }
 # the dataset_options key of options for every dataset of the run (`--dataset-option KEY=VALUE`)
 ALL_DATASETS = "*"

@@ -63,6 +63,16 @@ class ModelSpec:
     family: str = "hourglass"
     backbone_weights: str = "imagenet"
     trainable_blocks: int = 0
+    #: a frozen ImageNet backbone's outputs are computed once per dataset and read back (`feature_cache`)
+    feature_cache: bool = True
+
+    @property
+    def caches_features(self) -> bool:
+        """True when the backbone is pretrained and frozen and its outputs are cached: training then flips only."""
+        return (
+            self.family == "mobilenet-v2" and self.backbone_weights == "imagenet" and self.trainable_blocks == 0
+            and self.feature_cache
+        )  # fmt: skip
 
 
 def build_model(

@@ -9,10 +9,12 @@ classifier is left out (pose models do not use it); loading a checkpoint ignores
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from alpose_bench.pose.models.feature_cache import FeatureCache
 from alpose_bench.pose.models.outputs import ModelInfo, PoseOutput, check_input_shape
 from alpose_bench.pose.skeleton import Skeleton
 
@@ -22,11 +24,19 @@ INVERTED_RESIDUALS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2)
 #: the blocks whose outputs the pose head reads: the last block at stride 4, 8, 16 and 32
 TAPS = (3, 6, 13, 18)
 TAP_CHANNELS = (24, 32, 96, 1280)
+TAP_STRIDES = (4, 8, 16, 32)
 #: ImageNet statistics the checkpoint was trained with (inputs in [0, 1] are normalised inside the model)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 #: the checkpoint's classifier, which the pose model does not have
 CLASSIFIER_KEYS = ("classifier.1.weight", "classifier.1.bias")
+
+
+def _transformed(x: Tensor) -> bool:
+    """True inside torch.func transforms (vmap, grad: EGL++'s per-image gradients), whose inputs have no values
+    to look up in a feature cache."""
+    wrapped = getattr(torch._C._functorch, "is_functorch_wrapped_tensor", None)
+    return bool(wrapped is not None and wrapped(x))
 
 
 def conv_bn_relu(inp: int, out: int, kernel: int = 3, stride: int = 1, groups: int = 1) -> nn.Sequential:
@@ -126,6 +136,7 @@ class MobileNetPose(nn.Module):
                                     nn.ReLU(inplace=True))  # fmt: skip
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.out = nn.Conv2d(channels, skeleton.num_joints, 1)
+        self.feature_cache: FeatureCache | None = None
         self._freeze()
 
     def _freeze(self) -> None:
@@ -147,9 +158,37 @@ class MobileNetPose(nn.Module):
         features = {k: v for k, v in state.items() if k not in CLASSIFIER_KEYS}
         self.backbone.load_state_dict(features, strict=True)
 
+    def attach(self, cache: FeatureCache | None) -> None:
+        """Read the frozen backbone's outputs from `cache` (`feature_cache`) instead of computing them (None:
+        compute them). A backbone that trains changes its outputs, so only a frozen one may."""
+        if cache is not None and self.trainable_blocks:
+            raise ValueError(
+                "a feature cache holds a frozen backbone's outputs; this backbone trains its last blocks"
+            )
+        self.feature_cache = cache
+
+    def backbone_taps(self, x: Tensor) -> list[Tensor]:
+        """The backbone's stride-4, 8, 16 and 32 outputs for inputs in [0, 1] (normalised here)."""
+        return self.backbone((x - self.mean.to(x.dtype)) / self.std.to(x.dtype))
+
+    def _taps(self, x: Tensor) -> list[Tensor]:
+        cache = self.feature_cache
+        if cache is None or _transformed(x):
+            return self.backbone_taps(x)
+        rows = cache.find(x)
+        hit = rows >= 0
+        if hit.all():
+            return cache.taps(rows, x.device)
+        taps = self.backbone_taps(x)  # an input the cache does not hold (e.g. a sampler's own transform)
+        if hit.any():
+            index = torch.from_numpy(np.flatnonzero(hit)).to(x.device)
+            for live, cached in zip(taps, cache.taps(rows[hit], x.device)):
+                live[index] = cached.to(live.dtype)
+        return taps
+
     def forward(self, x: Tensor) -> PoseOutput:
         check_input_shape(x, self.in_channels, self.input_size, "MobileNetPose")
-        taps = self.backbone((x - self.mean.to(x.dtype)) / self.std.to(x.dtype))
+        taps = self._taps(x)
         merged = self.lateral[-1](taps[-1])
         pyramid = [merged]
         for lateral, tap in zip(list(self.lateral)[-2::-1], taps[-2::-1]):
@@ -164,6 +203,10 @@ class MobileNetPose(nn.Module):
             features=[p.detach() for p in pyramid],
             embedding=taps[-1].mean(dim=(2, 3)).detach(),
         )
+
+    def tap_shapes(self) -> list[tuple[int, int, int]]:
+        """(channels, height, width) of each tapped backbone output at this input size."""
+        return [(c, self.input_size // s, self.input_size // s) for c, s in zip(TAP_CHANNELS, TAP_STRIDES)]
 
     def model_info(self) -> ModelInfo:
         sizes = tuple(self.input_size // s for s in (4, 8, 16, 32))

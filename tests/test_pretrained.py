@@ -258,3 +258,25 @@ def test_runs_on_a_cold_and_on_a_warm_feature_cache_give_the_same_results(
     assert read.load_selections(tmp_path / "cold")[picks].equals(
         read.load_selections(tmp_path / "warm")[picks]
     )
+
+
+@pytest.mark.slow
+def test_bench_of_the_pretrained_model_reports_the_feature_cache_build(tmp_path: Path) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from alpose_bench.cli import cli
+
+    out = tmp_path / "bench.json"
+    result = CliRunner().invoke(cli, ["bench", "--preset", "smoke", "--model", "mobilenet-v2", "--only", "inference",
+                                      "--pool", "16", "--repeats", "1", "--json", str(out)], obj={})  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert (
+        "project's pass (reads the feature cache)" in result.output and "feature cache build" in result.output
+    )
+    cache = json.loads(out.read_text())["sections"]["inference"]["feature_cache"]
+    # 64 px: a 16-byte key and four taps of (24x16x16 + 32x8x8 + 96x4x4 + 1280x2x2) float16 values, twice (mirror)
+    assert cache["images_per_s"] > 0 and cache["mb_per_image"] == pytest.approx(
+        2 * (16 + 2 * 14_848) / 2**20, rel=0.01
+    )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -189,17 +190,20 @@ def new_model(spec: ModelSpec, dataset: PoseDataset, seed: int, compute: Compute
     return model
 
 
-def feature_cache(model: nn.Module, dataset: PoseDataset, compute: Compute) -> FeatureCache:
+def feature_cache(
+    model: nn.Module, dataset: PoseDataset, compute: Compute, folder: Path | None = None
+) -> FeatureCache:
     """The frozen backbone's outputs for every image of `dataset` (and its mirror), built on first use (with a
     progress phase) in the dataset cache folder and shared by every experiment, seed and sampler after. The file
-    is named by what its rows depend on: the images, the weights, the input size and how the backbone computes."""
+    is named by what its rows depend on: the images, the weights, the input size and how the backbone computes.
+    `folder`: where the file goes (default: `features/` in the dataset cache folder)."""
     splits = [dataset.train, dataset.test, *([dataset.ood] if dataset.ood is not None else [])]
     digest = dataset.info.get("images_digest")
     if digest is None:
         digest = dataset.info["images_digest"] = images_digest([s.images for s in splits])
     key = f"{digest}-{MOBILENET_V2.sha256[:16]}-{dataset.resolution}-{compute.precision}-{compute.channels_last}"
     name = f"{dataset.name}-{hashlib.blake2b(key.encode(), digest_size=8).hexdigest()}.npy"
-    path = default_cache_dir() / "features" / name
+    path = (default_cache_dir() / "features" if folder is None else folder) / name
     shapes = model.tap_shapes()
     if not path.exists():
         count = sum(len(s) for s in splits)

@@ -227,10 +227,14 @@ class _Setting:
         return self.compute.device
 
     def model_for(self, compute: Compute) -> nn.Module:
-        """A fresh model of the spec, seeded like `model`, for `compute` (to time other settings side by side)."""
+        """A fresh model of the spec, seeded like `model`, for `compute` (to time other settings side by side),
+        computing its backbone every pass: a feature cache is one of the project's speed settings."""
+        import dataclasses
+
         from alpose_bench.engine import build
 
-        return build.new_model(build.protocol(self.spec).model, self.dataset, self.seed, compute)
+        spec = dataclasses.replace(build.protocol(self.spec).model, feature_cache=False)
+        return build.new_model(spec, self.dataset, self.seed, compute)
 
     def context(
         self,

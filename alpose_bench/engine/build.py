@@ -214,12 +214,16 @@ def feature_cache(
                 for start in range(0, len(split), batch):
                     yield compute.model_input(torch.from_numpy(split.images[start : start + batch]))
 
+        was_training = model.training
         model.eval()  # ImageNet's batch statistics, no dropout
-        with activity.phase(f"caching backbone features of {dataset.name}", total=count, unit="images"):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            build_feature_cache(
-                path, batches, count, model.backbone_taps, shapes, compute.autocast, activity.advance
-            )
+        try:
+            with activity.phase(f"caching backbone features of {dataset.name}", total=count, unit="images"):
+                path.parent.mkdir(parents=True, exist_ok=True)
+                build_feature_cache(
+                    path, batches, count, model.backbone_taps, shapes, compute.autocast, activity.advance
+                )
+        finally:
+            model.train(was_training)  # a cold cache returns the model as a warm one does
     return FeatureCache(path, shapes)
 
 

@@ -80,7 +80,8 @@ def _sha256(path: Path, size: int, mtime_ns: int) -> str:
 
 def locate(weights: WeightsFile) -> Path:
     """The verified file: the first place that holds it, whose sha256 must match (WeightsError otherwise)."""
-    for path in candidates(weights):
+    places = candidates(weights)
+    for path in places:
         if not path.is_file():
             continue
         stat = path.stat()
@@ -91,7 +92,7 @@ def locate(weights: WeightsFile) -> Path:
                 f"cut-short or other file); delete it and install the weights: {weights.install}"
             )
         return path
-    looked = " and ".join(str(p.parent) for p in candidates(weights)) or str(hub_checkpoints())
+    looked = " and ".join(str(p.parent) for p in places)  # torch's checkpoint folder is always one of them
     raise WeightsError(
         f"{weights.description} ({weights.filename}, sha256 {weights.sha256}) are not installed (looked in "
         f"{looked}); install them: {weights.install} (or set --backbone-weights random)"

@@ -19,6 +19,7 @@ COMMANDS = {
     "diagnose": "alpose_bench.commands.diagnose:diagnose",
     "bench": "alpose_bench.commands.bench:bench",
     "status": "alpose_bench.commands.status:status",
+    "suggest": "alpose_bench.commands.suggest:suggest",
 }
 
 

@@ -140,7 +140,7 @@ def too_large(path: str, size: tuple[int, int], bound: int) -> str | None:
     )
 
 
-def _open_rgb(
+def open_rgb(
     path: str, min_side: float, resolution: int, max_pixels: int = MAX_IMAGE_PIXELS
 ) -> tuple[Any, float]:
     """Decode an image as RGB, JPEGs at the coarsest DCT scale (1/2, 1/4, 1/8) that keeps every crop >=
@@ -232,7 +232,7 @@ def decode_crops(
 
     def work(k: int) -> np.ndarray:
         rows = groups[k]
-        image, scale = _open_rgb(unique[k], float(boxes[rows, 2].min()), resolution, max_pixels)
+        image, scale = open_rgb(unique[k], float(boxes[rows, 2].min()), resolution, max_pixels)
         bilinear = Image.Resampling.BILINEAR
         return np.stack(
             [np.asarray(crop_window(image, tuple(boxes[r]), scale, resolution, bilinear)) for r in rows]

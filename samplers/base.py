@@ -153,6 +153,12 @@ class Sampler(ABC):
         annotate first), or None for a sampler that selects without per-image scores."""
         return None
 
+    def reasons(self, ctx: SelectionContext, positions: np.ndarray) -> list[str] | None:
+        """Why each pool image at `positions` scores as it does, one short phrase each (VL4Pose: its least likely
+        limb), read from what the scoring pass recorded when `ctx.explain` was set; None when the score is all
+        there is to say. `alpose-bench suggest` prints these beside its ranking."""
+        return None
+
     def refinement_variant(self) -> Sampler | None:
         """A variant of this sampler whose scoring pass also records refined poses (`ctx.annotations
         ["refined_keypoints"]`) where this one does not (`alpose-bench diagnose` measures the refinement with it);

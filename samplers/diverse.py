@@ -58,7 +58,11 @@ class _Diverse:
     m: int
 
     def select(self, ctx: SelectionContext, budget: int) -> Selection:
-        scores = self.score(ctx)  # type: ignore[attr-defined]
+        return self.spread(ctx, self.score(ctx), budget)  # type: ignore[attr-defined]
+
+    def spread(self, ctx: SelectionContext, scores: np.ndarray, budget: int) -> Selection:
+        """The selection from the scorer's `scores` of the pool (computed once by a caller that also ranks by
+        them, e.g. `suggest`)."""
         n = len(ctx.pool)
         budget = min(budget, n)
         if budget <= 0:

@@ -30,12 +30,18 @@ def multi_peak_entropy(
 
     `min_distance` is in pixels of these heatmaps (already rescaled).
     """
+    return joint_peak_entropies(heatmaps, num_peaks, min_distance, exclude_border).sum(dim=-1)
+
+
+def joint_peak_entropies(
+    heatmaps: Tensor, num_peaks: int, min_distance: int, exclude_border: bool = True
+) -> Tensor:
+    """(B, J) the terms of `multi_peak_entropy`, one per joint: which joint the model is torn about."""
     peaks = find_peaks(
         heatmaps, num_peaks=num_peaks, min_distance=min_distance, exclude_border=exclude_border
     )
     p = peak_probabilities(peaks)
-    entropy = -torch.special.xlogy(p, p).sum(dim=-1)  # 0 log 0 = 0 on empty slots
-    return entropy.sum(dim=-1)
+    return -torch.special.xlogy(p, p).sum(dim=-1)  # 0 log 0 = 0 on empty slots
 
 
 @dataclass
@@ -60,5 +66,20 @@ class MultiPeakEntropy(ScoringSampler):
     def score_batch(self, batch: ForwardBatch, ctx: SelectionContext) -> np.ndarray:
         heatmaps = batch.out.final_heatmaps
         distance = scaled_distance(self.min_distance, int(heatmaps.shape[-1]))
-        scores = multi_peak_entropy(heatmaps, self.num_peaks, distance, self.exclude_border)
-        return scores.double().cpu().numpy()
+        per_joint = joint_peak_entropies(heatmaps, self.num_peaks, distance, self.exclude_border)
+        if getattr(ctx, "explain", False):  # `suggest` asks why; experiments do not
+            ctx.record_explanation("joint_entropy", batch.positions, per_joint.double().cpu().numpy())
+        return per_joint.sum(dim=-1).double().cpu().numpy()
+
+    def reasons(self, ctx: SelectionContext, positions: np.ndarray) -> list[str] | None:
+        """The joint whose heatmap peaks are most evenly matched in each image."""
+        per_joint = ctx.explanations.get("joint_entropy")
+        if per_joint is None:
+            return None
+        names = ctx.skeleton.joints
+        return [
+            f"most ambiguous joint {names[int(np.nanargmax(row))]} ({np.nanmax(row):.2f} nats over its peaks)"
+            if np.isfinite(row).any()
+            else ""
+            for row in per_joint[np.asarray(positions)]
+        ]

@@ -103,13 +103,18 @@ def expected_log_likelihood(peaks: Peaks, mu: Tensor, log_var: Tensor, skeleton:
 
     peaks: every joint needs at least one valid peak (see `with_argmax_fallback`); mu, log_var (B, L).
     """
+    return link_log_likelihoods(peaks, mu, log_var, skeleton).sum(dim=1)
+
+
+def link_log_likelihoods(peaks: Peaks, mu: Tensor, log_var: Tensor, skeleton: Skeleton) -> Tensor:
+    """(B, L) the terms of `expected_log_likelihood`, one per link: which limb makes a pose unlikely."""
     parent, child = _links(skeleton, mu.device)
     p = peak_probabilities(peaks)  # (B, J, K)
     a, b = peaks.coords[:, parent], peaks.coords[:, child]  # (B, L, K, 2)
     dist = (a[:, :, :, None, :] - b[:, :, None, :, :]).norm(dim=-1)  # (B, L, K, K)
     logq = gaussian_log_density(dist, mu[..., None, None], log_var[..., None, None])
     weight = p[:, parent][..., :, None] * p[:, child][..., None, :]
-    return (weight * logq).sum(dim=(1, 2, 3))
+    return (weight * logq).sum(dim=(2, 3))
 
 
 def offset_log_likelihood(keypoints: Tensor, offset: Tensor, log_var: Tensor, skeleton: Skeleton) -> Tensor:
@@ -229,4 +234,23 @@ class VL4Pose(ScoringSampler):
             if store is None or store.shape != shape:
                 store = ctx.annotations["refined_keypoints"] = np.full(shape, np.nan, dtype=np.float32)
             store[batch.positions] = refined.cpu().numpy()
-        return (-expected_log_likelihood(peaks, mu, log_var, skeleton)).double().cpu().numpy()
+        per_link = link_log_likelihoods(peaks, mu, log_var, skeleton)
+        if getattr(ctx, "explain", False):  # `suggest` asks why; experiments do not
+            ctx.record_explanation("link_log_likelihood", batch.positions, per_link.double().cpu().numpy())
+        return (-per_link.sum(dim=1)).double().cpu().numpy()
+
+    def reasons(self, ctx: SelectionContext, positions: np.ndarray) -> list[str] | None:
+        """The least likely limb of each image's predicted pose (2D; the 3D scores have no per-limb record)."""
+        per_link = ctx.explanations.get("link_log_likelihood")
+        if per_link is None:
+            return None
+        names = ctx.skeleton.joints
+        out = []
+        for row in per_link[np.asarray(positions)]:
+            link = int(np.nanargmin(row)) if np.isfinite(row).any() else None
+            if link is None:
+                out.append("")
+                continue
+            parent, child = ctx.skeleton.links[link]
+            out.append(f"least likely limb {names[parent]}-{names[child]} (log-likelihood {row[link]:.1f})")
+        return out

@@ -20,6 +20,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("engine", ("engine",)),
     ("experiment", ("experiment",)),
     ("present", ("present",)),
+    ("suggest", ("suggest",)),
     ("tools", ("tools", "testing")),
     ("command line", ("errors", "cli", "commands")),
 )  # fmt: skip

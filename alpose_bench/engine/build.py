@@ -155,7 +155,7 @@ def train_settings(spec: ExperimentSpec, epochs: int) -> TrainSettings:
         (FLIPS_ONLY if model_spec(spec).caches_features else AugmentSettings()) if spec.augment else None
     )
     return TrainSettings(
-        epochs=epochs, lr=spec.lr, batch_size=spec.batch_size, weight_decay=spec.weight_decay, sigma=spec.sigma,
+        epochs=epochs, lr=spec.lr, head_lr=spec.head_lr, batch_size=spec.batch_size, weight_decay=spec.weight_decay, sigma=spec.sigma,
         amplitude=spec.amplitude, augment=augment,
     )  # fmt: skip
 

@@ -43,6 +43,7 @@ class TrainSettings:
     epochs: int
     lr: float = 3e-4
     batch_size: int = 16
+    head_lr: float | None = None  # the auxiliary heads' (None: lr)
     weight_decay: float = 0.0
     # the targets' Gaussian width (None: the reference's for the heatmap size) and peak height (`HeatmapCodec`)
     sigma: float | None = None
@@ -119,7 +120,8 @@ def train(
     g = torch.Generator().manual_seed(seed)
     heatmap_size = model_info(model).heatmap_size
     groups = [{"params": list(model.parameters())}]
-    groups += [{"params": list(head.parameters())} for head, _ in heads.values()]
+    head_lr = {} if settings.head_lr is None else {"lr": settings.head_lr}
+    groups += [{"params": list(head.parameters()), **head_lr} for head, _ in heads.values()]
     opt = compute.optimizer(groups, settings.lr, settings.weight_decay)
     model.train()
     for head, _ in heads.values():

@@ -77,12 +77,25 @@ class SelectionContext:
         # per-pool-position arrays a sampler may leave for the record (e.g. VL4Pose's "refined_keypoints" (N, J, 2)
         # in model-input pixels); the loop stores the rows of the images it selected
         self.annotations: dict[str, np.ndarray] = {}
+        # set by `suggest`: scorers also record the parts of each score (per limb, per joint) in `explanations`,
+        # which `Sampler.reasons` reads; off in experiments, where nothing reads them
+        self.explain = False
+        self.explanations: dict[str, np.ndarray] = {}
         # how the model's heatmaps were trained (targets' peak height, ...); None: the reference codec
         self.codec = codec
         # only reference samplers (`Sampler.reference`, "labels" in `needs`) may read the pool's ground truth
         self.labels_allowed = bool(
             getattr(sampler, "reference", False) and "labels" in getattr(sampler, "needs", ())
         )
+
+    def record_explanation(self, name: str, positions: np.ndarray, values: np.ndarray) -> None:
+        """Keep `values` (B, ...) of the pool images at `positions` under `name` (call it when `explain` is set)."""
+        store = self.explanations.get(name)
+        if store is None or store.shape[1:] != values.shape[1:] or len(store) != len(self.pool):
+            store = self.explanations[name] = np.full(
+                (len(self.pool), *values.shape[1:]), np.nan, dtype=np.float64
+            )
+        store[np.asarray(positions)] = values
 
     @property
     def skeleton(self) -> Skeleton:

@@ -68,6 +68,9 @@ class ExperimentSpec:
     epochs_first: int = param(40, low=0, low_open=True)
     epochs: int = param(3, low=0)
     lr: float = param(1e-3, low=0, low_open=True)
+    # the auxiliary heads' learning rate (None: lr). A head on a pretrained backbone's unnormalised features
+    # diverges at the lr its pose head trains well with (its log-variance overflows within a few steps)
+    head_lr: float | None = param(None, low=0, low_open=True)
     batch_size: int = param(16, low=0, low_open=True)
     weight_decay: float = param(0.0, low=0)
     augment: bool = True
@@ -179,6 +182,7 @@ LEGACY: dict[str, Any] = {
     "backbone_weights": "imagenet",
     "trainable_blocks": 0,
     "feature_cache": True,
+    "head_lr": None,
 }
 # the dataset_options key of options for every dataset of the run (`--dataset-option KEY=VALUE`)
 ALL_DATASETS = "*"

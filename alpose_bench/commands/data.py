@@ -167,3 +167,31 @@ def prepare(
         table.add_row("cache", str(dataset.info["cache_file"]))
     table.add_row("seconds", f"{time.perf_counter() - started:.2f}")
     console.print(table)
+
+
+@data.command("example-project")
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option("--labelled", type=click.IntRange(1), default=300, show_default=True, help="Labelled frames.")
+@click.option(
+    "--candidates", type=click.IntRange(1), default=2000, show_default=True, help="Candidate frames."
+)
+@click.option("--seed", type=click.IntRange(0), default=0, show_default=True, help="Which LSPET images.")
+@click.option(
+    "--data-root",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="The folder holding lspet/ (default: ALPOSE_DATA_ROOT or the shared data folder).",
+)
+def example_project(out: Path, labelled: int, candidates: int, seed: int, data_root: Path | None) -> None:
+    """Write a labelling project made of LSPET photographs to OUT, as COCO, DeepLabCut and SLEAP, with the
+    candidates' labels kept aside in OUT/truth.json (try `alpose-bench suggest OUT/coco/project.json --truth
+    OUT/truth.json`)."""
+    from alpose_bench.suggest.example_project import write_example_project
+
+    paths = write_example_project(
+        out, labelled=labelled, candidates=candidates, seed=seed, data_root=data_root
+    )
+    console = output_console()
+    for fmt, path in paths.items():
+        console.print(f"{fmt}: {path}")
+    console.print(f"hidden labels: {out / 'truth.json'}")

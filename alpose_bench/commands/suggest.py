@@ -13,7 +13,7 @@ from alpose_bench.commands.console import output_console
 from alpose_bench.errors import UserError
 from alpose_bench.spec.advice import COMPETENT_ACCURACY
 from alpose_bench.suggest.project import read_project
-from alpose_bench.suggest.suggester import FAMILY_SETTINGS, Suggestions, SuggestOptions
+from alpose_bench.suggest.suggester import FAMILY_SETTINGS, Suggestions, SuggestOptions, check_request
 from alpose_bench.suggest.suggester import suggest as run_suggest
 
 
@@ -48,8 +48,8 @@ def _summary(found: Suggestions, min_accuracy: float) -> list[str]:
     if weak:
         lines.append(
             f"[yellow]warning:[/yellow] the model is too weak (held-out PCK@0.2 below {min_accuracy:.0f} %) for its "
-            "uncertainty to rank frames; typicality (--sampler typiclust) or k-means coverage (--sampler "
-            "random+kmeans is not a scorer; use typiclust or coreset) is the better choice there"
+            "uncertainty to rank frames; typicality (--sampler typiclust) or coverage (--sampler coreset) is the "
+            "better choice there"
         )
     if found.chosen_by_advice:
         lines.append(f"sampler: {found.advice.sampler} ({found.advice.regime} regime): {found.advice.reason}")
@@ -72,6 +72,27 @@ def _picks_table(found: Suggestions, shown: int) -> list[Table]:
                           ranking.reasons[k])  # fmt: skip
         tables.append(table)
     return tables
+
+
+def _truth_table(found: Suggestions, truth: Path) -> Table:
+    from alpose_bench.suggest.truth import agreement
+
+    report = agreement(found, truth)
+    table = Table(
+        title=f"against the hidden labels of {report.n} candidates (mean error {report.mean_error:.3f} box "
+        f"diagonals); chance: ρ of random orders within [{report.chance[0]:+.3f}, {report.chance[1]:+.3f}] (95 %)",
+        title_justify="left",
+    )
+    for col in ("sampler", "Spearman ρ (score vs true error)", "p", "picks' error / mean error"):
+        table.add_column(col, justify="left" if col == "sampler" else "right")
+    for row in report.rows:
+        table.add_row(
+            row.sampler,
+            "no scores" if row.spearman is None else f"{row.spearman:+.3f}",
+            "" if row.p_value is None else f"{row.p_value:.2g}",
+            f"{row.picks_error_ratio:.2f}",
+        )
+    return table
 
 
 @click.command("suggest")
@@ -147,12 +168,19 @@ def _picks_table(found: Suggestions, shown: int) -> list[Table]:
     show_default=True,
     help="Held-out PCK@0.2 (%) below which the model's uncertainty is not trusted to rank frames.",
 )
+@click.option(
+    "--truth",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="The candidates' hidden labels (truth.json of `data example-project`): print how well each "
+    "sampler's scores follow their true error.",
+)
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 def suggest(
     project: Path, samplers: str, budget: int, spread: bool, model: str, save_model: Path | None,
     images: Path | None, unlabelled: Path | None, holdout: float, out: Path, sheet: int, epochs: int | None,
-    resolution: int | None, min_accuracy: float, seed: int, device: str,
+    resolution: int | None, min_accuracy: float, truth: Path | None, seed: int, device: str,
 ) -> None:  # fmt: skip
     """Rank PROJECT's unlabelled frames by how much labelling them should help.
 
@@ -169,10 +197,11 @@ def suggest(
         seed=seed, epochs=epochs, resolution=resolution, device=device, min_accuracy=min_accuracy,
     )  # fmt: skip
     read = read_project(project, images=images, unlabelled=unlabelled)
+    request = check_request(read, options)  # every one-line error before anything is printed or trained
     console.print(read.describe())
     for note in read.notes:
         console.print(f"note: {note}")
-    found = run_suggest(read, options, say=console.print)
+    found = run_suggest(read, options, say=console.print, request=request)
     if found.skipped:
         key, why = next(iter(found.skipped.items()))
         console.print(
@@ -191,4 +220,6 @@ def suggest(
         console.print(table)
     for sampler, paths in written.items():
         console.print(f"{sampler}: " + ", ".join(str(p) for p in paths))
+    if truth is not None:
+        console.print(_truth_table(found, truth))
     console.print(f"done in {time.perf_counter() - started:.1f} s (training {found.train_time.wall_s:.1f} s)")

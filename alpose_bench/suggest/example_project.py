@@ -31,13 +31,16 @@ SCORER = "bench"
 
 
 def _lspet_dir(root: Path | None) -> Path:
-    from alpose_bench.datasets.files import shared_data_dir
+    """LSPET's folder: `root` (or $ALPOSE_DATA_ROOT, or the shared data folder) or its lspet/ subfolder."""
+    from alpose_bench.datasets.files import data_root
+    from alpose_bench.datasets.lsp import LSPET_HINT
+    from alpose_bench.pose.data import DatasetConfig
 
-    base = root if root is not None else shared_data_dir()
-    folder = None if base is None else (base if (base / "joints.mat").is_file() else base / "lspet")
-    if folder is None or not (folder / "joints.mat").is_file():
+    base = data_root(DatasetConfig(data_root=root), "lspet", "lspet/{joints.mat, images/}", LSPET_HINT, True)
+    folder = base if (base / "joints.mat").is_file() else base / "lspet"
+    if not (folder / "joints.mat").is_file():
         raise ProjectError(
-            "the example project needs the LSPET release (joints.mat, images/); give its folder with --data-root"
+            f"{base} holds no LSPET release (lspet/joints.mat, lspet/images/); obtain it from {LSPET_HINT}"
         )
     return folder
 

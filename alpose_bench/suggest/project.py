@@ -197,7 +197,10 @@ def _from_labels(
     """A Project from sleap-io Labels: frames with one user instance are labelled, frames without any are
     candidates; `key_of(video_index, frame_index, image)` names a frame."""
     if not labels.skeletons:
-        raise ProjectError(f"{source} declares no skeleton (keypoint names); label at least one frame first")
+        raise ProjectError(
+            f"{source} has no labelled frames (and so no skeleton); label some frames first (suggest trains its "
+            "model on them)"
+        )
     if len(labels.skeletons) > 1:
         names = ", ".join(s.name or "?" for s in labels.skeletons)
         raise ProjectError(
@@ -242,16 +245,28 @@ def _from_labels(
 
 def _read_coco(sio: Any, path: Path, images: str | Path | None) -> Project:
     import json
+    import warnings
 
     try:
         listed = json.loads(path.read_text())
-        names = [str(im["file_name"]) for im in listed.get("images", [])]
+        names = {im["id"]: str(im["file_name"]) for im in listed.get("images", [])}
+        annotated = {a["image_id"] for a in listed.get("annotations", []) if any(a.get("keypoints") or [])}
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ProjectError(f"{path} is not a COCO keypoint JSON ({str(exc).splitlines()[0]})") from None
     roots = [Path(images)] if images is not None else [path.parent, path.parent / "images"]
-    root = next((r for r in roots if names and (r / names[0]).is_file()), roots[0])
+    root = next((r for r in roots if any((r / n).is_file() for n in list(names.values())[:20])), roots[0])
+    # sleap-io skips listed images it cannot find, with their annotations: say so here, and refuse for labels
+    missing = {i: n for i, n in names.items() if not (root / n).is_file()}
+    lost = [n for i, n in missing.items() if i in annotated]
+    if lost:
+        raise ProjectError(
+            f"{len(lost)} of {len(annotated)} labelled images are missing under {root} (first: {lost[0]}); point "
+            "--images at the folder that holds them"
+        )
     try:
-        labels = sio.load_coco(str(path), dataset_root=str(root))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            labels = sio.load_coco(str(path), dataset_root=str(root))
     except Exception as exc:  # noqa: BLE001 - sleap-io's own errors for a malformed file
         raise ProjectError(
             f"cannot read {path} as a COCO keypoint JSON ({str(exc).splitlines()[0]})"
@@ -262,6 +277,11 @@ def _read_coco(sio: Any, path: Path, images: str | Path | None) -> Project:
 
     project = _from_labels(sio, "coco", path, labels, key)
     project.image_root = root
+    if missing:
+        project.notes.append(
+            f"{len(missing)} candidate image(s) listed in {path.name} are missing under {root} and were skipped "
+            f"(first: {next(iter(missing.values()))})"
+        )
     return project
 
 
@@ -274,6 +294,15 @@ def _read_dlc(sio: Any, folder: Path) -> Project:
             "first (or convert its .h5 files with deeplabcut.convertcsv2h5's reverse)"
         )
     declared = _config_bodyparts(config)
+    for csv in csvs:  # sleap-io skips rows whose image it cannot find: refuse here instead of losing labels
+        rows = [line.split(",", 1)[0] for line in csv.read_text().splitlines()]
+        listed = [r for r in rows if Path(r).suffix.lower() in IMAGE_SUFFIXES]
+        lost = [r for r in listed if not (folder / r).is_file() and not (csv.parent / Path(r).name).is_file()]
+        if lost:
+            raise ProjectError(
+                f"{len(lost)} of {len(listed)} frames labelled in {csv.relative_to(folder)} are missing (first: "
+                f"{lost[0]}); restore them or remove their rows"
+            )
     parts, bodyparts = [], None
     for csv in csvs:
         try:

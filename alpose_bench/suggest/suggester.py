@@ -217,8 +217,19 @@ def read_all(project: Project, resolution: int) -> tuple[DecodedFrames, DecodedF
     return labelled, candidates
 
 
-def suggest(project: Project, options: SuggestOptions, say: Any = print) -> Suggestions:
-    """Train, evaluate, score and pick (see the module docstring). `say(line)` reports progress to the user."""
+@dataclass(frozen=True)
+class Request:
+    """A suggest request checked against its project: the spec, the samplers asked for (empty: the advice's), and
+    the saved model to warm-start from."""
+
+    spec: ExperimentSpec
+    samplers: list[str]
+    saved: SavedModel | None
+
+
+def check_request(project: Project, options: SuggestOptions) -> Request:
+    """Every check that needs no image decoded and no model trained (one-line errors): the saved model against
+    the project, the spec, the weights, the samplers, the budget and the held-out share."""
     saved = load_model_file(options.model_file, project) if options.model_file is not None else None
     spec = suggest_spec(options, saved)
     check_available(model_spec(spec))
@@ -227,6 +238,16 @@ def suggest(project: Project, options: SuggestOptions, say: Any = print) -> Sugg
         raise SuggestError(f"--budget must be at least 1, got {options.budget}")
     if not 0 <= options.holdout < 1:
         raise SuggestError(f"--holdout must be in [0, 1), got {options.holdout}")
+    return Request(spec=spec, samplers=asked, saved=saved)
+
+
+def suggest(
+    project: Project, options: SuggestOptions, say: Any = print, request: Request | None = None
+) -> Suggestions:
+    """Train, evaluate, score and pick (see the module docstring). `say(line)` reports progress to the user;
+    `request`: the result of `check_request` when the caller checked first."""
+    request = request if request is not None else check_request(project, options)
+    spec, asked, saved = request.spec, request.samplers, request.saved
     res = spec.resolution
     labelled, cand = read_all(project, res)
     candidates = [project.candidates[k] for k in cand.kept]

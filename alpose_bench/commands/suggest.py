@@ -47,9 +47,17 @@ def _summary(found: Suggestions, min_accuracy: float) -> list[str]:
     weak = found.accuracy is None or found.accuracy < min_accuracy
     if weak:
         lines.append(
-            f"[yellow]warning:[/yellow] the model is too weak (held-out PCK@0.2 below {min_accuracy:.0f} %) for its "
-            "uncertainty to rank frames; typicality (--sampler typiclust) or coverage (--sampler coreset) is the "
-            "better choice there"
+            "[yellow]warning:[/yellow] "
+            + (
+                "no held-out accuracy, so the regime is unknown; in "
+                if found.accuracy is None
+                else f"held-out PCK@0.2 is below {min_accuracy:.0f} %: "
+            )
+            + "the low-budget regime, where "
+            "the benchmark measured that labelling the frames a model gets most wrong does not beat labelling random "
+            "ones (oracle-hard at or below random; docs/example-results.md, docs/protocol-search.md), however well its "
+            "scores find its errors; typicality (--sampler typiclust) or coverage (--sampler coreset) is the better "
+            "choice there"
         )
     if found.chosen_by_advice:
         lines.append(f"sampler: {found.advice.sampler} ({found.advice.regime} regime): {found.advice.reason}")

@@ -57,7 +57,7 @@ def contact_sheet(found: Suggestions, ranking: Ranking, count: int) -> bytes:
 
     picks = ranking.picks[:count]
     rows = max(1, math.ceil(len(picks) / COLUMNS))
-    caption = 30
+    caption = 44
     sheet = Image.new("RGB", (COLUMNS * TILE, rows * (TILE + caption)), "white")
     draw = ImageDraw.Draw(sheet)
     links = found.project.skeleton.links
@@ -73,12 +73,16 @@ def contact_sheet(found: Suggestions, ranking: Ranking, count: int) -> bytes:
             cx, cy = p + (x0, y0)
             draw.ellipse([cx - 2, cy - 2, cx + 2, cy + 2], fill=(0, 114, 178))
         score = ranking.scores[k]
-        head = f"#{n + 1} {found.candidates[k].key}"[:34]
-        draw.text((x0 + 3, y0 + TILE + 2), head, fill="black")
-        detail = (f"score {score:.3g} " if np.isfinite(score) else "") + ranking.reasons[k].replace(
-            "least likely ", ""
-        )
-        draw.text((x0 + 3, y0 + TILE + 15), detail[:34], fill=(90, 90, 90))
+        why = ranking.reasons[k].split(" (")[0].replace("least likely ", "").replace("most ambiguous ", "")
+        lines = [
+            f"#{n + 1} {found.candidates[k].key}",
+            f"score {score:.3g}" if np.isfinite(score) else "",
+            why,
+        ]
+        for row, text in enumerate(lines):
+            draw.text(
+                (x0 + 3, y0 + TILE + 2 + 13 * row), text[:34], fill="black" if row == 0 else (90, 90, 90)
+            )
     buffer = io.BytesIO()
     sheet.save(buffer, format="PNG")
     return buffer.getvalue()

@@ -268,3 +268,29 @@ def test_suggestions_find_the_frames_the_model_gets_wrong(shared_data, tmp_path)
     for row in report.rows:
         assert row.spearman is not None and row.spearman > report.chance[1] and row.p_value < 0.01, row
         assert row.picks_error_ratio > 1.0, row
+
+
+def test_the_from_scratch_hourglass_is_an_option(project, tmp_path) -> None:
+    out = tmp_path / "out"
+    result = invoke("suggest", str(project["coco"]), "--model", "hourglass", "--sampler", "vl4pose", "--budget", "4",
+                    "--epochs", "1", "--out", str(out))  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "training the hourglass model" in result.output
+    assert len(pd.read_csv(out / "vl4pose.csv")) == 30
+
+
+def test_an_unreadable_labelled_image_is_refused(project, tmp_path) -> None:
+    images = tmp_path / "images"
+    images.mkdir()
+    # the LSPET folder is shared: a private folder of links, with one labelled image broken
+    data = json.loads(project["coco"].read_text())
+    for im in data["images"]:
+        (images / im["file_name"]).symlink_to((project["coco"].parent / "images" / im["file_name"]).resolve())
+    labelled = next(im for im in data["images"] if im["id"] == data["annotations"][0]["image_id"])
+    (images / labelled["file_name"]).unlink()
+    (images / labelled["file_name"]).write_bytes(b"\xff\xd8 cut short")
+    path = tmp_path / "project.json"
+    path.write_text(json.dumps(data))
+    out = tmp_path / "out"
+    _one_line_error(invoke("suggest", str(path), "--out", str(out), "--resolution", "96"),
+                    "labelled frames cannot be read", out)  # fmt: skip

@@ -206,9 +206,6 @@ def suggest(
     )  # fmt: skip
     read = read_project(project, images=images, unlabelled=unlabelled)
     request = check_request(read, options)  # every one-line error before anything is printed or trained
-    console.print(read.describe())
-    for note in read.notes:
-        console.print(f"note: {note}")
     found = run_suggest(read, options, say=console.print, request=request)
     if found.skipped:
         key, why = next(iter(found.skipped.items()))

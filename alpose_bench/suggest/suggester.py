@@ -249,7 +249,10 @@ def suggest(
     request = request if request is not None else check_request(project, options)
     spec, asked, saved = request.spec, request.samplers, request.saved
     res = spec.resolution
-    labelled, cand = read_all(project, res)
+    labelled, cand = read_all(project, res)  # the last check that can refuse the project
+    say(project.describe())
+    for note in project.notes:
+        say(f"note: {note}")
     candidates = [project.candidates[k] for k in cand.kept]
     skipped = {project.candidates[k].key: why for k, why in cand.failed.items()}
 

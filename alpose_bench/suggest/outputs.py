@@ -88,7 +88,7 @@ def contact_sheet(found: Suggestions, ranking: Ranking, count: int) -> bytes:
     return buffer.getvalue()
 
 
-def _coco_picks(found: Suggestions, frames: list[Frame]) -> bytes:
+def _coco_picks(found: Suggestions, frames: list[tuple[Frame, np.ndarray]]) -> bytes:
     source = json.loads(Path(found.project.source).read_text())
     ids = {str(im["file_name"]): im for im in source.get("images", [])}
     next_id = max([int(im.get("id", 0)) for im in source.get("images", [])] + [0]) + 1
@@ -104,7 +104,7 @@ def _coco_picks(found: Suggestions, frames: list[Frame]) -> bytes:
     return json.dumps({"images": images, "annotations": [], "categories": categories}, indent=1).encode()
 
 
-def _sleap_picks(found: Suggestions, frames: list[Frame]) -> bytes:
+def _sleap_picks(found: Suggestions, frames: list[tuple[Frame, np.ndarray]]) -> bytes:
     import os
     import tempfile
 

@@ -117,6 +117,10 @@ class Sampler(ABC):
     order: ClassVar[int] = 1000
     #: the named sampler groups it belongs to (`--samplers default`; "all" holds every sampler)
     groups: ClassVar[frozenset[str]] = frozenset()
+    #: whether a device watching a stream can decide on each frame alone, as it arrives (True), or must buffer
+    #: frames and select among them (False: Core-Set, TypiClust, the GCNs, EGL++, composites); None: True exactly
+    #: for the baseline and for samplers with per-image scores (`decides_per_frame`)
+    per_frame: ClassVar[bool | None] = None
     #: names it was registered under before, oldest first: accepted wherever a name is, adopted by a stored
     #: experiment when it next runs, and the first one keeps naming its random streams (`stream_name`)
     former_names: ClassVar[tuple[str, ...]] = ()
@@ -129,6 +133,13 @@ class Sampler(ABC):
     def display_name(cls) -> str:
         """`label`, or `name` when the sampler sets none."""
         return cls.label or cls.name
+
+    @classmethod
+    def decides_per_frame(cls) -> bool:
+        """True when the sampler can decide on one frame at a time (see `per_frame`)."""
+        if cls.per_frame is not None:
+            return cls.per_frame
+        return cls.baseline or cls.score is not Sampler.score
 
     @classmethod
     def stream_name(cls) -> str:

@@ -105,6 +105,7 @@ def diverse_class(base: type[Sampler], selector: str) -> type[Sampler]:
         "embedding for diversity.",
         "needs": frozenset(base.needs | {"embedding"}),
         "overhead_target": None,
+        "per_frame": False,  # spreading picks compares them with each other
         "selector": selector,
         "__module__": __name__,
         "__doc__": f"{base.display_name()} scores, spread by {SELECTORS[selector]} over the top m x budget.",

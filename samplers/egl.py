@@ -325,6 +325,9 @@ class EGLPP(Sampler):
     order = 3
     label = "EGL++"
     description = "EGL++: expected gradient length with labels of t-SNE neighbours (Shukla, WACV 2022)."
+    per_frame = (
+        False  # its score compares each image's gradient with its labelled neighbours: a buffer's work
+    )
     needs = frozenset({"embedding", "heatmaps", "keypoints", "model"})
     works_without_labelled = False
     # its per-image cost is a forward pass plus k gradient computations: the CPU presets score a random subset

@@ -122,6 +122,9 @@ def test_every_section_gives_finite_positive_figures(report):
     slow = rows["per-image-gradients"]  # needs "model": timed on the first slow_pool images
     assert slow["status"] == "ok" and slow["pool"] == 3 and slow["forward_passes_per_image"] == 1
     assert rows["broken"]["status"] == "failed" and "scores unavailable" in rows["broken"]["reason"]
+    fp = {r["sampler"]: r for r in report.sections["footprint"]["rows"]}
+    assert fp["random"]["status"] == "ok" and fp["per-image-gradients"]["pool"] == 3  # the slow pool here too
+    assert fp["broken"]["status"] == "failed" and "scores unavailable" in fp["broken"]["reason"]
     (cs,) = report.sections["coreset"]["rows"]
     assert cs["status"] == "ok" and (cs["pool"], cs["labelled"]) == (300, 40) and positive(cs["seconds"])
     assert cs["pairwise_matrix_mb"] == pytest.approx(300 * 40 * 8 / 2**20)
@@ -252,3 +255,34 @@ def test_bad_input_is_a_one_line_error(args, fragment):
     lines = [line for line in result.output.strip().splitlines() if line.strip()]
     assert "Traceback" not in result.output and lines[-1].startswith("Error:"), result.output
     assert fragment in lines[-1], result.output
+
+
+def test_footprint_gives_each_sampler_its_extra_cost_beside_the_forward_pass():
+    settings = tiny_settings(sections=("footprint",), samplers=("random", "vl4pose", "coreset", "mpe"),
+                             footprint_frames=3)  # fmt: skip
+    fig = run_bench(settings).sections["footprint"]
+    assert (fig["pool"], fig["labelled"], fig["batch_size"]) == (8, 8, settings.spec.eval_batch_size)
+    assert fig["paper_model_params"] == 8.4e6 and fig["paper_aux_params"] == 2.1e6
+    assert positive(fig["model_params"]) and positive(fig["forward_ms_b1"]) and positive(fig["forward_ms_batch"])
+    rows = {r["sampler"]: r for r in fig["rows"]}
+    assert all(r["status"] == "ok" for r in rows.values()), rows
+    for r in rows.values():
+        assert r["frames_b1"] == 3 and r["pool"] == 8
+        for key in ("extra_ms_b1", "extra_ms_batch", "ratio_b1", "ratio_batch", "growth_pool", "growth_labelled"):
+            assert math.isfinite(r[key]) and r[key] >= 0, (key, r)
+        assert r["per_frame"] == ("O(1)" if max(r["growth_pool"], r["growth_labelled"]) <= 1.3 else "grows")
+    # random runs no model: nothing beyond the device's own forward pass, no auxiliary head
+    assert rows["random"]["ratio_b1"] < 0.5 and rows["random"]["extra_params"] == 0
+    assert rows["vl4pose"]["extra_params"] > 0 and rows["mpe"]["extra_params"] == 0  # VL4Pose's auxiliary network
+    assert rows["vl4pose"]["ratio_b1"] >= 1  # at least the forward pass it scores from
+    assert [rows[n]["buffered"] for n in ("random", "vl4pose", "coreset", "mpe")] == [False, False, True, False]
+
+
+def test_which_samplers_decide_on_each_frame_alone():
+    from alpose_bench.spec.registry import get_sampler
+
+    per_frame = {n: get_sampler(n).decides_per_frame() for n in
+                 ("random", "vl4pose", "mpe", "learning-loss", "aleatoric", "coreset", "typiclust", "egl",
+                  "mpe+kmeans")}  # fmt: skip
+    assert per_frame == {"random": True, "vl4pose": True, "mpe": True, "learning-loss": True, "aleatoric": True,
+                         "coreset": False, "typiclust": False, "egl": False, "mpe+kmeans": False}  # fmt: skip

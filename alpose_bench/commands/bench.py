@@ -37,6 +37,30 @@ def _rate(value: float | None) -> str:
     return "n/a" if value is None else (f"{value:,.0f}" if value >= 100 else f"{value:.1f}")
 
 
+def footprint_table(fig: dict[str, Any]) -> Table:
+    """Each sampler's cost to a device beside the pose model's forward pass."""
+    t = _table(
+        f"footprint at {fig['resolution']} px: pose model {fig['model_params'] / 1e6:.2f} M parameters (the paper's "
+        f"2-stack hourglass: {fig['paper_model_params'] / 1e6:.1f} M, its auxiliary network "
+        f"{fig['paper_aux_params'] / 1e6:.1f} M); forward {fig['forward_ms_b1']:.2f} ms/frame at batch 1, "
+        f"{fig['forward_ms_batch']:.2f} at batch {fig['batch_size']}; pool {fig['pool']}, labelled {fig['labelled']}",
+        ["sampler", "kind", "extra ms/frame b1", "x forward b1", f"extra ms/frame b{fig['batch_size']}",
+         "x forward", "extra params", "extra peak MiB", "x cost, pool x2", "x cost, labelled x2", "per frame"],
+    )  # fmt: skip
+    t.add_column("note", overflow="fold")
+    for r in fig["rows"]:
+        if r["status"] != "ok":
+            t.add_row(r["sampler"], *[""] * 10, f"{r['status']}: {r['reason']}",
+                      style="dim" if r["status"] == "skipped" else "red")  # fmt: skip
+            continue
+        t.add_row(r["sampler"], "buffered" if r["buffered"] else "per frame", _f(r["extra_ms_b1"]),
+                  _f(r["ratio_b1"]), _f(r["extra_ms_batch"], ".3f"), _f(r["ratio_batch"]),
+                  f"{r['extra_params']:,}", _f(r["extra_peak_mb"], ".1f"), _f(r["growth_pool"]),
+                  _f(r["growth_labelled"]), r["per_frame"],
+                  f"pool {r['pool']}" if r["pool"] != fig["pool"] else "")  # fmt: skip
+    return t
+
+
 def section_table(name: str, fig: dict[str, Any]) -> Table | str:
     """A rich table (or one line) for one section's figures; figures that meet their target are green."""
     if "skipped" in fig:
@@ -92,6 +116,8 @@ def section_table(name: str, fig: dict[str, Any]) -> Table | str:
                       _vs(r["overhead_ratio"], r["target"], ".2f", False), target,
                       _f(r["forward_passes_per_image"], ".2f"), "")  # fmt: skip
         return t
+    if name == "footprint":
+        return footprint_table(fig)
     if name == "coreset":
         t = _table(
             f"Core-Set k-center greedy, dim {fig['dim']}, budget {fig['budget']} (memory above the process after "
@@ -186,6 +212,13 @@ def contention_warning() -> str | None:
 @click.option(
     "--pool", type=int, default=512, show_default=True, help="Unlabelled images for inference/samplers."
 )
+@click.option(
+    "--footprint-frames",
+    type=int,
+    default=32,
+    show_default=True,
+    help="Frames each sampler scores one at a time (batch 1) in the footprint section.",
+)
 @click.option("--slow-pool", type=int, default=32, show_default=True,
               help="Pool of samplers that differentiate the model per image (EGL++; time linear in the pool).")  # fmt: skip
 @click.option(
@@ -238,7 +271,7 @@ def contention_warning() -> str | None:
 )
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
               help="Write every figure, with the machine description, to this JSON file.")  # fmt: skip
-def bench(preset, dataset, device, resolution, model, dropout, data_root, pool, slow_pool, labelled, budget, samplers, sampler_params, only,
+def bench(preset, dataset, device, resolution, model, dropout, data_root, pool, footprint_frames, slow_pool, labelled, budget, samplers, sampler_params, only,
           repeats, max_seconds, train_steps, coreset_pool, coreset_labelled, coreset_dim, coreset_budget, peak_maps,
           egl_pool, egl_train_steps, levers, precision, threads, seed, json_path) -> None:  # fmt: skip
     """Measure speed on this machine, each figure a median over repeats.
@@ -261,7 +294,7 @@ def bench(preset, dataset, device, resolution, model, dropout, data_root, pool, 
             sampler_params=parse_sampler_params(sampler_params) or None,
         ))  # fmt: skip
         settings = BenchSettings(
-            spec=spec, sections=sections, pool=pool, slow_pool=slow_pool, labelled=labelled, budget=budget,
+            spec=spec, sections=sections, pool=pool, slow_pool=slow_pool, footprint_frames=footprint_frames, labelled=labelled, budget=budget,
             samplers=tuple(n.strip() for n in samplers.split(",") if n.strip()) if samplers else None,
             repeats=repeats, max_seconds=max_seconds, train_steps=train_steps,
             coreset_pools=parse_sizes(coreset_pool, "--coreset-pool"),

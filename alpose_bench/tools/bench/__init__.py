@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from alpose_bench.tools.bench import coreset, egl, inference, peaks, samplers, training
+from alpose_bench.tools.bench import coreset, egl, footprint, inference, peaks, samplers, training
 from alpose_bench.tools.bench.common import (
     SECTIONS,
     BenchError,
@@ -52,6 +52,7 @@ SECTION_TABLE: dict[str, Section] = {
     "training": Section(training.run, needs_model=True, needs_pool=False),
     "inference": Section(inference.run, needs_model=True, needs_pool=True),
     "samplers": Section(samplers.run, needs_model=True, needs_pool=True),
+    "footprint": Section(footprint.run, needs_model=True, needs_pool=True),
     "coreset": Section(coreset.run, needs_model=False, needs_pool=False),
     "peaks": Section(peaks.run, needs_model=False, needs_pool=False),
     "egl": Section(egl.run, needs_model=True, needs_pool=True),

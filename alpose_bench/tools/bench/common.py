@@ -21,7 +21,7 @@ from alpose_bench.core.jsonio import report_dict, write_report_json
 from alpose_bench.pose.data import PoseDataset
 from alpose_bench.spec.config import ConfigError, ExperimentSpec
 
-SECTIONS = ("training", "inference", "samplers", "coreset", "peaks", "egl")
+SECTIONS = ("training", "inference", "samplers", "footprint", "coreset", "peaks", "egl")
 
 Progress = Callable[[str], None]
 
@@ -52,6 +52,7 @@ class BenchSettings:
     peak_size: int = 64
     egl_pool: int = 8
     slow_pool: int = 32  # pool of the samplers that differentiate the model per image (EGL++)
+    footprint_frames: int = 32  # frames each sampler scores one at a time (batch 1) in the footprint section
     egl_train_steps: int = (
         100  # optimiser steps on the labelled images before the EGL++ comparison (a trained model)
     )
@@ -66,7 +67,7 @@ class BenchSettings:
                 f"choose from {', '.join(SECTIONS)}"
             )
         positive = dict(pool=self.pool, repeats=self.repeats, train_steps=self.train_steps, egl_pool=self.egl_pool,
-                        slow_pool=self.slow_pool,
+                        slow_pool=self.slow_pool, footprint_frames=self.footprint_frames,
                         coreset_dim=self.coreset_dim, coreset_budget=self.coreset_budget, peak_maps=self.peak_maps,
                         peak_joints=self.peak_joints)  # fmt: skip
         for name, value in positive.items():

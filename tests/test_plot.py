@@ -22,6 +22,7 @@ from alpose_bench.present.plot import (
     plot_results,
     plot_selection,
     plot_timing,
+    plot_tradeoff,
     save_figure,
 )
 from alpose_bench.results.analysis import (
@@ -214,6 +215,23 @@ def test_timing_figure_has_realtime_line_on_log_axis(rs):
     assert any(np.allclose(ln.get_xdata(), 1000 / 30) for ln in latency.get_lines())
 
 
+def test_tradeoff_puts_each_sampler_at_its_cost_and_gain(rs):
+    from alpose_bench.results.comparisons import tradeoff_data
+
+    fig = plot_tradeoff(rs)
+    split = "ood" if "ood" in rs.splits else "test"
+    expected = tradeoff_data(rs.cycles, rs.split_cycles(split))
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log"
+    dataset = rs.datasets[0]
+    d = expected[expected["dataset"] == dataset].dropna(subset=["ms_per_frame"])
+    points = {tuple(np.round(ln.get_xydata()[0], 6)) for ln in ax.get_lines() if len(ln.get_xdata()) == 1}
+    for row in d.itertuples():
+        gain = 0.0 if row.sampler == "random" else row.gain
+        assert (round(row.ms_per_frame, 6), round(gain, 6)) in points, row.sampler
+    assert any(np.allclose(ln.get_xdata(), 1000 / 30) for ln in ax.get_lines())  # the real-time line
+
+
 def test_plot_selection_draws_each_predicted_and_refined_skeleton():
     rng = np.random.default_rng(0)
     images = rng.integers(0, 255, (3, 32, 32, 1), dtype=np.uint8)
@@ -243,6 +261,7 @@ def test_plot_results_writes_every_figure(rs, tmp_path):
         "modes-synth-hand.png",
         "modes-synth-human.png",
         "timing.png",
+        "tradeoff.png",
     ]
     assert all(p.stat().st_size > 10_000 for p in out.written) and not out.skipped
 
@@ -266,6 +285,7 @@ def test_figures_that_cannot_be_drawn_are_skipped_with_the_reason(rs, tmp_path):
         "gain: no random runs to compare with; add random to the experiment's samplers",
         "cd: a critical-difference diagram needs 3 or more samplers and 2 or more budgets after the first",
         "mode-accuracy: no per-mode results (only datasets with pose modes, evaluated with random, have them)",
+        "tradeoff: no random runs to compare with; add random to the experiment's samplers",
     ]
     assert "gain.png" not in {p.name for p in out.written} and (tmp_path / "curves.png").exists()
 
@@ -304,7 +324,8 @@ def test_cli_plot(store, tmp_path):
     assert result.exit_code == 0, result.output
     written = sorted(p.name for p in tmp_path.iterdir())
     assert written == [
-        "curves.svg", "gain.svg", "joints.svg", "mode-accuracy.svg", "modes-synth-hand.svg", "timing.svg"
+        "curves.svg", "gain.svg", "joints.svg", "mode-accuracy.svg", "modes-synth-hand.svg", "timing.svg",
+        "tradeoff.svg",
     ]  # fmt: skip
     assert all((tmp_path / name).stat().st_size > 1000 for name in written)
 

@@ -192,8 +192,8 @@ def test_every_format_is_written(store, tmp_path):
     text = page.read_text()
     images = re.findall(r'src="data:image/png;base64,([^"]+)"', text)
     assert (
-        len(images) == 7
-    )  # curves, gain, critical difference, per-mode accuracy, joints, timing, pose modes
+        len(images) == 8
+    )  # curves, gain, critical difference, per-mode accuracy, joints, timing, trade-off, pose modes
     assert all(base64.b64decode(i)[:8] == b"\x89PNG\r\n\x1a\n" for i in images)
     assert not re.search(r'(src|href)="(?!data:)', text)  # self-contained: nothing fetched from elsewhere
 

@@ -173,6 +173,29 @@ def regime_lines(rs: Any) -> list[str]:
     default=False,
     help="Retrain from scratch each cycle (default: warm start).",
 )
+@click.option(
+    "--protocol",
+    type=click.Choice(["pool", "stream"]),
+    default=None,
+    help="pool (default): rank the whole unlabelled pool each cycle; stream: frames arrive in chunks and the "
+    "device decides on each as it arrives, at a label rate (docs/stream.md).",
+)
+@click.option(
+    "--stream-order",
+    type=click.Choice(["deployment", "shuffled", "drift"]),
+    default=None,
+    help="Stream: the order frames arrive in (default deployment: the deployment prior where the dataset has one).",
+)
+@click.option("--stream-chunk", type=int, default=None,
+              help="Stream: frames per chunk, one chunk per cycle (default: the pool beyond --init / --cycles).")  # fmt: skip
+@click.option("--label-rate", type=float, default=None,
+              help="Stream: labels per frame the device may ask for (default: --budget / --stream-chunk).")  # fmt: skip
+@click.option("--budget-manager", default=None,
+              help="Stream: fixed | quantile | balanced (default), or a plugin's name.")  # fmt: skip
+@click.option("--stream-window", type=int, default=None,
+              help="Stream: recent scores a running threshold reads (default 100).")  # fmt: skip
+@click.option("--stream-buffer", type=int, default=None,
+              help="Stream: frames a buffered sampler (Core-Set, TypiClust, ...) holds and selects among (default 100).")  # fmt: skip
 @click.option("--name", default=None, help="Experiment name (folder under --out). Default: DATASET-PRESET.")
 @click.option(
     "--out", default="results", show_default=True, type=click.Path(file_okay=False), help="Results folder."
@@ -233,6 +256,13 @@ def run(
     epochs,
     epochs_first,
     from_scratch,
+    protocol,
+    stream_order,
+    stream_chunk,
+    label_rate,
+    budget_manager,
+    stream_window,
+    stream_buffer,
     name,
     out,
     jobs,
@@ -255,7 +285,9 @@ def run(
         samplers=samplers, datasets=datasets, seeds=seeds, init=init, budget=budget, cycles=cycles, epochs=epochs,
         epochs_first=epochs_first, resolution=resolution, pool_size=pool_size, device=device, data_root=data_root,
         name=name, warm_start=False if from_scratch else None, dropout=dropout,
-        model=model, backbone_weights=backbone_weights,
+        model=model, backbone_weights=backbone_weights, protocol=protocol, stream_order=stream_order,
+        stream_chunk=stream_chunk, label_rate=label_rate, budget_manager=budget_manager, stream_window=stream_window,
+        stream_buffer=stream_buffer,
     )  # fmt: skip
     console = output_console()
     if log_format == "auto":

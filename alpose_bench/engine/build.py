@@ -29,6 +29,7 @@ from alpose_bench.pose.models.weights import MOBILENET_V2
 from alpose_bench.samplers.base import Sampler, sampler_code
 from alpose_bench.samplers.factory import create_sampler
 from alpose_bench.spec.config import ConfigError, ExperimentSpec, dataset_config, trained_cycles
+from alpose_bench.spec.stream import StreamProtocol, stream_of
 
 
 @dataclass(frozen=True)
@@ -142,6 +143,7 @@ class Protocol:
     later: TrainSettings  # every later cycle
     model: ModelSpec
     eval_batch_size: int
+    stream: StreamProtocol | None = None  # None: the pool protocol (rank the whole pool each cycle)
 
     def selects(self, cycle: int) -> bool:
         """True for every cycle but the last, which trains and evaluates only (`config.trained_cycles`)."""
@@ -176,8 +178,13 @@ def protocol(spec: ExperimentSpec) -> Protocol:
         init=spec.init, budget=spec.budget, cycles=spec.cycles, warm_start=spec.warm_start,
         first=train_settings(spec, spec.epochs_first), later=train_settings(spec, spec.epochs),
         model=model_spec(spec),
-        eval_batch_size=spec.eval_batch_size,
+        eval_batch_size=spec.eval_batch_size, stream=stream_protocol(spec),
     )  # fmt: skip
+
+
+def stream_protocol(spec: ExperimentSpec) -> StreamProtocol | None:
+    """The spec's stream settings (None under the pool protocol); chunk and rate resolve against the pool."""
+    return stream_of(spec.to_dict())
 
 
 def new_model(spec: ModelSpec, dataset: PoseDataset, seed: int, compute: Compute | torch.device) -> nn.Module:
@@ -271,11 +278,44 @@ def check_fits(dataset: PoseDataset, spec: ExperimentSpec) -> None:
     """A one-line ConfigError when the protocol asks for more images than the pool holds, or for a model the
     dataset's task has none of (`check_model_fits`)."""
     check_model_fits(dataset, spec)
+    if spec.protocol == "stream":
+        check_stream_fits(dataset, spec)
+        return
     needed = spec.init + spec.cycles * spec.budget
     if needed > len(dataset.train):
         raise ConfigError(
             f"--init {spec.init} + --cycles {spec.cycles} x --budget {spec.budget} = {needed} images, but the pool of "
             f"{dataset.name} has {len(dataset.train)}; lower --budget or --cycles"
+        )
+
+
+def check_stream_fits(dataset: PoseDataset, spec: ExperimentSpec) -> None:
+    """One-line ConfigErrors for a stream the pool cannot feed, a label rate above one label per frame, or a budget
+    manager no plugin provides."""
+    from alpose_bench.spec.registry import UnknownNameError, get_budget_manager
+
+    try:
+        get_budget_manager(spec.budget_manager)
+    except UnknownNameError as exc:
+        raise ConfigError(f"--budget-manager: {exc}") from None
+    stream = stream_protocol(spec)
+    assert stream is not None
+    resolved = stream.resolved(len(dataset.train), spec.init, spec.cycles, spec.budget)
+    frames = spec.init + spec.cycles * resolved.chunk_size
+    if frames > len(dataset.train):
+        raise ConfigError(
+            f"--init {spec.init} + --cycles {spec.cycles} x --stream-chunk {resolved.chunk_size} = {frames} frames, "
+            f"but the pool of {dataset.name} has {len(dataset.train)}; lower --stream-chunk or --cycles"
+        )
+    if resolved.label_rate > 1:
+        raise ConfigError(
+            f"--budget {spec.budget} labels per chunk of {resolved.chunk_size} frames is more than one label per "
+            "frame; lower --budget, or raise --stream-chunk (or --pool-size)"
+        )
+    if resolved.label_rate * resolved.chunk_size < 1:
+        raise ConfigError(
+            f"--label-rate {resolved.label_rate:g} over chunks of {resolved.chunk_size} frames allows no label per "
+            "chunk; raise --label-rate or --stream-chunk"
         )
 
 

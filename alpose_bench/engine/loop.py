@@ -11,6 +11,7 @@ rows of an uninterrupted run.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -23,12 +24,14 @@ from alpose_bench.core.activity import ACTIVITY, phase
 from alpose_bench.core.timing import Timing, timed
 from alpose_bench.engine import checkpoints
 from alpose_bench.engine.build import Cycle0Setup, TaskSetup, initial_labelled, new_head, new_model
+from alpose_bench.engine.stream import chunk_of, stream_order, stream_select
 from alpose_bench.engine.train import CycleResult, model_codec, predict, train, train_and_evaluate
 from alpose_bench.pose.evaluation import SplitScore
 from alpose_bench.pose.pool import SelectionContext
 from alpose_bench.results.store import CycleRecord
 from alpose_bench.samplers.base import Sampler, SamplerContractError, Selection, as_selection, sampler_code
 from alpose_bench.spec.config import trained_cycles
+from alpose_bench.spec.registry import get_budget_manager
 
 
 def validate_selection(
@@ -194,6 +197,26 @@ def replay(
         head.load_state_dict(fresh_head.state_dict())
 
 
+def selection_context(
+    setup: TaskSetup,
+    model: nn.Module,
+    head: nn.Module | None,
+    codec: object,
+    labelled: np.ndarray,
+    cycle: int,
+    frames: np.ndarray,
+    part: int = 0,
+) -> SelectionContext:
+    """The selection context of `frames` at `cycle` (`part`: 0 for the pool or a stream's chunk or first buffer,
+    another number for each further buffer or calibration pass, so each draws its own random stream)."""
+    seed = seeds.select_seed(setup.task.seed, setup.sampler.stream_name())
+    return SelectionContext(
+        model=model, aux=head, dataset=setup.dataset, labelled=labelled, pool=frames, compute=setup.compute,
+        batch_size=setup.protocol.eval_batch_size, seed=seed if part == 0 else seeds.derive_seed(seed, part),
+        cycle=cycle, sampler=setup.sampler, codec=codec,
+    )  # fmt: skip
+
+
 def run_task(
     setup: TaskSetup,
     out_dir: Path,
@@ -217,6 +240,15 @@ def run_task(
     model = setup.new_model()
     head = setup.new_head(model)
     codec = model_codec(model, dataset, proto.first)
+    stream = (
+        None if proto.stream is None
+        else proto.stream.resolved(len(dataset.train), proto.init, proto.cycles, proto.budget)
+    )  # fmt: skip
+    stream_frames = (
+        stream_order(dataset, setup.initial_labelled(), task.seed, stream.order)
+        if stream is not None
+        else None
+    )
     for cycle in range(len(done), trained_cycles(proto.cycles)):
         ACTIVITY.cycle(cycle)
         if cycle == 0:
@@ -262,22 +294,31 @@ def run_task(
         select_t: Timing | None = None
         infer_t: Timing | None = None  # the forward passes over the pool and labelled set, within select_t
         arrays: dict[str, np.ndarray] = {}
-        pool = np.setdiff1d(np.arange(len(dataset.train)), labelled)
+        pool = (
+            np.setdiff1d(np.arange(len(dataset.train)), labelled) if stream is None else np.zeros(0, np.int64)
+        )
         if proto.selects(cycle):
-            ctx = SelectionContext(
-                model=model, aux=head, dataset=dataset, labelled=labelled, pool=pool, compute=compute,
-                batch_size=proto.eval_batch_size, seed=seeds.select_seed(task.seed, sampler.stream_name()), cycle=cycle,
-                sampler=sampler, codec=codec,
-            )  # fmt: skip
-            with timed() as select_t, phase("selecting", total=len(pool), unit="pool images"):
-                selection = run_selection(sampler, ctx, proto.budget)
-            infer_t = ctx.inference
+            context = functools.partial(selection_context, setup, model, head, codec, labelled, cycle)
+            if stream is None:
+                ctx = context(pool)
+                with timed() as select_t, phase("selecting", total=len(pool), unit="pool images"):
+                    selection = run_selection(sampler, ctx, proto.budget)
+                infer_t, contexts = ctx.inference, [ctx]
+            else:
+                pool = chunk_of(stream_frames, cycle, stream.chunk_size)
+                manager = get_budget_manager(stream.manager)(stream.label_rate, stream.window)
+                with timed() as select_t, phase("watching the stream", total=len(pool), unit="frames"):
+                    streamed = stream_select(sampler, context, pool, stream, manager)
+                selection, infer_t, contexts = streamed.selection, streamed.inference, streamed.contexts
             arrays["keypoints"] = predict(
                 model, dataset.train.subset(pool[selection.positions]), compute=compute,
                 batch_size=proto.eval_batch_size, cube_mm=dataset.cube_mm,
             )  # fmt: skip
-            for name, values in ctx.annotations.items():
-                arrays[name] = np.asarray(values)[selection.positions]
+            if (
+                len(contexts) == 1
+            ):  # what the scoring pass recorded, per selected image (a buffered stream: none)
+                for name, values in contexts[0].annotations.items():
+                    arrays[name] = np.asarray(values)[selection.positions]
         selected = pool[selection.positions]
         checkpoints.save(
             {

@@ -38,7 +38,7 @@ from alpose_bench.results.analysis import (
     mode_data,
     timing_data,
 )
-from alpose_bench.results.comparisons import friedman_data, mode_accuracy_data
+from alpose_bench.results.comparisons import friedman_data, mode_accuracy_data, tradeoff_data
 from alpose_bench.spec import roles
 
 FORMATS = ("png", "pdf", "svg")
@@ -322,6 +322,48 @@ def plot_joints(rs: ResultSet) -> Figure:
 
 
 @_with_rc
+@_with_rc
+def plot_tradeoff(rs: ResultSet) -> Figure:
+    """Each sampler's AUBC gain over random (paired by seed, 95 % interval) against its selection cost per frame
+    (CPU ms, log scale, the model's forward pass included), a panel per dataset on the deployment split where the
+    dataset has one (the test split otherwise): the trade-off a user picks a sampler on. References hollow."""
+    split = "ood" if "ood" in rs.splits else "test"
+    baseline = roles.baseline_name()
+    if baseline not in set(rs.cycles["sampler"]):
+        raise ResultsError("no random runs to compare with; add random to the experiment's samplers")
+    shown = [*rs.samplers, *([] if baseline in rs.samplers else [baseline])]
+    data = tradeoff_data(rs.cycles[rs.cycles["sampler"].isin(shown)], rs.split_cycles(split))
+    datasets = [d for d in rs.datasets if d in set(data["dataset"])]
+    fig, axes = _grid(len(datasets), 2, (6.2, 4.4))
+    for ax, dataset in zip(axes, datasets):
+        d = data[(data["dataset"] == dataset) & data["ms_per_frame"].notna()]
+        metric = str(d["metric"].iloc[0]) if len(d) else ""
+        ax.axhline(0.0, color=style.sampler_style(baseline).get("color", "grey"), lw=1, zorder=1)
+        d = d.assign(gain=d["gain"].where(d["sampler"] != baseline, 0.0)).sort_values("ms_per_frame")
+        for i, row in enumerate(d.itertuples()):
+            st_ = style.sampler_style(row.sampler)
+            colour = st_.get("color")
+            low, high = row.gain - row.gain_ci_low, row.gain_ci_high - row.gain
+            ax.errorbar(row.ms_per_frame, row.gain,
+                        yerr=[[max(low, 0)], [max(high, 0)]] if np.isfinite(low) and np.isfinite(high) else None,
+                        fmt=str(st_.get("marker", "o")), color=colour, mfc="none" if row.reference else colour,
+                        ms=8, capsize=3, zorder=3)  # fmt: skip
+            ax.annotate(style.sampler_label(row.sampler) + (" *" if row.significant and row.sampler != baseline else ""),
+                        (row.ms_per_frame, row.gain), textcoords="offset points", xytext=(7, 9 - 9 * (i % 3)), fontsize=8)  # fmt: skip
+        ax.set_xscale("log")
+        realtime = 1000.0 / style.REALTIME_IMAGES_PER_S
+        ax.axvline(realtime, color="0.6", ls=":", lw=1)
+        ax.text(realtime, ax.get_ylim()[0], f" {style.REALTIME_IMAGES_PER_S:.0f} frames/s", fontsize=7,
+                color="0.4", va="bottom")  # fmt: skip
+        info = metric_info(metric) if metric else None
+        unit = info.difference_unit if info else ""
+        ax.set_ylabel(f"AUBC − random ({unit}), {split} split")
+        ax.set_xlabel("Selection cost per frame (CPU ms, forward pass included)")
+        ax.set_title(_panel_title(rs, dataset, split))
+    fig.suptitle(f"{rs.name}: gain over random against cost per frame\n(95 % intervals paired by seed; * Holm p < 0.05)")
+    return fig
+
+
 def plot_timing(rs: ResultSet) -> Figure:
     """Per dataset: seconds per cycle split into train/evaluate/select, and per-image selection latency (log scale)
     against the real-time line of 30 images/s."""
@@ -561,7 +603,7 @@ def overview_figures(rs: ResultSet) -> dict[str, Figure | str]:
     figures: dict[str, Figure | str] = {}
     makers = {
         "curves": plot_curves, "gain": plot_gain, "cd": plot_cd, "mode-accuracy": plot_mode_accuracy,
-        "joints": plot_joints, "timing": plot_timing,
+        "joints": plot_joints, "timing": plot_timing, "tradeoff": plot_tradeoff,
     }  # fmt: skip
     for stem, make in makers.items():
         try:

@@ -33,6 +33,8 @@ from alpose_bench.results.analysis import (
 )
 from alpose_bench.results.comparisons import friedman_data, mode_accuracy_data, regime, sampler_summary
 from alpose_bench.spec import roles
+from alpose_bench.spec.registry import get_sampler
+from alpose_bench.spec.stream import allowance, stream_of
 
 FORMATS = ("md", "html", "csv")
 
@@ -222,6 +224,54 @@ def timing_table(rs: ResultSet, dataset: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def stream_text(rs: ResultSet) -> str | None:
+    """What the stream protocol of the experiment was (None under the pool protocol)."""
+    spec = rs.experiment.get("spec") or {}
+    stream = stream_of(spec)
+    if stream is None:
+        return None
+    return (
+        f"Stream protocol: frames arrive in the {stream.order} order, one chunk per cycle; the device decides on "
+        f"each frame as it arrives with the {stream.manager} budget manager (window {stream.window}); buffered "
+        f"samplers select among {stream.buffer} frames at a time. Budgets are label budgets: the labels every "
+        "sampler was allowed (init + cycle x the chunk's allowance); the labels each asked for are in the budget "
+        "adherence table."
+    )
+
+
+def stream_table(rs: ResultSet, dataset: str) -> pd.DataFrame:
+    """Per sampler under the stream protocol: how it decides, frames seen, labels allowed and asked for (means over
+    seeds) and their ratio, the budget adherence."""
+    spec = rs.experiment.get("spec") or {}
+    stream = stream_of(spec)
+    assert stream is not None
+    resolved = stream.resolved(
+        int(rs.dataset_info(dataset).get("pool", 0)), spec["init"], spec["cycles"], spec["budget"]
+    )
+    c = rs.cycles[(rs.cycles["dataset"] == dataset) & (rs.cycles["select_images"] > 0)]
+    rows = []
+    for sampler in rs.samplers:
+        mine = c[c["sampler"] == sampler]
+        if mine.empty:
+            continue
+        per_seed = mine.groupby("seed").agg(frames=("select_images", "sum"), asked=("n_selected", "sum"),
+                                            chunks=("select_images", "size"))  # fmt: skip
+        allowed = per_seed["chunks"] * allowance(resolved.label_rate, resolved.chunk_size)
+        try:
+            buffered = not get_sampler(sampler).decides_per_frame()
+        except Exception:  # a sampler no longer installed: its kind is unknown
+            buffered = None
+        rows.append({
+            "Sampler": style.sampler_label(sampler),
+            "decides": "?" if buffered is None else (f"buffered ({stream.buffer} frames)" if buffered else "per frame"),
+            "frames seen": _number(per_seed["frames"].mean()),
+            "labels allowed": _number(allowed.mean()),
+            "labels asked": _number(per_seed["asked"].mean()),
+            "adherence": f"{100 * (per_seed['asked'] / allowed).mean():.0f} %",
+        })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
 def provenance_rows(rs: ResultSet) -> list[tuple[str, str]]:
     """(field, value) lines describing where and how the experiment ran."""
     prov = rs.experiment.get("provenance") or {}
@@ -285,6 +335,9 @@ def build_document(rs: ResultSet, figures: bool = False) -> list[Block]:
     blocks.append(("p", f"Preset {rs.preset or '?'}; datasets {', '.join(rs.datasets)}; samplers "
                         f"{', '.join(style.sampler_label(s) for s in rs.samplers)}."))  # fmt: skip
     blocks.append(("p", NOTES))
+    stream = stream_text(rs)
+    if stream is not None:
+        blocks.append(("p", stream))
     lacking = missing_seeds(rs.cycles)
     if lacking:
         blocks.append(("p", "Not every sampler has every seed (the experiment grew): " + "; ".join(lacking) + ". "
@@ -311,6 +364,9 @@ def build_document(rs: ResultSet, figures: bool = False) -> list[Block]:
         metric = str(rs.cycles.loc[rs.cycles["dataset"] == dataset, "metric"].iloc[0])
         blocks.append(("h2", f"{dataset}: {style.metric_label(metric)}"))
         blocks.extend(regime_blocks(rs, dataset))
+        if stream is not None:
+            blocks.append(("h3", f"{dataset}, budget adherence (stream)"))
+            blocks.append(("table", stream_table(rs, dataset)))
         for split in rs.splits:
             cycles = rs.split_cycles(split)
             if dataset not in set(cycles["dataset"]):
@@ -362,6 +418,8 @@ def build_document(rs: ResultSet, figures: bool = False) -> list[Block]:
             blocks.append(("p", f"Warning: {warning}"))
     if "timing" in figs:
         blocks.append(("figure", ("Timing", figs.pop("timing"))))
+    if "tradeoff" in figs:
+        blocks.append(("figure", ("Gain over random against cost per frame", figs.pop("tradeoff"))))
     for stem, fig in figs.items():
         blocks.append(("figure", (f"Pose modes picked: {stem.removeprefix('modes-')}", fig)))
     blocks.append(("h2", "Provenance"))

@@ -313,3 +313,21 @@ def mode_accuracy_data(evals: pd.DataFrame, baseline: str | None = None) -> pd.D
         ]
     means["_o"] = [order[k] for k in zip(means["dataset"], means["split"], means["group"])]
     return means.sort_values(["_o", "sampler"]).drop(columns="_o").reset_index(drop=True)
+
+
+def tradeoff_data(cycles: pd.DataFrame, evaluated: pd.DataFrame, baseline: str | None = None) -> pd.DataFrame:
+    """Per (dataset, sampler): its AUBC gain over `baseline` on `evaluated` (a split's cycles, paired by seed, with
+    its 95 % interval: `sampler_summary`) beside its selection cost per frame, CPU ms (wall ms where CPU time was
+    not recorded) averaged over the cycles that selected (`timing_data`, from `cycles`): the trade-off a user
+    picks a sampler on. The baseline's own row has gain 0."""
+    from alpose_bench.results.analysis import timing_data
+
+    summary = sampler_summary(evaluated, baseline)
+    timing = timing_data(cycles)
+    cost = timing["select_cpu_ms_per_image"].where(
+        timing["select_cpu_ms_per_image"].notna(), timing["select_ms_per_image"]
+    )
+    costs = timing.assign(ms_per_frame=cost)[["dataset", "sampler", "ms_per_frame"]]
+    out = summary[["dataset", "metric", "sampler", "reference", "gain", "gain_ci_low", "gain_ci_high",
+                   "significant"]].merge(costs, on=["dataset", "sampler"])  # fmt: skip
+    return out.reset_index(drop=True)

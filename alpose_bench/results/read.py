@@ -11,11 +11,12 @@ import numpy as np
 import pandas as pd
 
 from alpose_bench.results.store import Store, StoreError
+from alpose_bench.spec.stream import allowance, stream_of
 
 CYCLE_COLUMNS = [
     "dataset", "sampler", "seed", "cycle", "n_labelled", "metric", "value", "train_s", "eval_s", "select_s",
     "select_images", "select_ms_per_image", "n_selected", "train_cpu_s", "eval_cpu_s", "select_cpu_s", "infer_s",
-    "infer_cpu_s",
+    "infer_cpu_s", "n_requested",
 ]  # fmt: skip
 # NULL in databases written before they existed
 CPU_COLUMNS = ("train_cpu_s", "eval_cpu_s", "select_cpu_s", "infer_s", "infer_cpu_s")
@@ -40,9 +41,28 @@ def reading(path: str | Path) -> AbstractContextManager[Store]:
     return _store(path)
 
 
+def _label_budget(store: Store, df: pd.DataFrame) -> pd.DataFrame:
+    """Under the stream protocol, `n_labelled` becomes the label budget of the cycle (init + cycle x the chunk's
+    allowance: what every sampler of the experiment was allowed, so curves and paired statistics line up) and
+    `n_requested` keeps the labels the device asked for; under the pool protocol both are the labelled count."""
+    df = df.copy()
+    df["n_requested"] = df["n_labelled"]
+    spec = store.get_meta("spec") or {}
+    stream = stream_of(spec)
+    if stream is None or df.empty:
+        return df
+    info = store.dataset_info()
+    for dataset, rows in df.groupby("dataset").groups.items():
+        resolved = stream.resolved(int(info[dataset]["pool"]), spec["init"], spec["cycles"], spec["budget"])
+        per_chunk = allowance(resolved.label_rate, resolved.chunk_size)
+        df.loc[rows, "n_labelled"] = spec["init"] + df.loc[rows, "cycle"] * per_chunk
+    return df
+
+
 def load(path: str | Path | Store) -> pd.DataFrame:
     """One row per (dataset, sampler, seed, cycle) with the metric (% or mm) and timings in seconds: wall seconds
-    (`train_s`, `eval_s`, `select_s`) and CPU seconds of the task's process (`*_cpu_s`, NaN where not recorded)."""
+    (`train_s`, `eval_s`, `select_s`) and CPU seconds of the task's process (`*_cpu_s`, NaN where not recorded).
+    Stream experiments: `n_labelled` is the label budget, `n_requested` the labels asked for (`_label_budget`)."""
     with _store(path) as store:
         have = set(store.columns("cycles"))
         cpu = ", ".join(c if c in have else f"NULL AS {c}" for c in CPU_COLUMNS)
@@ -51,6 +71,7 @@ def load(path: str | Path | Store) -> pd.DataFrame:
             f"select_images, n_selected, {cpu} FROM cycles ORDER BY dataset, sampler, seed, cycle",
             store.conn,
         )
+        df = _label_budget(store, df)
     for column in ("select_s", *CPU_COLUMNS):
         df[column] = df[column].astype(float)
     df["select_ms_per_image"] = 1000.0 * df["select_s"] / df["select_images"].where(df["select_images"] > 0)
@@ -64,14 +85,14 @@ def load_joints(path: str | Path | Store) -> pd.DataFrame:
             "SELECT dataset, sampler, seed, cycle, n_labelled, metric, per_joint FROM cycles "
             "ORDER BY dataset, sampler, seed, cycle"
         ).fetchall()
-    records = [
-        (d, s, k, c, n, m, joint, np.nan if v is None else float(v))
-        for d, s, k, c, n, m, pj in rows
-        for joint, v in json.loads(pj).items()
-    ]
-    return pd.DataFrame(
-        records, columns=["dataset", "sampler", "seed", "cycle", "n_labelled", "metric", "joint", "value"]
-    )
+        records = [
+            (d, s, k, c, n, m, joint, np.nan if v is None else float(v))
+            for d, s, k, c, n, m, pj in rows
+            for joint, v in json.loads(pj).items()
+        ]
+        return _label_budget(store, pd.DataFrame(
+            records, columns=["dataset", "sampler", "seed", "cycle", "n_labelled", "metric", "joint", "value"]
+        )).drop(columns="n_requested")  # fmt: skip
 
 
 EVAL_COLUMNS = [
@@ -100,6 +121,7 @@ def load_evals(path: str | Path | Store) -> pd.DataFrame:
             "ORDER BY e.dataset, e.sampler, e.seed, e.cycle, e.rowid",
             store.conn,
         )
+        df = _label_budget(store, df)
     df["value"] = df["value"].astype(float)
     return df[EVAL_COLUMNS]
 

@@ -64,6 +64,15 @@ class ExperimentSpec:
     budget: int = param(100, low=0, low_open=True)
     cycles: int = param(4, low=0)
     warm_start: bool = True
+    # "pool": rank the whole unlabelled pool each cycle (the published protocol); "stream": frames arrive in chunks
+    # and the device decides on each as it arrives (on-device active learning, `alpose_bench.engine.stream`)
+    protocol: Literal["pool", "stream"] = "pool"
+    stream_order: Literal["deployment", "shuffled", "drift"] = "deployment"
+    stream_chunk: int | None = param(None, low=0, low_open=True)  # frames per chunk (None: the pool / cycles)
+    label_rate: float | None = param(None, low=0, high=1, low_open=True)  # labels per frame (None: budget / chunk)
+    budget_manager: str = "balanced"  # a registered stream budget manager (fixed, quantile, balanced)
+    stream_window: int = param(100, low=0, low_open=True)  # recent scores a running threshold reads
+    stream_buffer: int = param(100, low=0, low_open=True)  # frames a buffered sampler holds and selects among
     # training
     epochs_first: int = param(40, low=0, low_open=True)
     epochs: int = param(3, low=0)
@@ -183,7 +192,16 @@ LEGACY: dict[str, Any] = {
     "trainable_blocks": 0,
     "feature_cache": True,
     "head_lr": None,
+    "protocol": "pool",
+    "stream_order": "deployment",
+    "stream_chunk": None,
+    "label_rate": None,
+    "budget_manager": "balanced",
+    "stream_window": 100,
+    "stream_buffer": 100,
 }
+#: the settings that only the stream protocol reads
+STREAM_SETTINGS = ("stream_order", "stream_chunk", "label_rate", "budget_manager", "stream_window", "stream_buffer")
 # the dataset_options key of options for every dataset of the run (`--dataset-option KEY=VALUE`)
 ALL_DATASETS = "*"
 
@@ -378,6 +396,12 @@ def validate(spec: ExperimentSpec) -> ExperimentSpec:
             f"name is {len(spec.name.encode())} bytes long; an experiment name has at most {MAX_NAME_BYTES} "
             "(it is a folder name)"
         )
+    if spec.protocol == "pool":
+        changed = [k for k in STREAM_SETTINGS if getattr(spec, k) != LEGACY[k]]
+        if changed:
+            raise ConfigError(
+                f"{', '.join(changed)} only apply to the stream protocol; add --protocol stream or drop them"
+            )
     for dataset in spec.dataset_options:
         if dataset not in spec.datasets:
             raise ConfigError(

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 SAMPLER_GROUP = "alpose_bench.samplers"
 DATASET_GROUP = "alpose_bench.datasets"
+BUDGET_MANAGER_GROUP = "alpose_bench.budget_managers"
 
 
 class UnknownNameError(UserFacingError, LookupError):
@@ -155,6 +156,16 @@ def get_sampler(name: str) -> type[Sampler]:
 def get_dataset(name: str) -> type[DatasetPlugin]:
     """The dataset plugin class registered under `name`."""
     return _get(DATASET_GROUP, "dataset", name)  # type: ignore[return-value]
+
+
+def budget_managers() -> dict[str, Plugin]:
+    """Every registered stream budget manager entry point, loaded or broken."""
+    return dict(_discover(BUDGET_MANAGER_GROUP))
+
+
+def get_budget_manager(name: str) -> type:
+    """The stream budget manager class registered under `name` (`alpose_bench.engine.budget`)."""
+    return _get(BUDGET_MANAGER_GROUP, "budget manager", name)  # type: ignore[return-value]
 
 
 def group_members(group: str) -> list[str]:

@@ -20,6 +20,7 @@ COMMANDS = {
     "bench": "alpose_bench.commands.bench:bench",
     "status": "alpose_bench.commands.status:status",
     "suggest": "alpose_bench.commands.suggest:suggest",
+    "compare": "alpose_bench.commands.compare:compare",
 }
 
 

@@ -163,3 +163,25 @@ def test_wrong_stream_settings_are_one_line_errors(args, fragment, tmp_path):
     lines = [line for line in result.output.strip().splitlines() if line.strip()]
     assert fragment in lines[-1], result.output
     assert not any(tmp_path.iterdir())  # nothing written
+
+
+def test_compare_pairs_pool_and_stream_runs_by_seed(stream_run, tmp_path):
+    folder, _ = stream_run
+    pool = invoke("run", "--preset", "smoke", "--samplers", "random,vl4pose,coreset", "--out", str(tmp_path),
+                  "--quiet")  # fmt: skip
+    assert pool.exit_code == 0, pool.output
+    from alpose_bench.results.analysis import load_result_set
+    from alpose_bench.results.comparisons import aubc_per_seed, experiment_difference
+
+    a, b = load_result_set(tmp_path / folder.name), load_result_set(folder)
+    table = experiment_difference(a.cycles, b.cycles).set_index("sampler")
+    per_a, per_b = aubc_per_seed(a.cycles).set_index("sampler"), aubc_per_seed(b.cycles).set_index("sampler")
+    for sampler in ("random", "vl4pose", "coreset"):
+        assert table.loc[sampler, "b_minus_a"] == pytest.approx(per_b.loc[sampler, "aubc"] - per_a.loc[sampler, "aubc"])
+    assert np.isnan(table.loc["random", "gain_a"])  # the baseline has no gain over itself
+    csv = tmp_path / "diff.csv"
+    shown = invoke("compare", str(tmp_path / folder.name), str(folder), "--csv", str(csv))
+    assert shown.exit_code == 0, shown.output
+    assert "vl4pose" in shown.output and csv.exists()
+    wrong = invoke("compare", str(folder), str(folder), "--split", "nowhere")
+    assert wrong.exit_code == 2 and "no results on the 'nowhere' split" in wrong.output.strip().splitlines()[-1]

@@ -40,12 +40,13 @@ def samplers_markdown() -> str:
 @click.command("list")
 @click.option("--markdown", is_flag=True, help="Print the samplers as the README's Markdown table.")
 def list_command(markdown: bool) -> None:
-    """List the registered samplers, datasets and presets."""
+    """List the registered samplers, datasets, stream budget managers and presets."""
     if markdown:
         click.echo(samplers_markdown())
         return
     console = output_console()
-    for title, plugins in (("Samplers", registry.samplers()), ("Datasets", registry.datasets())):
+    for title, plugins in (("Samplers", registry.samplers()), ("Datasets", registry.datasets()),
+                           ("Stream budget managers (--budget-manager)", registry.budget_managers())):  # fmt: skip
         table = Table(title=title, title_justify="left")
         table.add_column("name", style="bold")
         table.add_column("description")
@@ -59,6 +60,8 @@ def list_command(markdown: bool) -> None:
                     extra = " [dim](2D heatmaps only)[/dim]"
                 if getattr(plugin.obj, "reference", False):
                     extra += " [yellow](reference: reads labels, never ranked)[/yellow]"
+                if not plugin.obj.decides_per_frame():
+                    extra += " [dim](stream: buffered)[/dim]"
             style = "red" if plugin.obj is None else None
             table.add_row(name, desc + extra, plugin.distribution, style=style)
         console.print(table)

@@ -292,12 +292,18 @@ def check_fits(dataset: PoseDataset, spec: ExperimentSpec) -> None:
 def check_stream_fits(dataset: PoseDataset, spec: ExperimentSpec) -> None:
     """One-line ConfigErrors for a stream the pool cannot feed, a label rate above one label per frame, or a budget
     manager no plugin provides."""
+    from alpose_bench.engine.budget import BudgetManager
     from alpose_bench.spec.registry import UnknownNameError, get_budget_manager
 
     try:
-        get_budget_manager(spec.budget_manager)
+        manager = get_budget_manager(spec.budget_manager)
     except UnknownNameError as exc:
         raise ConfigError(f"--budget-manager: {exc}") from None
+    if not (isinstance(manager, type) and issubclass(manager, BudgetManager)):
+        raise ConfigError(
+            f"budget manager {spec.budget_manager!r} is not a BudgetManager subclass "
+            "(alpose_bench.engine.budget.BudgetManager); fix the plugin's entry point"
+        )
     stream = stream_protocol(spec)
     assert stream is not None
     resolved = stream.resolved(len(dataset.train), spec.init, spec.cycles, spec.budget)

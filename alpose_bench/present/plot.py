@@ -40,6 +40,7 @@ from alpose_bench.results.analysis import (
 )
 from alpose_bench.results.comparisons import friedman_data, mode_accuracy_data, tradeoff_data
 from alpose_bench.spec import roles
+from alpose_bench.spec.stream import stream_of
 
 FORMATS = ("png", "pdf", "svg")
 DPI = 150
@@ -154,6 +155,15 @@ def _panel_title(rs: ResultSet, dataset: str, split: str) -> str:
 
 
 @_with_rc
+def _budget_label(rs: ResultSet) -> str:
+    """The x axis of curves: labelled images, or under the stream protocol the label budget (frames seen grow with
+    it, one chunk per cycle)."""
+    spec = rs.experiment.get("spec") or {}
+    if stream_of(spec) is None:
+        return "Labelled images"
+    return "Label budget (stream: frames seen grow one chunk per budget step)"
+
+
 def plot_curves(rs: ResultSet) -> Figure:
     """Metric vs labelled images, a line per sampler (mean over seeds) with its 95 % t-band; a panel per dataset and
     held-out split (test, then ood where the dataset has one); references dash-dotted."""
@@ -162,7 +172,7 @@ def plot_curves(rs: ResultSet) -> Figure:
     for ax, (dataset, split, d) in zip(axes, panels):
         _draw_lines(ax, d, rs.samplers)
         ax.set_title(_panel_title(rs, dataset, split))
-        ax.set_xlabel("Labelled images")
+        ax.set_xlabel(_budget_label(rs))
         ax.set_ylabel(style.metric_label(_metric_of(d, dataset)))
     fig.suptitle(f"{rs.name}: {_band_note(pd.concat([p[2] for p in panels]))}")
     _sampler_legend(fig, rs.samplers)
@@ -185,7 +195,7 @@ def plot_gain(rs: ResultSet) -> Figure:
         info = metric_info(metric)
         better = "above" if info.higher_is_better else "below"
         ax.set_ylabel(f"{info.label} − random ({info.difference_unit})\n{better} 0: better than random")
-        ax.set_xlabel("Labelled images")
+        ax.set_xlabel(_budget_label(rs))
         ax.set_title(_panel_title(rs, dataset, split))
     fig.suptitle(
         f"{rs.name}: difference to random (sampler − random), paired by seed\n{_band_note(pd.concat([p[2] for p in panels]))}"

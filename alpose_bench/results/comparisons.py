@@ -331,3 +331,27 @@ def tradeoff_data(cycles: pd.DataFrame, evaluated: pd.DataFrame, baseline: str |
     out = summary[["dataset", "metric", "sampler", "reference", "gain", "gain_ci_low", "gain_ci_high",
                    "significant"]].merge(costs, on=["dataset", "sampler"])  # fmt: skip
     return out.reset_index(drop=True)
+
+
+def experiment_difference(a: pd.DataFrame, b: pd.DataFrame, baseline: str | None = None) -> pd.DataFrame:
+    """Two experiments run with the same samplers and seeds (pool against stream protocol, one model against
+    another), compared per (dataset, sampler): AUBC in each (means over seeds), B − A paired by seed with its
+    95 % interval and p (positive = B better), and each experiment's gain over `baseline` with its Holm-corrected
+    significance (does an advantage in A survive in B?). AUBCs are taken over each experiment's own budgets."""
+    baseline = baseline or roles.baseline_name()
+    per_a, per_b = aubc_per_seed(a), aubc_per_seed(b)
+    gains_a = sampler_summary(a, baseline).set_index(["dataset", "sampler"])
+    gains_b = sampler_summary(b, baseline).set_index(["dataset", "sampler"])
+    paired = per_a.merge(per_b, on=["dataset", "metric", "sampler", "seed"], suffixes=("_a", "_b"))
+    rows = []
+    for (dataset, metric, sampler), g in paired.groupby(["dataset", "metric", "sampler"], sort=False):
+        d = st.paired_difference(_better_sign(str(metric)) * (g["aubc_b"] - g["aubc_a"]).to_numpy())
+        ga, gb = gains_a.loc[(dataset, sampler)], gains_b.loc[(dataset, sampler)]
+        rows.append({
+            "dataset": dataset, "metric": metric, "sampler": sampler, "n_seeds": d.n,
+            "aubc_a": g["aubc_a"].mean(), "aubc_b": g["aubc_b"].mean(),
+            "b_minus_a": d.mean, "ci_low": d.ci_low, "ci_high": d.ci_high, "p": d.p_value,
+            "gain_a": ga["gain"], "significant_a": bool(ga["significant"]),
+            "gain_b": gb["gain"], "significant_b": bool(gb["significant"]),
+        })  # fmt: skip
+    return pd.DataFrame(rows)

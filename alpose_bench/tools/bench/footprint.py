@@ -11,8 +11,9 @@ Per sampler, beside the pose model's own forward pass:
   dropout's T passes, embedding the labelled set) are extra cost: a device pays them per frame.
 * `extra_params`: parameters of its auxiliary head (0 without one), beside the pose model's (`model_params`, printed
   with the paper's 8.4 M for its 2-stack hourglass and 2.1 M for the auxiliary network);
-* `extra_peak_mb`: peak resident memory during its selection over the pool, over the resident memory before it
-  (Linux VmHWM, reset before each selection; None where it cannot be reset);
+* `extra_peak_mb`: how far the peak resident memory of its selection over the pool rises above that of a plain
+  forward pass over the same pool (each over the resident memory just before it; Linux VmHWM, reset before each;
+  None where it cannot be reset): the memory its scoring needs beyond the model's own activations;
 * `growth_pool`, `growth_labelled`: how its extra cost per frame changes when the pool, or the labelled set, doubles
   (pool/2 -> pool, labelled/2 -> labelled, same batch): about 1 for a per-frame scorer, about 2 for a sampler whose
   per-frame cost grows with the set (O(n) per frame, O(n^2) in all); `per_frame` is "O(1)" when both stay below
@@ -65,6 +66,17 @@ class Timed:
         return self.seconds / (plain if self.forward is None else self.forward)
 
 
+def _plain_peak(s: Any, pool: np.ndarray, batch: int) -> float | None:
+    """Peak resident MiB of a plain forward pass over `pool` above the resident memory before it (None where the
+    peak cannot be reset)."""
+    before, _, _ = _rss_now_and_peak()
+    if not _reset_peak_rss():
+        return None
+    _plain_pass(s, pool, batch)
+    _, peak, _ = _rss_now_and_peak()
+    return max(0.0, peak - before)
+
+
 def _selection(
     s: Any, sampler: Any, head: Any, pool: np.ndarray, labelled: np.ndarray, batch: int, take: int, seed: int
 ) -> Timed:
@@ -112,6 +124,7 @@ def run(bench: BenchRun) -> dict[str, Any]:
     say(f"footprint: plain passes (batch 1 over {len(frames)} frames, batch {batch} over {len(s.pool)})")
     plain_b1 = plain(frames, 1)
     plain_batch = {len(p): plain(p, batch) for p in (s.pool, half_pool)}
+    plain_peaks: dict[int, float | None] = {}
     model_spec = build.protocol(s.spec).model
     rows = []
     for name, cls in resolve_samplers(settings):
@@ -153,6 +166,8 @@ def run(bench: BenchRun) -> dict[str, Any]:
             )
             continue
         base_full = plain_batch.get(len(pool)) or plain(pool, batch)
+        if len(pool) not in plain_peaks:
+            plain_peaks[len(pool)] = _plain_peak(s, pool, batch)
         base_half = plain_batch.get(len(half)) or plain(half, batch)
         base_b1 = plain_b1 * len(b1_frames) / len(frames)
         extra_full = full.extra(len(pool), base_full)
@@ -164,7 +179,8 @@ def run(bench: BenchRun) -> dict[str, Any]:
             "extra_ms_b1": 1e3 * max(0.0, b1.extra(len(b1_frames), base_b1)), "ratio_b1": b1.ratio(base_b1),
             "extra_ms_batch": 1e3 * max(0.0, extra_full), "ratio_batch": full.ratio(base_full),
             "extra_params": 0 if head is None else sum(p.numel() for p in head.parameters()),
-            "extra_peak_mb": full.peak_mb, "growth_pool": growth_pool, "growth_labelled": growth_labelled,
+            "extra_peak_mb": None if full.peak_mb is None or plain_peaks[len(pool)] is None
+            else max(0.0, full.peak_mb - plain_peaks[len(pool)]), "growth_pool": growth_pool, "growth_labelled": growth_labelled,
             "per_frame": "O(1)" if max(growth_pool, growth_labelled) <= GROWS_ABOVE else "grows",
             "pool": len(pool), "frames_b1": len(b1_frames),
         })  # fmt: skip

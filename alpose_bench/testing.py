@@ -346,6 +346,45 @@ def _check_scores(cls: type[Sampler], params: dict, task: Task) -> None:
             raise _fail("check_scores", "the scores of a Selection must be the sampler's scores of its picks")
 
 
+def _check_stream(cls: type[Sampler], params: dict, task: Task) -> None:
+    """The sampler runs in the stream protocol (`alpose_bench.engine.stream`): one that decides per frame gives a
+    score to every frame, a buffered one selects within each buffer; the requests are distinct frames of the chunk,
+    in stream order, within the chunk's allowance."""
+    from alpose_bench.core import seeds
+    from alpose_bench.engine.budget import RunningQuantile
+    from alpose_bench.engine.stream import stream_select
+    from alpose_bench.spec.stream import StreamProtocol, allowance
+
+    sampler, ctx = _context(cls, params, task)
+    chunk = ctx.pool
+    stream = StreamProtocol("shuffled", len(chunk), 0.25, "quantile", window=10, buffer=16)
+
+    def context(frames: np.ndarray, part: int) -> SelectionContext:
+        return SelectionContext(
+            model=ctx.model, aux=ctx.aux, dataset=ctx.dataset, labelled=ctx.labelled, pool=frames,
+            batch_size=ctx.batch_size, seed=seeds.derive_seed(ctx.seed, part), sampler=sampler,
+        )  # fmt: skip
+
+    try:
+        streamed = stream_select(sampler, context, chunk, stream, RunningQuantile(0.25, 10))
+    except ValueError as exc:
+        if "per-frame scores" not in str(exc):
+            raise
+        raise _fail(
+            "check_stream",
+            f"{exc}: a sampler whose score is None must set per_frame = False (it is buffered in a stream)",
+        ) from None
+    positions = np.asarray(streamed.selection.positions)
+    cap = allowance(0.25, len(chunk))
+    if len(positions) > cap or len(np.unique(positions)) != len(positions):
+        raise _fail("check_stream", f"asked for {len(positions)} frames (distinct: {len(np.unique(positions))}); "
+                                    f"the chunk allows {cap}")  # fmt: skip
+    if len(positions) and (positions.min() < 0 or positions.max() >= len(chunk) or np.any(np.diff(positions) < 0)):
+        raise _fail("check_stream", "requests must be positions into the chunk, in stream order")
+    if not cls.decides_per_frame() and len(positions) != cap:
+        raise _fail("check_stream", f"a buffered sampler takes its allowance ({cap}), took {len(positions)}")
+
+
 def _describe(value: object) -> str:
     return f"{type(value).__name__} {getattr(value, 'shape', '')}".strip()
 
@@ -469,6 +508,7 @@ def sampler_checks(
         ("check_batch_size", _check_batch_size),
         ("check_state", _check_state),
         ("check_auxiliary", _check_auxiliary),
+        ("check_stream", _check_stream),
     )
     tasks = [t for t in TASKS if t in getattr(cls, "tasks", ()) and (t == "heatmap2d" or model == TINY_SPEC)]
     for task in tasks:

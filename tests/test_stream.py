@@ -185,3 +185,23 @@ def test_compare_pairs_pool_and_stream_runs_by_seed(stream_run, tmp_path):
     assert "vl4pose" in shown.output and csv.exists()
     wrong = invoke("compare", str(folder), str(folder), "--split", "nowhere")
     assert wrong.exit_code == 2 and "no results on the 'nowhere' split" in wrong.output.strip().splitlines()[-1]
+
+
+def test_a_stream_run_cut_short_resumes_to_the_same_results(tmp_path):
+    from alpose_bench.results.store import Store
+
+    def run(name: str):
+        return invoke("run", "--preset", "smoke", "--samplers", "random,vl4pose", "--protocol", "stream",
+                      "--stream-order", "drift", "--out", str(tmp_path), "--name", name, "--quiet")  # fmt: skip
+
+    assert run("whole").exit_code == 0 and run("cut").exit_code == 0
+    with Store(tmp_path / "cut") as store:  # as a run killed after its first chunk left it
+        with store.conn:
+            for table in ("cycles", "selections", "evals", "arrays"):
+                store.conn.execute(f"DELETE FROM {table} WHERE sampler = 'vl4pose' AND cycle >= 1")
+        store.set_status("synth-human", "vl4pose", 0, "running")
+    resumed = run("cut")
+    assert resumed.exit_code == 0, resumed.output
+    picks = ["sampler", "seed", "cycle", "index"]
+    assert results.load_selections(tmp_path / "cut")[picks].equals(results.load_selections(tmp_path / "whole")[picks])
+    np.testing.assert_allclose(results.load(tmp_path / "cut")["value"], results.load(tmp_path / "whole")["value"])

@@ -161,7 +161,7 @@ def _budget_label(rs: ResultSet) -> str:
     spec = rs.experiment.get("spec") or {}
     if stream_of(spec) is None:
         return "Labelled images"
-    return "Label budget (stream: frames seen grow one chunk per budget step)"
+    return "Label budget (stream: one chunk per step)"
 
 
 def plot_curves(rs: ResultSet) -> Figure:

@@ -147,7 +147,7 @@ def test_a_stream_run_is_deterministic(stream_run, tmp_path):
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [
-        (["--label-rate", "0.1"], "only apply to the stream protocol"),
+        (["--label-rate", "0.1"], "label_rate (--label-rate) applies only to the stream protocol"),
         (["--protocol", "stream", "--stream-chunk", "100"], "lower --stream-chunk or --cycles"),
         (["--protocol", "stream", "--label-rate", "0.001"], "allows no label per chunk"),
         (["--protocol", "stream", "--budget", "60"], "more than one label per frame"),

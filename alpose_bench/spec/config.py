@@ -399,8 +399,10 @@ def validate(spec: ExperimentSpec) -> ExperimentSpec:
     if spec.protocol == "pool":
         changed = [k for k in STREAM_SETTINGS if getattr(spec, k) != LEGACY[k]]
         if changed:
+            named = ", ".join(f"{k} (--{k.replace('_', '-')})" for k in changed)
             raise ConfigError(
-                f"{', '.join(changed)} only apply to the stream protocol; add --protocol stream or drop them"
+                f"{named} {'applies' if len(changed) == 1 else 'apply'} only to the stream protocol; add --protocol "
+                "stream or drop them"
             )
     for dataset in spec.dataset_options:
         if dataset not in spec.datasets:

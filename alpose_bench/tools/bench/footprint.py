@@ -32,7 +32,7 @@ import numpy as np
 
 from alpose_bench.tools.bench.common import BenchRun, _median, _once
 from alpose_bench.tools.bench.coreset import _reset_peak_rss, _rss_now_and_peak
-from alpose_bench.tools.bench.samplers import make_sampler, resolve_samplers
+from alpose_bench.tools.bench.samplers import make_sampler, resolve_samplers, skip_reason
 
 #: the VL4Pose paper's pose model (2-stack hourglass) and auxiliary network, in parameters
 PAPER_MODEL_PARAMS = 8.4e6
@@ -123,14 +123,21 @@ def run(bench: BenchRun) -> dict[str, Any]:
 
     say(f"footprint: plain passes (batch 1 over {len(frames)} frames, batch {batch} over {len(s.pool)})")
     plain_b1 = plain(frames, 1)
-    plain_batch = {len(p): plain(p, batch) for p in (s.pool, half_pool)}
-    plain_peaks: dict[int, float | None] = {}
+    plain_batch: dict[int, float] = {}  # pool size -> seconds of a plain pass at the evaluation batch
+    plain_peaks: dict[int, float | None] = {}  # pool size -> its peak resident MiB
+
+    def plain_at(pool: np.ndarray) -> float:
+        """A plain pass over the first len(pool) pool images, timed once per size."""
+        if len(pool) not in plain_batch:
+            plain_batch[len(pool)] = plain(pool, batch)
+        return plain_batch[len(pool)]
+
+    for p in (s.pool, half_pool):
+        plain_at(p)
     model_spec = build.protocol(s.spec).model
     rows = []
     for name, cls in resolve_samplers(settings):
-        reason = cls.unsupported_reason(s.dataset.task, model_spec)
-        if reason is None and not getattr(cls, "works_without_labelled", True) and len(s.labelled) == 0:
-            reason = "needs labelled images; pass --labelled N"
+        reason = skip_reason(cls, s, model_spec)
         if reason is not None:
             rows.append({"sampler": name, "status": "skipped", "reason": reason})
             continue
@@ -165,10 +172,10 @@ def run(bench: BenchRun) -> dict[str, Any]:
                 }
             )
             continue
-        base_full = plain_batch.get(len(pool)) or plain(pool, batch)
+        base_full, base_half = plain_at(pool), plain_at(half)
         if len(pool) not in plain_peaks:
             plain_peaks[len(pool)] = _plain_peak(s, pool, batch)
-        base_half = plain_batch.get(len(half)) or plain(half, batch)
+        plain_peak = plain_peaks[len(pool)]
         base_b1 = plain_b1 * len(b1_frames) / len(frames)
         extra_full = full.extra(len(pool), base_full)
         forward = (full.forward or base_full) / len(pool)
@@ -179,8 +186,8 @@ def run(bench: BenchRun) -> dict[str, Any]:
             "extra_ms_b1": 1e3 * max(0.0, b1.extra(len(b1_frames), base_b1)), "ratio_b1": b1.ratio(base_b1),
             "extra_ms_batch": 1e3 * max(0.0, extra_full), "ratio_batch": full.ratio(base_full),
             "extra_params": 0 if head is None else sum(p.numel() for p in head.parameters()),
-            "extra_peak_mb": None if full.peak_mb is None or plain_peaks[len(pool)] is None
-            else max(0.0, full.peak_mb - plain_peaks[len(pool)]), "growth_pool": growth_pool, "growth_labelled": growth_labelled,
+            "extra_peak_mb": None if full.peak_mb is None or plain_peak is None
+            else max(0.0, full.peak_mb - plain_peak), "growth_pool": growth_pool, "growth_labelled": growth_labelled,
             "per_frame": "O(1)" if max(growth_pool, growth_labelled) <= GROWS_ABOVE else "grows",
             "pool": len(pool), "frames_b1": len(b1_frames),
         })  # fmt: skip

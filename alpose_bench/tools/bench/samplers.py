@@ -50,6 +50,15 @@ def resolve_samplers(settings: BenchSettings) -> list[tuple[str, type]]:
     return out
 
 
+def skip_reason(cls: type, s: Any, model_spec: Any) -> str | None:
+    """Why the bench cannot time sampler `cls` on this setting (its task or model, or no labelled images when it
+    needs them), or None."""
+    reason = cls.unsupported_reason(s.dataset.task, model_spec)
+    if reason is None and not getattr(cls, "works_without_labelled", True) and len(s.labelled) == 0:
+        reason = "needs labelled images; pass --labelled N"
+    return reason
+
+
 def make_sampler(spec: ExperimentSpec, name: str, cls: type):
     """The sampler `name` (registered) or `cls` (given as module:Class), with the spec's preset and parameters."""
     from alpose_bench.samplers.factory import create_sampler
@@ -82,9 +91,7 @@ def run(bench: BenchRun) -> dict[str, Any]:
     model_spec = build.protocol(s.spec).model
     for name, cls in resolve_samplers(settings):
         row: dict[str, Any] = {"sampler": name, "target": cls.overhead_target}
-        reason = cls.unsupported_reason(s.dataset.task, model_spec)
-        if reason is None and not getattr(cls, "works_without_labelled", True) and len(s.labelled) == 0:
-            reason = "needs labelled images; pass --labelled N"
+        reason = skip_reason(cls, s, model_spec)
         if reason is not None:
             rows.append({**row, "status": "skipped", "reason": reason})
             continue

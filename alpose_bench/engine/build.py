@@ -304,9 +304,8 @@ def check_stream_fits(dataset: PoseDataset, spec: ExperimentSpec) -> None:
             f"budget manager {spec.budget_manager!r} is not a BudgetManager subclass "
             "(alpose_bench.engine.budget.BudgetManager); fix the plugin's entry point"
         )
-    stream = stream_protocol(spec)
-    assert stream is not None
-    resolved = stream.resolved(len(dataset.train), spec.init, spec.cycles, spec.budget)
+    resolved = stream_of(spec.to_dict(), len(dataset.train))
+    assert resolved is not None
     frames = spec.init + spec.cycles * resolved.chunk_size
     if frames > len(dataset.train):
         raise ConfigError(

@@ -97,11 +97,10 @@ def chunk_of(order: np.ndarray, cycle: int, chunk: int) -> np.ndarray:
 
 @dataclass
 class StreamSelection:
-    """What the device asked for in one chunk: positions into the chunk (stream order), their scores, the allowance
-    and the forward passes' time (the model's own cost within the selection)."""
+    """What the device asked for in one chunk: positions into the chunk (stream order) with their scores, the
+    forward passes' time (the model's own cost within the selection) and the contexts that scored."""
 
     selection: Selection
-    allowed: int
     inference: Timing
     contexts: list[SelectionContext]
 
@@ -129,14 +128,13 @@ def stream_select(
     from alpose_bench.engine.loop import run_selection
 
     rate = stream.label_rate
-    allowed = allowance(rate, len(chunk))
     if sampler.decides_per_frame():
         ctx = context(chunk, 0)
         scores = frame_scores(sampler, ctx)
         if manager.needs_calibration:
             manager.calibrate(frame_scores(sampler, context(ctx.labelled, -1)))
         positions = manager.decide(scores)
-        return StreamSelection(Selection(positions, scores[positions]), allowed, ctx.inference, [ctx])
+        return StreamSelection(Selection(positions, scores[positions]), ctx.inference, [ctx])
     picked: list[np.ndarray] = []
     picked_scores: list[np.ndarray] = []
     contexts = []
@@ -160,4 +158,4 @@ def stream_select(
     scores = np.concatenate(picked_scores) if has_scores and picked_scores else None
     wall = sum(c.inference.wall_s for c in contexts)
     cpu = sum(c.inference.cpu_s for c in contexts)
-    return StreamSelection(Selection(positions, scores), allowed, Timing(wall, cpu), contexts)
+    return StreamSelection(Selection(positions, scores), Timing(wall, cpu), contexts)

@@ -34,7 +34,7 @@ from alpose_bench.results.analysis import (
 from alpose_bench.results.comparisons import friedman_data, mode_accuracy_data, regime, sampler_summary
 from alpose_bench.spec import roles
 from alpose_bench.spec.registry import get_sampler
-from alpose_bench.spec.stream import allowance, stream_of
+from alpose_bench.spec.stream import stream_of
 
 FORMATS = ("md", "html", "csv")
 
@@ -243,11 +243,8 @@ def stream_table(rs: ResultSet, dataset: str) -> pd.DataFrame:
     """Per sampler under the stream protocol: how it decides, frames seen, labels allowed and asked for (means over
     seeds) and their ratio, the budget adherence."""
     spec = rs.experiment.get("spec") or {}
-    stream = stream_of(spec)
+    stream = stream_of(spec, int(rs.dataset_info(dataset).get("pool", 0)))
     assert stream is not None
-    resolved = stream.resolved(
-        int(rs.dataset_info(dataset).get("pool", 0)), spec["init"], spec["cycles"], spec["budget"]
-    )
     c = rs.cycles[(rs.cycles["dataset"] == dataset) & (rs.cycles["select_images"] > 0)]
     rows = []
     for sampler in rs.samplers:
@@ -256,7 +253,7 @@ def stream_table(rs: ResultSet, dataset: str) -> pd.DataFrame:
             continue
         per_seed = mine.groupby("seed").agg(frames=("select_images", "sum"), asked=("n_selected", "sum"),
                                             chunks=("select_images", "size"))  # fmt: skip
-        allowed = per_seed["chunks"] * allowance(resolved.label_rate, resolved.chunk_size)
+        allowed = per_seed["chunks"] * stream.per_chunk
         try:
             buffered = not get_sampler(sampler).decides_per_frame()
         except Exception:  # a sampler no longer installed: its kind is unknown

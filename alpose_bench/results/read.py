@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from alpose_bench.results.store import Store, StoreError
-from alpose_bench.spec.stream import allowance, stream_of
+from alpose_bench.spec.stream import stream_of
 
 CYCLE_COLUMNS = [
     "dataset", "sampler", "seed", "cycle", "n_labelled", "metric", "value", "train_s", "eval_s", "select_s",
@@ -48,14 +48,13 @@ def _label_budget(store: Store, df: pd.DataFrame) -> pd.DataFrame:
     df = df.copy()
     df["n_requested"] = df["n_labelled"]
     spec = store.get_meta("spec") or {}
-    stream = stream_of(spec)
-    if stream is None or df.empty:
+    if stream_of(spec) is None or df.empty:
         return df
     info = store.dataset_info()
     for dataset, rows in df.groupby("dataset").groups.items():
-        resolved = stream.resolved(int(info[dataset]["pool"]), spec["init"], spec["cycles"], spec["budget"])
-        per_chunk = allowance(resolved.label_rate, resolved.chunk_size)
-        df.loc[rows, "n_labelled"] = spec["init"] + df.loc[rows, "cycle"] * per_chunk
+        stream = stream_of(spec, int(info[dataset]["pool"]))
+        assert stream is not None
+        df.loc[rows, "n_labelled"] = spec["init"] + df.loc[rows, "cycle"] * stream.per_chunk
     return df
 
 

@@ -45,13 +45,25 @@ class StreamProtocol:
         assert self.rate is not None, "resolve the stream protocol first"
         return self.rate
 
+    @property
+    def per_chunk(self) -> int:
+        """Labels one chunk may ask for (`allowance`)."""
+        return allowance(self.label_rate, self.chunk_size)
 
-def stream_of(spec: dict[str, Any]) -> StreamProtocol | None:
-    """The stream settings of a stored or built spec (as a dict), or None under the pool protocol."""
-    if spec.get("protocol", "pool") != "stream":
+
+def stream_of(spec: dict[str, Any], pool: int | None = None) -> StreamProtocol | None:
+    """The stream settings of a stored or built spec (as a dict; settings it lacks take the value experiments
+    stored before them ran with, `config.LEGACY`), or None under the pool protocol; resolved against a pool of
+    `pool` images when given."""
+    from alpose_bench.spec.config import LEGACY
+
+    def setting(key: str) -> Any:
+        return spec.get(key, LEGACY[key])
+
+    if setting("protocol") != "stream":
         return None
-    return StreamProtocol(
-        order=spec.get("stream_order", "deployment"), chunk=spec.get("stream_chunk"), rate=spec.get("label_rate"),
-        manager=spec.get("budget_manager", "balanced"), window=spec.get("stream_window", 100),
-        buffer=spec.get("stream_buffer", 100),
+    stream = StreamProtocol(
+        order=setting("stream_order"), chunk=setting("stream_chunk"), rate=setting("label_rate"),
+        manager=setting("budget_manager"), window=setting("stream_window"), buffer=setting("stream_buffer"),
     )  # fmt: skip
+    return stream if pool is None else stream.resolved(pool, spec["init"], spec["cycles"], spec["budget"])

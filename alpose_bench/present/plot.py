@@ -349,7 +349,7 @@ def plot_tradeoff(rs: ResultSet) -> Figure:
         d = data[(data["dataset"] == dataset) & data["ms_per_frame"].notna()]
         metric = str(d["metric"].iloc[0]) if len(d) else ""
         ax.axhline(0.0, color=style.sampler_style(baseline).get("color", "grey"), lw=1, zorder=1)
-        d = d.assign(gain=d["gain"].where(d["sampler"] != baseline, 0.0)).sort_values("ms_per_frame")
+        d = d.sort_values("ms_per_frame")
         for row in d.itertuples():
             st_ = style.sampler_style(row.sampler)
             colour = st_.get("color")

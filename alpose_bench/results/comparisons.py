@@ -322,11 +322,12 @@ def tradeoff_data(cycles: pd.DataFrame, evaluated: pd.DataFrame, baseline: str |
     picks a sampler on. The baseline's own row has gain 0."""
     from alpose_bench.results.analysis import timing_data
 
+    baseline = baseline or roles.baseline_name()
     summary = sampler_summary(evaluated, baseline)
+    own = summary["sampler"] == baseline
+    summary.loc[own, ["gain", "gain_ci_low", "gain_ci_high"]] = 0.0
     timing = timing_data(cycles)
-    cost = timing["select_cpu_ms_per_image"].where(
-        timing["select_cpu_ms_per_image"].notna(), timing["select_ms_per_image"]
-    )
+    cost = timing["select_cpu_ms_per_image"].fillna(timing["select_ms_per_image"])
     costs = timing.assign(ms_per_frame=cost)[["dataset", "sampler", "ms_per_frame"]]
     out = summary[["dataset", "metric", "sampler", "reference", "gain", "gain_ci_low", "gain_ci_high",
                    "significant"]].merge(costs, on=["dataset", "sampler"])  # fmt: skip

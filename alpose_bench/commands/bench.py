@@ -9,7 +9,7 @@ from rich.table import Table
 
 from alpose_bench.commands.console import output_console
 from alpose_bench.errors import UserError, user_error_types
-from alpose_bench.spec.config import build_spec, parse_sampler_params, preset_help
+from alpose_bench.spec.config import MODEL_FAMILIES, build_spec, parse_sampler_params, preset_help
 from alpose_bench.tools.bench import SECTIONS, BenchSettings, parse_sections, parse_sizes, run_bench
 
 
@@ -204,8 +204,8 @@ def contention_warning() -> str | None:
     "--device", default=None, help="auto | cpu | cuda | cuda:N (CUDA: bf16 autocast, channels_last)."
 )
 @click.option("--resolution", type=int, default=None, help="Input size in pixels (default: the preset's).")
-@click.option("--model", type=click.Choice(["hourglass", "mobilenet-v2"]), default=None,
-              help="2D pose model (default: hourglass; mobilenet-v2: the ImageNet-pretrained family).")  # fmt: skip
+@click.option("--model", type=click.Choice(MODEL_FAMILIES), default=None,
+              help="2D pose model (default: hourglass; mobilenet-v2, efficientnet-lite0: ImageNet-pretrained).")  # fmt: skip
 @click.option("--dropout", type=float, default=None,
               help="Hourglass dropout (default: the preset's; mc-dropout and mcd-cke need > 0).")  # fmt: skip
 @click.option("--data-root", default=None, help="Folder holding the real datasets (or set ALPOSE_DATA_ROOT).")

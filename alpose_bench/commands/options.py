@@ -17,6 +17,7 @@ import click
 from alpose_bench.errors import UserError
 from alpose_bench.pose.metrics import METRICS
 from alpose_bench.spec.config import (
+    MODEL_FAMILIES,
     ExperimentSpec,
     build_spec,
     parse_dataset_options,
@@ -52,10 +53,10 @@ def spec_options(*, several_datasets: bool) -> Callable[[F], F]:
         click.option("--resolution", type=int, default=None, help="Input size in pixels."),
         click.option(
             "--model",
-            type=click.Choice(["hourglass", "mobilenet-v2"]),
+            type=click.Choice(MODEL_FAMILIES),
             default=None,
             help="2D pose model: the from-scratch stacked hourglass (the published protocol; default) or a heatmap "
-            "head on an ImageNet-pretrained MobileNetV2.",
+            "head on an ImageNet-pretrained backbone (mobilenet-v2, efficientnet-lite0).",
         ),
         click.option(
             "--backbone-weights",

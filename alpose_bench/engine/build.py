@@ -25,7 +25,6 @@ from alpose_bench.pose.data import DatasetConfig, PoseDataset, default_cache_dir
 from alpose_bench.pose.models import ModelSpec, build_model, model_info
 from alpose_bench.pose.models.feature_cache import FeatureCache, images_digest
 from alpose_bench.pose.models.feature_cache import build as build_feature_cache
-from alpose_bench.pose.models.weights import MOBILENET_V2
 from alpose_bench.samplers.base import Sampler, sampler_code
 from alpose_bench.samplers.factory import create_sampler
 from alpose_bench.spec.config import ConfigError, ExperimentSpec, dataset_config, trained_cycles
@@ -157,7 +156,7 @@ def train_settings(spec: ExperimentSpec, epochs: int) -> TrainSettings:
         (FLIPS_ONLY if model_spec(spec).caches_features else AugmentSettings()) if spec.augment else None
     )
     return TrainSettings(
-        epochs=epochs, lr=spec.lr, head_lr=spec.head_lr, batch_size=spec.batch_size, weight_decay=spec.weight_decay, sigma=spec.sigma,
+        epochs=epochs, lr=spec.lr, lr_schedule=spec.lr_schedule, head_lr=spec.head_lr, batch_size=spec.batch_size, weight_decay=spec.weight_decay, sigma=spec.sigma,
         amplitude=spec.amplitude, augment=augment,
     )  # fmt: skip
 
@@ -208,7 +207,7 @@ def feature_cache(
     digest = dataset.info.get("images_digest")
     if digest is None:
         digest = dataset.info["images_digest"] = images_digest([s.images for s in splits])
-    key = f"{digest}-{MOBILENET_V2.sha256[:16]}-{dataset.resolution}-{compute.precision}-{compute.channels_last}"
+    key = f"{digest}-{model.spec.weights.sha256[:16]}-{dataset.resolution}-{compute.precision}-{compute.channels_last}"
     name = f"{dataset.name}-{hashlib.blake2b(key.encode(), digest_size=8).hexdigest()}.npy"
     path = (default_cache_dir() / "features" if folder is None else folder) / name
     shapes = model.tap_shapes()

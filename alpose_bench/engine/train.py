@@ -42,6 +42,7 @@ class TrainingDivergedError(RuntimeError):
 class TrainSettings:
     epochs: int
     lr: float = 3e-4
+    lr_schedule: str = "constant"  # or "one-cycle" (`lr_scheduler`)
     batch_size: int = 16
     head_lr: float | None = None  # the auxiliary heads' (None: lr)
     weight_decay: float = 0.0
@@ -102,6 +103,19 @@ def make_batch(
     )
 
 
+def lr_scheduler(
+    opt: torch.optim.Optimizer, schedule: str, total_steps: int
+) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """The per-step learning-rate schedule of one training run: None for "constant"; "one-cycle": torch's
+    OneCycleLR peaking at each parameter group's lr (30 % warm-up, cosine annealing, Adam's beta1 cycled)."""
+    if schedule == "constant" or total_steps < 2:
+        return None
+    if schedule == "one-cycle":
+        peaks = [group["lr"] for group in opt.param_groups]
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=peaks, total_steps=total_steps)
+    raise ValueError(f"unknown lr_schedule {schedule!r}; expected 'constant' or 'one-cycle'")
+
+
 def train(
     model: nn.Module,
     dataset: PoseDataset,
@@ -129,6 +143,7 @@ def train(
     rows = np.asarray(rows, dtype=np.int64)
     bs = min(settings.batch_size, len(rows))
     steps_per_epoch = max(1, len(rows) // bs)  # drop_last, as the reference
+    schedule = lr_scheduler(opt, settings.lr_schedule, settings.epochs * steps_per_epoch)
     start, steps, last = time.perf_counter(), 0, float("nan")
     with activity.phase("training", total=settings.epochs * steps_per_epoch, unit="steps"):
         for _ in range(settings.epochs):
@@ -154,6 +169,8 @@ def train(
                 opt.zero_grad(set_to_none=True)
                 total.backward()
                 opt.step()
+                if schedule is not None:
+                    schedule.step()
                 steps += 1
                 activity.advance()
             last = float(loss.detach())

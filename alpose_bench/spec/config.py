@@ -17,7 +17,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from alpose_bench.core.failures import UserFacingError
 from alpose_bench.core.validation import ParameterError, check_fields, param, parse_value
@@ -35,6 +35,10 @@ class ConfigError(UserFacingError, ValueError):
 
 MAX_SEEDS = 1000  # a guard against a mistyped --seeds (each seed is a full run of every sampler)
 DEFAULT_EVAL_BATCH_SIZE = 64
+#: the 2D pose model families: the from-scratch hourglass, then one per pretrained backbone
+#: (`alpose_bench.pose.models.BACKBONES`)
+ModelFamily = Literal["hourglass", "mobilenet-v2", "efficientnet-lite0"]
+MODEL_FAMILIES: tuple[str, ...] = get_args(ModelFamily)
 
 #: names that stand for a group of samplers in `samplers`; those a dataset's task or model cannot run are left out
 SAMPLER_GROUPS = ("default", "all")
@@ -77,15 +81,19 @@ class ExperimentSpec:
     epochs_first: int = param(40, low=0, low_open=True)
     epochs: int = param(3, low=0)
     lr: float = param(1e-3, low=0, low_open=True)
+    # "constant": Adam at lr throughout (the reference's start; it halves lr on a validation plateau that is the
+    # test set, which this benchmark does not do); "one-cycle": lr warms up to `lr` and anneals to ~0 over each
+    # cycle's training (Smith's 1cycle), the usual schedule for a head on a pretrained backbone
+    lr_schedule: Literal["constant", "one-cycle"] = "constant"
     # the auxiliary heads' learning rate (None: lr). A head on a pretrained backbone's unnormalised features
     # diverges at the lr its pose head trains well with (its log-variance overflows within a few steps)
     head_lr: float | None = param(None, low=0, low_open=True)
     batch_size: int = param(16, low=0, low_open=True)
     weight_decay: float = param(0.0, low=0)
     augment: bool = True
-    # model: the from-scratch stacked hourglass of the published protocol, or a heatmap head on an ImageNet
-    # MobileNetV2 (the practitioners' regime); `channels` is the hourglass's width or the head's
-    model: Literal["hourglass", "mobilenet-v2"] = "hourglass"
+    # model: the from-scratch stacked hourglass of the published protocol, or a heatmap head on an ImageNet-pretrained
+    # backbone (the practitioners' regime, `MODEL_FAMILIES`); `channels` is the hourglass's width or the head's
+    model: ModelFamily = "hourglass"
     backbone_weights: Literal["imagenet", "random"] = "imagenet"  # pretrained models: the backbone's start
     # pretrained models: the last backbone blocks trained (0: frozen); a frozen backbone's outputs are computed once
     # per dataset and read back (feature_cache), and training then flips only
@@ -192,6 +200,7 @@ LEGACY: dict[str, Any] = {
     "trainable_blocks": 0,
     "feature_cache": True,
     "head_lr": None,
+    "lr_schedule": "constant",
     "protocol": "pool",
     "stream_order": "deployment",
     "stream_chunk": None,

@@ -40,9 +40,11 @@ from alpose_bench.suggest.project import Project, ProjectError
 
 #: the pose model and training of each family in `suggest` (the pretrained one: the settings of the LSPET runs of
 #: docs/protocol-search.md; the hourglass: the quick preset's)
+_PRETRAINED = dict(resolution=192, channels=64, lr=1e-2, head_lr=1e-3, sigma=2.0, epochs_first=30, epochs=10,
+                  batch_size=16)
 FAMILY_SETTINGS: dict[str, dict[str, Any]] = {
-    "mobilenet-v2": dict(model="mobilenet-v2", resolution=192, channels=64, lr=1e-2, head_lr=1e-3, sigma=2.0, epochs_first=30,
-                         epochs=10, batch_size=16),
+    "mobilenet-v2": dict(model="mobilenet-v2", **_PRETRAINED),
+    "efficientnet-lite0": dict(model="efficientnet-lite0", **_PRETRAINED),
     "hourglass": dict(model="hourglass", resolution=64, channels=32, lr=1e-3, sigma=1.0, epochs_first=40, epochs=10,
                       batch_size=16),
 }  # fmt: skip

@@ -1,5 +1,5 @@
-"""Pose models: the stacked hourglass and a heatmap head on an ImageNet MobileNetV2 (2D heatmaps), and a
-DeepPrior-style 3D regressor, from a ModelSpec.
+"""Pose models: the stacked hourglass and a heatmap head on an ImageNet-pretrained backbone (MobileNetV2,
+EfficientNet-Lite0: `BACKBONES`) (2D heatmaps), and a DeepPrior-style 3D regressor, from a ModelSpec.
 
 Every model's forward(x (B, C, H, W) float) returns a `PoseOutput`; `model_info(model)` gives the shapes an
 auxiliary head needs. Weights are initialised from torch's global RNG: seed it (torch.manual_seed) before
@@ -12,20 +12,23 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from alpose_bench.core.failures import UserFacingError
+
 from alpose_bench.pose.data import Task
 from alpose_bench.pose.models.hourglass import StackedHourglass
-from alpose_bench.pose.models.mobilenet import MobileNetPose
 from alpose_bench.pose.models.outputs import ModelInfo, PoseOutput, TrainBatch
+from alpose_bench.pose.models.pretrained import BACKBONES, PretrainedPose
 from alpose_bench.pose.models.regressor import KeypointRegressor
-from alpose_bench.pose.models.weights import MOBILENET_V2, load_weights, locate
+from alpose_bench.pose.models.weights import load_weights, locate
 from alpose_bench.pose.skeleton import Skeleton
 
 __all__ = [
+    "BACKBONES",
     "KeypointRegressor",
-    "MobileNetPose",
     "ModelInfo",
     "ModelSpec",
     "PoseOutput",
+    "PretrainedPose",
     "StackedHourglass",
     "TrainBatch",
     "build_model",
@@ -33,6 +36,10 @@ __all__ = [
     "count_parameters",
     "model_info",
 ]
+
+
+class ModelSpecError(UserFacingError, ValueError):
+    """A model that cannot be built as asked."""
 
 
 @dataclass(frozen=True)
@@ -55,10 +62,10 @@ class ModelSpec:
     regressor_fc: int = 1024
     regressor_dropout: float = 0.3
     #: hourglass: dropout on each stack's features before its heatmap head (0 = none, the reference); MC dropout
-    #: samplers keep it on at inference (the MobileNetV2 model: before its last 1x1 convolution)
+    #: samplers keep it on at inference (pretrained models: before the head's last 1x1 convolution)
     dropout: float = 0.0
-    #: 2D heatmap models: "hourglass" (from scratch) or "mobilenet-v2" (a head on an ImageNet MobileNetV2, whose
-    #: head is `channels` wide); the backbone starts from "imagenet" weights or "random" ones, and its last
+    #: 2D heatmap models: "hourglass" (from scratch) or a pretrained backbone's name (`BACKBONES`: a head
+    #: `channels` wide on it); the backbone starts from "imagenet" weights or "random" ones, and its last
     #: `trainable_blocks` blocks train with the head (0: frozen)
     family: str = "hourglass"
     backbone_weights: str = "imagenet"
@@ -70,7 +77,7 @@ class ModelSpec:
     def caches_features(self) -> bool:
         """True when the backbone is pretrained and frozen and its outputs are cached: training then flips only."""
         return (
-            self.family == "mobilenet-v2" and self.backbone_weights == "imagenet" and self.trainable_blocks == 0
+            self.family in BACKBONES and self.backbone_weights == "imagenet" and self.trainable_blocks == 0
             and self.feature_cache
         )  # fmt: skip
 
@@ -79,13 +86,13 @@ def build_model(
     task: Task, skeleton: Skeleton, input_size: int, in_channels: int, spec: ModelSpec
 ) -> nn.Module:
     """The pose model for `task`: stacked hourglass for "heatmap2d", keypoint regressor for "regression3d"."""
-    if task == "heatmap2d" and spec.family == "mobilenet-v2":
-        model = MobileNetPose(
-            skeleton, input_size, in_channels=in_channels, channels=spec.channels, dropout=spec.dropout,
-            trainable_blocks=spec.trainable_blocks,
+    if task == "heatmap2d" and spec.family in BACKBONES:
+        model = PretrainedPose(
+            skeleton, input_size, in_channels=in_channels, backbone=spec.family, channels=spec.channels,
+            dropout=spec.dropout, trainable_blocks=spec.trainable_blocks,
         )  # fmt: skip
         if spec.backbone_weights == "imagenet":
-            model.load_backbone(load_weights(MOBILENET_V2))
+            model.load_backbone(load_weights(BACKBONES[spec.family].weights))
         return model
     if task == "heatmap2d":
         return StackedHourglass(
@@ -111,10 +118,19 @@ def build_model(
 
 
 def check_available(spec: ModelSpec) -> None:
-    """A one-line WeightsError now (before any data is loaded or model trained) when the pretrained weights the
-    model starts from are not installed or not the file expected."""
-    if spec.family == "mobilenet-v2" and spec.backbone_weights == "imagenet":
-        locate(MOBILENET_V2)
+    """A one-line error now (before any data is loaded or model trained) when the pretrained weights the model
+    starts from are not installed or not the file expected (WeightsError), or it asks to train more blocks than its
+    backbone has (ModelSpecError)."""
+    if spec.family not in BACKBONES:
+        return
+    backbone = BACKBONES[spec.family]
+    if spec.trainable_blocks > backbone.units():
+        raise ModelSpecError(
+            f"trainable_blocks {spec.trainable_blocks} is more than {backbone.description} has "
+            f"({backbone.units()} blocks); set trainable_blocks to 0-{backbone.units()}"
+        )
+    if spec.backbone_weights == "imagenet":
+        locate(backbone.weights)
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -131,7 +147,7 @@ def _unwrap(model: nn.Module) -> nn.Module:
 def model_info(model: nn.Module) -> ModelInfo:
     """Output shapes of a model from `build_model` (also when compiled or wrapped for data parallelism)."""
     inner = _unwrap(model)
-    if not isinstance(inner, (StackedHourglass, MobileNetPose, KeypointRegressor)):
+    if not isinstance(inner, (StackedHourglass, PretrainedPose, KeypointRegressor)):
         raise TypeError(f"model_info needs a model from build_model, got {type(inner).__name__}")
     return inner.model_info()
 

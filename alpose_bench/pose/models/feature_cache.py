@@ -4,7 +4,7 @@ A frozen backbone maps an image to the same features in every cycle, seed, sampl
 them is ~90 % of a step. `build` runs it once over every image of a dataset's splits and over each image's mirror
 (what flip augmentation shows the model), and writes one memory-mapped file: a row per image, its key (a hash of
 the exact model input) and its four tapped feature maps in float16. A model with the cache attached
-(`MobileNetPose.attach`) looks each input up by its key: every image of the dataset and its mirror is found, so
+(`PretrainedPose.attach`) looks each input up by its key: every image of the dataset and its mirror is found, so
 training (flips only), pool passes and evaluation never run the backbone; an input not in the file (a sampler's
 own transform of an image, say) is computed as without a cache. Files are written atomically and never changed:
 a different dataset, input size, weights or compute setting is another file. The whole file is never read into

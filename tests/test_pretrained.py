@@ -16,7 +16,13 @@ from alpose_bench.pose.models import weights as weights_module
 from alpose_bench.pose.models.efficientnet_lite import EfficientNetLite0Features, SameConv2d
 from alpose_bench.pose.models.mobilenet import MobileNetV2Features
 from alpose_bench.pose.models.pretrained import BACKBONES, PretrainedPose
-from alpose_bench.pose.models.weights import EFFICIENTNET_LITE0, MOBILENET_V2, WeightsError, load_weights, locate
+from alpose_bench.pose.models.weights import (
+    EFFICIENTNET_LITE0,
+    MOBILENET_V2,
+    WeightsError,
+    load_weights,
+    locate,
+)
 from alpose_bench.pose.skeleton import MPII
 from alpose_bench.spec.registry import working_samplers
 from alpose_bench.testing import MOBILENET_SPEC, parametrize_with_checks
@@ -322,7 +328,10 @@ def test_bench_of_the_pretrained_model_reports_the_feature_cache_build(tmp_path:
     assert (
         "project's pass (reads the feature cache)" in result.output and "feature cache build" in result.output
     )
-    cache = json.loads(out.read_text())["sections"]["inference"]["feature_cache"]
+    assert "ms/image" in result.output and "MiB resident" in result.output
+    inference = json.loads(out.read_text())["sections"]["inference"]
+    cache = inference["feature_cache"]
+    assert inference["peak_mb"] >= 0 and cache["peak_mb"] >= 0  # Linux: resident memory above the start
     # 64 px: a 16-byte key and four taps of (24x16x16 + 32x8x8 + 96x4x4 + 1280x2x2) float16 values, twice (mirror)
     assert cache["images_per_s"] > 0 and cache["mb_per_image"] == pytest.approx(
         2 * (16 + 2 * 14_848) / 2**20, rel=0.01

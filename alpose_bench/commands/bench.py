@@ -61,6 +61,11 @@ def footprint_table(fig: dict[str, Any]) -> Table:
     return t
 
 
+def _peak(mb: float | None) -> str:
+    """The note "; peak +N MiB resident" (memory above where it stood before); nothing where not measured."""
+    return "" if mb is None else f"; peak +{mb:,.0f} MiB resident"
+
+
 def section_table(name: str, fig: dict[str, Any]) -> Table | str:
     """A rich table (or one line) for one section's figures; figures that meet their target are green."""
     if "skipped" in fig:
@@ -79,7 +84,8 @@ def section_table(name: str, fig: dict[str, Any]) -> Table | str:
                   _vs(fig["speedup"], fig["target_speedup"], ".2f", True), "", "same random tensors")  # fmt: skip
         t.add_row("project train()", _rate(fig["train_images_per_s"]),
                   _f(fig["train_gflops"], ".1f"), _f(fig["train_images_per_s"] / fig["plain_images_per_s"], ".2f"),
-                  _vs(fig["ratio"], fig["target_ratio"], ".3f", True), "real batches: augmentation, targets")  # fmt: skip
+                  _vs(fig["ratio"], fig["target_ratio"], ".3f", True),
+                  "real batches: augmentation, targets" + _peak(fig.get("train_peak_mb")))  # fmt: skip
         _lever_rows(t, fig, fig["plain_images_per_s"], 5)
         return t
     if name == "inference":
@@ -88,15 +94,17 @@ def section_table(name: str, fig: dict[str, Any]) -> Table | str:
             f"GFLOP per image; project: {_compute(fig['compute'])} (target project/plain >= {fig['target_speedup']:g})",
             ["path", "images/s", "GFLOP/s", "vs plain"],
         )
+        t.add_column("note", overflow="fold")
         t.add_row(
-            "plain: fp32, contiguous", _rate(fig["plain_images_per_s"]), _f(fig["plain_gflops"], ".1f"), "1"
+            "plain: fp32, contiguous", _rate(fig["plain_images_per_s"]), _f(fig["plain_gflops"], ".1f"), "1", ""
         )
         cached = fig.get("feature_cache")
         t.add_row("project's pass" + (" (reads the feature cache)" if cached else ""), _rate(fig["images_per_s"]),
-                  _f(fig["gflops"], ".1f"), _vs(fig["speedup"], fig["target_speedup"], ".2f", True))  # fmt: skip
+                  _f(fig["gflops"], ".1f"), _vs(fig["speedup"], fig["target_speedup"], ".2f", True),
+                  f"{1e3 / fig['images_per_s']:.2f} ms/image" + _peak(fig.get("peak_mb")))  # fmt: skip
         if cached:
             t.add_row(f"feature cache build ({cached['mb_per_image']:.2f} MB per image with its mirror)",
-                      _rate(cached["images_per_s"]), "", "")  # fmt: skip
+                      _rate(cached["images_per_s"]), "", "", _peak(cached.get("peak_mb")).lstrip("; "))  # fmt: skip
         _lever_rows(t, fig, fig["plain_images_per_s"], 4)
         return t
     if name == "samplers":

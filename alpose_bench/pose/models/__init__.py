@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from torch import nn
 
 from alpose_bench.core.failures import UserFacingError
-
 from alpose_bench.pose.data import Task
 from alpose_bench.pose.models.hourglass import StackedHourglass
 from alpose_bench.pose.models.outputs import ModelInfo, PoseOutput, TrainBatch

@@ -102,7 +102,9 @@ class PretrainedPose(nn.Module):
             raise ValueError(f"unknown backbone {backbone!r}; known: {', '.join(BACKBONES)}")
         spec = BACKBONES[backbone]
         if input_size % 32:
-            raise ValueError(f"{spec.description} needs an input size that is a multiple of 32, got {input_size}")
+            raise ValueError(
+                f"{spec.description} needs an input size that is a multiple of 32, got {input_size}"
+            )
         self.spec = spec
         self.backbone = spec.network(in_channels)
         self.units = self.backbone.units()
@@ -110,7 +112,9 @@ class PretrainedPose(nn.Module):
             raise ValueError(f"trainable_blocks must be in [0, {len(self.units)}], got {trainable_blocks}")
         self.skeleton, self.input_size, self.in_channels = skeleton, input_size, in_channels
         self.channels, self.trainable_blocks = channels, trainable_blocks
-        self.register_buffer("mean", torch.tensor(spec.mean[:in_channels]).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer(
+            "mean", torch.tensor(spec.mean[:in_channels]).view(1, -1, 1, 1), persistent=False
+        )
         self.register_buffer("std", torch.tensor(spec.std[:in_channels]).view(1, -1, 1, 1), persistent=False)
         self.lateral = nn.ModuleList(nn.Conv2d(c, channels, 1) for c in spec.tap_channels)
         self.smooth = nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1), nn.BatchNorm2d(channels),
@@ -190,7 +194,10 @@ class PretrainedPose(nn.Module):
 
     def tap_shapes(self) -> list[tuple[int, int, int]]:
         """(channels, height, width) of each tapped backbone output at this input size."""
-        return [(c, self.input_size // s, self.input_size // s) for c, s in zip(self.spec.tap_channels, TAP_STRIDES)]
+        return [
+            (c, self.input_size // s, self.input_size // s)
+            for c, s in zip(self.spec.tap_channels, TAP_STRIDES)
+        ]
 
     def model_info(self) -> ModelInfo:
         sizes = tuple(self.input_size // s for s in (4, 8, 16, 32))

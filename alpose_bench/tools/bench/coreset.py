@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import resource
 import subprocess
 import sys
 from functools import partial
@@ -13,42 +12,7 @@ from typing import Any
 import torch
 
 from alpose_bench.tools.bench.common import BenchRun, _median, timed
-
-
-def _proc_status_mb(key: str) -> float | None:
-    """A memory figure of this process from /proc/self/status (Linux), in MiB; None elsewhere."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1]) / 1024  # kB
-    except OSError:
-        pass
-    return None
-
-
-def _reset_peak_rss() -> bool:
-    """Reset this process's peak RSS (VmHWM) to its current RSS (Linux >= 4.0); False where not possible."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def _rss_now_and_peak() -> tuple[float, float, str]:
-    """(current RSS, peak RSS) in MiB and how they were read.
-
-    Linux: VmRSS and VmHWM, which belong to this process image only. ru_maxrss (the fallback) is not: Linux
-    carries it over from the parent through fork and exec, so a child of a large process would report the
-    parent's size as its own peak."""
-    now, peak = _proc_status_mb("VmRSS"), _proc_status_mb("VmHWM")
-    if now is not None and peak is not None:
-        return now, peak, "VmHWM"
-    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    maxrss = maxrss / 2**20 if sys.platform == "darwin" else maxrss / 2**10
-    return maxrss, maxrss, "ru_maxrss"
+from alpose_bench.tools.bench.memory import reset_peak_rss, rss_now_and_peak
 
 
 def coreset_child(
@@ -75,7 +39,7 @@ def coreset_child(
     g = torch.Generator().manual_seed(seed)
     mib = 2**20
     cuda = dev.type == "cuda"
-    base = torch.cuda.memory_allocated(dev) / mib if cuda else _rss_now_and_peak()[0]
+    base = torch.cuda.memory_allocated(dev) / mib if cuda else rss_now_and_peak()[0]
     # float64, as the sampler computes its distances
     pool_emb = torch.randn(pool, dim, generator=g, dtype=torch.float64).to(dev)
     labelled_emb = torch.randn(labelled, dim, generator=g, dtype=torch.float64).to(dev)
@@ -84,11 +48,11 @@ def coreset_child(
         torch.cuda.reset_peak_memory_stats(dev)
         after_inputs, kind = torch.cuda.memory_allocated(dev) / mib, "cuda max_memory_allocated"
     else:
-        after_inputs, _, kind = _rss_now_and_peak()
-        if not _reset_peak_rss():
+        after_inputs, _, kind = rss_now_and_peak()
+        if not reset_peak_rss():
             kind += " (not reset after the inputs)"
     times, _ = timed(partial(kcenter_greedy, pool_emb, labelled_emb, budget), dev, repeats, max_seconds)
-    peak = torch.cuda.max_memory_allocated(dev) / mib if cuda else _rss_now_and_peak()[1]
+    peak = torch.cuda.max_memory_allocated(dev) / mib if cuda else rss_now_and_peak()[1]
     extra = max(0.0, peak - after_inputs)
     return {
         "pool": pool, "labelled": labelled, "seconds": _median(times), "repeat_s": times, "baseline_mb": base,

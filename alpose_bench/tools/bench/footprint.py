@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from alpose_bench.tools.bench.common import BenchRun, _median, _once
-from alpose_bench.tools.bench.coreset import _reset_peak_rss, _rss_now_and_peak
+from alpose_bench.tools.bench.memory import peak_above
 from alpose_bench.tools.bench.samplers import make_sampler, resolve_samplers, skip_reason
 
 #: the VL4Pose paper's pose model (2-stack hourglass) and auxiliary network, in parameters
@@ -69,12 +69,7 @@ class Timed:
 def _plain_peak(s: Any, pool: np.ndarray, batch: int) -> float | None:
     """Peak resident MiB of a plain forward pass over `pool` above the resident memory before it (None where the
     peak cannot be reset)."""
-    before, _, _ = _rss_now_and_peak()
-    if not _reset_peak_rss():
-        return None
-    _plain_pass(s, pool, batch)
-    _, peak, _ = _rss_now_and_peak()
-    return max(0.0, peak - before)
+    return peak_above(partial(_plain_pass, s, pool, batch))[1]
 
 
 def _selection(
@@ -86,13 +81,10 @@ def _selection(
     ctx = s.context(head, pool=pool, seed=seed, sampler=sampler)
     ctx.batch_size = batch
     ctx.labelled = labelled
-    before, _, _ = _rss_now_and_peak()
-    reset = _reset_peak_rss()
-    seconds = _once(partial(run_selection, sampler, ctx, take), s.device)
-    _, peak, _ = _rss_now_and_peak()
+    seconds, peak = peak_above(partial(_once, partial(run_selection, sampler, ctx, take), s.device))
     inside = ctx.inference.cpu_s if s.device.type != "cuda" else ctx.inference.wall_s
     forward = inside * len(pool) / ctx.forward_passes if ctx.forward_passes and inside > 0 else None
-    return Timed(seconds, forward, max(0.0, peak - before) if reset else None)
+    return Timed(seconds, forward, peak)
 
 
 def _median_timed(runs: list[Timed]) -> Timed:

@@ -228,6 +228,7 @@ class LSPETDataset(CachedDataset):
     preset_overrides = {
         "quick": dict(test_size=None),
         "cpu": dict(pool_size=4000, test_size=None, init=500, budget=500, cycles=2, epochs=8),
+        "pretrained": dict(pool_size=4000, test_size=None, init=500, budget=500, cycles=2),
     }
     description = (
         "LSP Extended (real photographs): pool 9,000 / fixed test 1,000 people, PCK@0.2 (standard torso)."

@@ -331,7 +331,8 @@ class EGLPP(Sampler):
     needs = frozenset({"embedding", "heatmaps", "keypoints", "model"})
     works_without_labelled = False
     # its per-image cost is a forward pass plus k gradient computations: the CPU presets score a random subset
-    preset_params = {"smoke": {"candidates": 16}, "quick": {"candidates": 50}, "cpu": {"candidates": 150}}
+    preset_params = {"smoke": {"candidates": 16}, "quick": {"candidates": 50}, "cpu": {"candidates": 150},
+                     "pretrained": {"candidates": 150}}  # fmt: skip
 
     perplexity: float = param(20.0, low=0, low_open=True)  # target perplexity of p(j|i) (reference)
     tolerance: float = param(

@@ -23,7 +23,7 @@ from alpose_bench.pose.pool import SelectionContext
 from alpose_bench.samplers.base import Sampler, Selection, select_top
 
 #: passes the CPU presets use (the reference's 70 would make selection cost 70 inference passes)
-CPU_PASSES = {"smoke": {"passes": 4}, "quick": {"passes": 10}, "cpu": {"passes": 10}}
+CPU_PASSES = {"smoke": {"passes": 4}, "quick": {"passes": 10}, "cpu": {"passes": 10}, "pretrained": {"passes": 10}}
 
 
 class NeedsDropout:

@@ -249,6 +249,16 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
         dict(pool_size=2000, test_size=400, init=300, budget=300, cycles=3, epochs_first=30, epochs=6, dropout=0.2),
         dataset_options=_DEPLOYMENT_SPLIT,
     ),
+    # the practitioners' regime on a 2-core CPU (issue 20, docs/protocol-search.md): a heatmap head on the frozen
+    # ImageNet MobileNetV2 whose features are cached once per dataset; 2D datasets
+    Preset(
+        "pretrained", "The practitioners' regime on a CPU: a head on the frozen ImageNet MobileNetV2, 192 px, 300 + 3 x "
+        "300 (lspet 500 + 2 x 500), one-cycle 30/8 epochs, dropout 0.2, 3 seeds; 2D datasets.",
+        dict(model="mobilenet-v2", resolution=192, channels=64, lr=1e-2, head_lr=1e-3, lr_schedule="one-cycle",
+             sigma=2.0, dropout=0.2, pool_size=2000, test_size=400, init=300, budget=300, cycles=3, epochs_first=30,
+             epochs=8),
+        dataset_options=_DEPLOYMENT_SPLIT,
+    ),
     Preset(
         "paper", "The published protocol: 256 px, 2-stack 256-ch hourglass, 1,000 + 5 x 1,000, Adam 3e-4, 150/100 "
         "epochs.",

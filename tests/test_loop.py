@@ -172,3 +172,30 @@ def test_an_experiment_stored_before_the_speed_settings_resumes_as_it_was_starte
     if resolve_precision("auto", torch.device("cpu")) == "fp32":
         with pytest.raises(Exception, match="settings differ: .*precision"):
             plan(default.replace(precision="bf16"), tmp_path / "old")
+
+
+def test_one_cycle_schedule_warms_up_to_the_lr_and_anneals_every_group_while_constant_keeps_it() -> None:
+    import torch
+
+    from alpose_bench.engine.train import lr_scheduler
+
+    params = [torch.nn.Parameter(torch.zeros(1)), torch.nn.Parameter(torch.zeros(1))]
+    opt = torch.optim.Adam([{"params": [params[0]]}, {"params": [params[1]], "lr": 1e-3}], lr=1e-2)
+    assert lr_scheduler(opt, "constant", 100) is None
+    schedule = lr_scheduler(opt, "one-cycle", 100)
+    seen = []
+    for _ in range(100):
+        opt.step()
+        schedule.step()
+        seen.append([g["lr"] for g in opt.param_groups])
+    seen = np.array(seen)
+    assert seen[:, 0].max() == pytest.approx(1e-2, rel=0.02) and seen[:, 1].max() == pytest.approx(1e-3, rel=0.02)
+    assert 20 <= seen[:, 0].argmax() <= 40  # the warm-up is 30 % of the steps
+    assert seen[-1, 0] < 1e-5 and seen[0, 0] < 1e-3  # starts low, ends near zero
+    with pytest.raises(ValueError, match="unknown lr_schedule 'cosine'"):
+        lr_scheduler(opt, "cosine", 100)
+
+
+def test_an_unknown_lr_schedule_is_a_one_line_error_before_training(tmp_path):
+    with pytest.raises(ConfigError, match="lr_schedule"):
+        build_spec("smoke", None, {"lr_schedule": "cosine"})

@@ -336,3 +336,27 @@ def test_bench_of_the_pretrained_model_reports_the_feature_cache_build(tmp_path:
     assert cache["images_per_s"] > 0 and cache["mb_per_image"] == pytest.approx(
         2 * (16 + 2 * 14_848) / 2**20, rel=0.01
     )
+
+
+@pytest.mark.slow
+def test_a_users_coco_project_runs_on_the_pretrained_preset(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The practitioners' regime on their own COCO keypoints: the pretrained preset's model, its cached features."""
+    from datasets_real_factory import write_coco_folder
+
+    from alpose_bench.results import read
+
+    installed()
+    monkeypatch.setenv("ALPOSE_CACHE", str(tmp_path / "cache"))
+    root = tmp_path / "coco"
+    write_coco_folder(root, n_images=12)
+    result = invoke(
+        "run", "--preset", "pretrained", "--dataset", "coco", "--data-root", str(root), "--resolution", "64",
+        "--samplers", "random,vl4pose,mpe", "--seeds", "1", "--init", "4", "--budget", "2", "--cycles", "1",
+        "--epochs-first", "2", "--epochs", "1", "--jobs", "1", "--out", str(tmp_path / "r"), "--name", "own",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    spec = read.load_experiment(tmp_path / "r" / "own")["spec"]
+    assert (spec["model"], spec["lr_schedule"], spec["dropout"]) == ("mobilenet-v2", "one-cycle", 0.2)
+    rows = read.load(tmp_path / "r" / "own")
+    assert set(rows["sampler"]) == {"random", "vl4pose", "mpe"} and rows["value"].notna().all()
+    assert len(list((tmp_path / "cache" / "features").glob("coco-*.npy"))) == 1  # the project's features, once

@@ -37,6 +37,8 @@ CUBE_MM = 150.0  # half-size of the synthetic 3D crop cube
 TINY_SPEC = ModelSpec(stacks=1, channels=16, depth=2, regressor_width=8, regressor_fc=64)
 #: the pretrained family's kit model: the real MobileNetV2 architecture on random weights (no checkpoint needed)
 MOBILENET_SPEC = ModelSpec(family="mobilenet-v2", backbone_weights="random", channels=16)
+#: the same on the other backbone: EfficientNet-Lite0 on random weights
+LITE0_SPEC = ModelSpec(family="efficientnet-lite0", backbone_weights="random", channels=16)
 #: the 2D model the checks run on (`sampler_checks(..., model=...)`); the 3D checks always use TINY_SPEC's regressor
 _KIT_MODEL: contextvars.ContextVar[ModelSpec] = contextvars.ContextVar("kit_model", default=TINY_SPEC)
 

@@ -88,7 +88,7 @@ def test_bad_values_are_one_line_errors(overrides, message):
 
 
 def test_unknown_preset_lists_known_ones():
-    with pytest.raises(ConfigError, match="Known presets: smoke, quick, cpu, paper"):
+    with pytest.raises(ConfigError, match="Known presets: smoke, quick, cpu, pretrained, paper"):
         build_spec("fast")
 
 
@@ -278,7 +278,7 @@ def test_preset_help_is_written_from_the_presets():
     assert all(name in preset_help() for name in PRESETS)
     for command in ("run", "diagnose", "bench"):
         shown = " ".join(CliRunner().invoke(cli, [command, "--help"], obj={}).output.split())
-        assert "smoke | quick | cpu | paper" in shown, command
+        assert "smoke | quick | cpu | pretrained | paper" in shown, command
 
 
 def test_a_dataset_declares_its_own_preset_settings():
@@ -287,6 +287,10 @@ def test_a_dataset_declares_its_own_preset_settings():
     assert build_spec("cpu", None, {"datasets": "lspet"}).init == 500
     assert build_spec("cpu", None, {"datasets": "lspet", "init": 200}).init == 200  # the user's value wins
     assert build_spec("cpu", None, {"datasets": "synth-human"}).init == 300
+    pretrained = build_spec("pretrained", None, {"datasets": "lspet"})
+    assert (pretrained.model, pretrained.lr_schedule, pretrained.init, pretrained.pool_size) == (
+        "mobilenet-v2", "one-cycle", 500, 4000
+    )
 
 
 def test_a_preset_sets_dataset_options_that_the_experiment_can_override():

@@ -399,3 +399,14 @@ def test_cli_show_selection_writes_a_grid_per_sampler(small_store, tmp_path):
         assert (tmp_path / f"selection-synth-hand-{sampler}-seed0-cycle0.png").stat().st_size > 10_000
     bad = CliRunner().invoke(cli, [*args, "--seed", "7"])
     assert bad.exit_code == 2 and "seeds there: 0" in bad.output
+
+
+def test_a_long_title_is_wrapped_inside_the_figure(rs):
+    """A long experiment name: the title stays within the figure instead of being cut off at its edges."""
+    import dataclasses
+
+    long = dataclasses.replace(rs.filtered(metric="mpjpe"), experiment={**rs.experiment, "name": "lspet-" * 20})
+    fig = plot_gain(long)
+    fig.canvas.draw()
+    box = fig._suptitle.get_window_extent()
+    assert box.x0 >= 0 and box.x1 <= fig.get_figwidth() * fig.dpi, box

@@ -85,6 +85,19 @@ def _grid(
 LEGEND_ROW_INCHES = 0.25
 
 
+def _suptitle(fig: Figure, text: str, **kwargs: Any) -> None:
+    """The figure's title, each line wrapped to the figure's width (a long experiment name would be cut off at the
+    edges of a one-panel figure otherwise)."""
+    import textwrap
+
+    from matplotlib.font_manager import FontProperties
+
+    size = kwargs.get("fontsize") or matplotlib.rcParams["figure.titlesize"]
+    points = size if isinstance(size, (int, float)) else FontProperties(size=size).get_size()
+    width = max(20, int(fig.get_figwidth() * 72 / (0.55 * points)))
+    fig.suptitle("\n".join(textwrap.fill(line, width) for line in text.split("\n")), **kwargs)
+
+
 def _sampler_legend(fig: Figure, samplers: Sequence[str]) -> None:
     """One legend for the whole figure, outside every panel (colours are the same in all panels)."""
     handles = [Line2D([], [], **style.sampler_style(s)) for s in samplers]
@@ -174,7 +187,7 @@ def plot_curves(rs: ResultSet) -> Figure:
         ax.set_title(_panel_title(rs, dataset, split))
         ax.set_xlabel(_budget_label(rs))
         ax.set_ylabel(style.metric_label(_metric_of(d, dataset)))
-    fig.suptitle(f"{rs.name}: {_band_note(pd.concat([p[2] for p in panels]))}")
+    _suptitle(fig, f"{rs.name}: {_band_note(pd.concat([p[2] for p in panels]))}")
     _sampler_legend(fig, rs.samplers)
     return fig
 
@@ -197,8 +210,9 @@ def plot_gain(rs: ResultSet) -> Figure:
         ax.set_ylabel(f"{info.label} − random ({info.difference_unit})\n{better} 0: better than random")
         ax.set_xlabel(_budget_label(rs))
         ax.set_title(_panel_title(rs, dataset, split))
-    fig.suptitle(
-        f"{rs.name}: difference to random (sampler − random), paired by seed\n{_band_note(pd.concat([p[2] for p in panels]))}"
+    _suptitle(
+        fig,
+        f"{rs.name}: difference to random (sampler − random), paired by seed\n{_band_note(pd.concat([p[2] for p in panels]))}",
     )
     _sampler_legend(
         fig, rs.samplers if roles.baseline_name() in rs.samplers else [roles.baseline_name(), *rs.samplers]
@@ -369,7 +383,10 @@ def plot_tradeoff(rs: ResultSet) -> Figure:
         ax.set_ylabel(f"AUBC − random ({unit}), {split} split")
         ax.set_xlabel("Selection cost per frame (CPU ms, forward pass included)")
         ax.set_title(_panel_title(rs, dataset, split))
-    fig.suptitle(f"{rs.name}: gain over random against cost per frame\n(95 % intervals paired by seed; * Holm p < 0.05)")
+    _suptitle(
+        fig,
+        f"{rs.name}: gain over random against cost per frame\n(95 % intervals paired by seed; * Holm p < 0.05)",
+    )
     return fig
 
 
@@ -385,7 +402,9 @@ def _label_points(ax: Axes, d: pd.DataFrame, baseline: str) -> None:
         while any(abs(y - ly) < gap for ly in near):
             y -= gap / 2
         placed.append((math.log10(row.ms_per_frame), y))
-        text = style.sampler_label(row.sampler) + (" *" if row.significant and row.sampler != baseline else "")
+        text = style.sampler_label(row.sampler) + (
+            " *" if row.significant and row.sampler != baseline else ""
+        )
         moved = abs(y - row.gain) > 1e-9
         ax.annotate(text, (row.ms_per_frame, row.gain), xytext=(row.ms_per_frame * 1.25, y), fontsize=8,
                     va="center", arrowprops={"arrowstyle": "-", "color": "0.6", "lw": 0.6} if moved else None)  # fmt: skip
@@ -523,7 +542,7 @@ def plot_modes(rs: ResultSet, dataset: str) -> Figure:
     fig.legend(
         handles, [labels[g] for g in top_first], loc="outside right center", title="Pose mode", frameon=False
     )
-    fig.suptitle(f"{rs.title(dataset)}: pose modes picked per cycle (all seeds) vs the pool's prior")
+    _suptitle(fig, f"{rs.title(dataset)}: pose modes picked per cycle (all seeds) vs the pool's prior")
     return fig
 
 
@@ -591,7 +610,7 @@ def plot_selection(
             color="black" if kind == "predicted" else colours[kind],
         )
     if title:
-        fig.suptitle(title, fontsize=10)
+        _suptitle(fig, title, fontsize=10)
     return fig
 
 

@@ -83,6 +83,8 @@ def _grid(
 
 #: height of one legend entry at the figures' font size
 LEGEND_ROW_INCHES = 0.25
+#: width of one legend column (the longest sampler label, "Oracle (hardest) (reference)", and its marker)
+LEGEND_COLUMN_INCHES = 2.6
 
 
 def _suptitle(fig: Figure, text: str, **kwargs: Any) -> None:
@@ -103,6 +105,8 @@ def _sampler_legend(fig: Figure, samplers: Sequence[str]) -> None:
     handles = [Line2D([], [], **style.sampler_style(s)) for s in samplers]
     # as many columns as it takes to fit the figure's height (20 samplers do not fit one column of one panel row)
     rows = max(4, int((fig.get_figheight() - 0.7) / LEGEND_ROW_INCHES))
+    # each legend column takes width from the panels: widen the figure by it, so one panel is not squeezed to nothing
+    fig.set_figwidth(fig.get_figwidth() + LEGEND_COLUMN_INCHES * math.ceil(len(handles) / rows))
     fig.legend(
         handles=handles,
         loc="outside right center",

@@ -62,8 +62,13 @@ def footprint_table(fig: dict[str, Any]) -> Table:
 
 
 def _peak(mb: float | None) -> str:
-    """The note "; peak +N MiB resident" (memory above where it stood before); nothing where not measured."""
-    return "" if mb is None else f"; peak +{mb:,.0f} MiB resident"
+    """ "peak +N MiB resident" (memory above where it stood before); nothing where it was not measured."""
+    return "" if mb is None else f"peak +{mb:,.0f} MiB resident"
+
+
+def _note(*parts: str) -> str:
+    """A note column's parts, those not empty, joined by "; "."""
+    return "; ".join(p for p in parts if p)
 
 
 def section_table(name: str, fig: dict[str, Any]) -> Table | str:
@@ -85,7 +90,7 @@ def section_table(name: str, fig: dict[str, Any]) -> Table | str:
         t.add_row("project train()", _rate(fig["train_images_per_s"]),
                   _f(fig["train_gflops"], ".1f"), _f(fig["train_images_per_s"] / fig["plain_images_per_s"], ".2f"),
                   _vs(fig["ratio"], fig["target_ratio"], ".3f", True),
-                  "real batches: augmentation, targets" + _peak(fig.get("train_peak_mb")))  # fmt: skip
+                  _note("real batches: augmentation, targets", _peak(fig.get("train_peak_mb"))))  # fmt: skip
         _lever_rows(t, fig, fig["plain_images_per_s"], 5)
         return t
     if name == "inference":
@@ -101,10 +106,10 @@ def section_table(name: str, fig: dict[str, Any]) -> Table | str:
         cached = fig.get("feature_cache")
         t.add_row("project's pass" + (" (reads the feature cache)" if cached else ""), _rate(fig["images_per_s"]),
                   _f(fig["gflops"], ".1f"), _vs(fig["speedup"], fig["target_speedup"], ".2f", True),
-                  f"{1e3 / fig['images_per_s']:.2f} ms/image" + _peak(fig.get("peak_mb")))  # fmt: skip
+                  _note(f"{1e3 / fig['images_per_s']:.2f} ms/image", _peak(fig.get("peak_mb"))))  # fmt: skip
         if cached:
             t.add_row(f"feature cache build ({cached['mb_per_image']:.2f} MB per image with its mirror)",
-                      _rate(cached["images_per_s"]), "", "", _peak(cached.get("peak_mb")).lstrip("; "))  # fmt: skip
+                      _rate(cached["images_per_s"]), "", "", _peak(cached.get("peak_mb")))  # fmt: skip
         _lever_rows(t, fig, fig["plain_images_per_s"], 4)
         return t
     if name == "samplers":

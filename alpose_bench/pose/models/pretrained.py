@@ -200,7 +200,7 @@ class PretrainedPose(nn.Module):
         ]
 
     def model_info(self) -> ModelInfo:
-        sizes = tuple(self.input_size // s for s in (4, 8, 16, 32))
+        sizes = tuple(self.input_size // s for s in TAP_STRIDES)
         return ModelInfo(
             task="heatmap2d",
             skeleton=self.skeleton,

@@ -54,3 +54,9 @@ def peak_above(work: Callable[[], T]) -> tuple[T, float | None]:
     result = work()
     _, peak, _ = rss_now_and_peak()
     return result, (max(0.0, peak - before) if reset else None)
+
+
+def highest_peak(peaks: list[float | None]) -> float | None:
+    """The highest of repeated measurements' peaks (None where none could be measured)."""
+    measured = [p for p in peaks if p is not None]
+    return max(measured) if measured else None

@@ -100,6 +100,39 @@ def test_outputs_follow_the_pose_model_contract_on_random_weights(backbone: str)
         PretrainedPose(MPII, 48, backbone=backbone)
 
 
+@pytest.mark.parametrize("family", ["hourglass", "mobilenet-v2"])
+def test_channel_dropout_drops_whole_feature_maps_in_training_and_in_mc_passes(family: str) -> None:
+    from alpose_bench.pose.pool import mc_dropout_masks
+
+    spec = ModelSpec(family=family, channels=16, stacks=1, depth=2, dropout=0.5, dropout_kind="channel")
+    model = build_model("heatmap2d", MPII, 64, 3, spec)
+    layer = model.drop if family == "hourglass" else model.dropout
+    assert isinstance(layer, torch.nn.Dropout2d)
+    seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def record(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+        seen.append((inputs[0].detach(), output.detach()))
+
+    def each_map_whole(x: torch.Tensor, out: torch.Tensor) -> bool:  # every (image, channel) map kept or zeroed whole
+        kept = torch.isclose(out, x / 0.5).flatten(2).all(dim=2)
+        dropped = (out == 0).flatten(2).all(dim=2) & (x != 0).flatten(2).any(dim=2)
+        return bool(dropped.any() and kept.any() and (kept | dropped).all())
+
+    torch.manual_seed(0)
+    handle = layer.register_forward_hook(record)
+    model.train()(torch.rand(2, 3, 64, 64))
+    assert each_map_whole(*seen[-1])
+    handle.remove()
+    with mc_dropout_masks(model.eval()) as generators:
+        layer.register_forward_hook(record)  # after the MC hook: sees the masked output
+        generators[:] = [torch.Generator().manual_seed(k) for k in range(2)]
+        model(torch.rand(2, 3, 64, 64))
+    assert each_map_whole(*seen[-1])
+    element = build_model("heatmap2d", MPII, 64, 3, ModelSpec(family=family, channels=16, stacks=1, depth=2,
+                                                                dropout=0.5))  # fmt: skip
+    assert type(element.drop if family == "hourglass" else element.dropout) is torch.nn.Dropout
+
+
 def test_a_frozen_backbone_trains_only_the_head_and_keeps_imagenet_batch_statistics() -> None:
     frozen = PretrainedPose(MPII, 64, channels=16)
     trainable = {n.split(".")[0] for n, p in frozen.named_parameters() if p.requires_grad}
@@ -140,9 +173,11 @@ def test_missing_weights_are_one_line_naming_the_file_the_hash_and_the_install_c
 
 def test_every_model_family_the_cli_offers_is_buildable_and_training_more_blocks_than_exist_is_refused() -> None:
     from alpose_bench.pose.models import ModelSpecError
-    from alpose_bench.spec.config import MODEL_FAMILIES
+    from alpose_bench.pose.models.dropout import LAYERS
+    from alpose_bench.spec.config import DROPOUT_KINDS, MODEL_FAMILIES
 
     assert set(MODEL_FAMILIES) == {"hourglass", *BACKBONES}
+    assert set(DROPOUT_KINDS) == set(LAYERS)  # every --dropout-kind builds
     assert {name: b.units() for name, b in BACKBONES.items()} == {"mobilenet-v2": 19, "efficientnet-lite0": 18}
     with pytest.raises(ModelSpecError, match=r"trainable_blocks 19 is more than .*EfficientNet-Lite0 .* has \(18 blocks\)"):
         check_available(ModelSpec(family="efficientnet-lite0", trainable_blocks=19))
@@ -369,7 +404,9 @@ def test_a_users_coco_project_runs_on_the_pretrained_preset(monkeypatch: pytest.
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     spec = read.load_experiment(tmp_path / "r" / "own")["spec"]
-    assert (spec["model"], spec["lr_schedule"], spec["dropout"]) == ("mobilenet-v2", "one-cycle", 0.2)
+    assert (spec["model"], spec["lr_schedule"], spec["dropout"], spec["dropout_kind"]) == (
+        "mobilenet-v2", "one-cycle", 0.2, "channel"
+    )
     rows = read.load(tmp_path / "r" / "own")
     assert set(rows["sampler"]) == {"random", "vl4pose", "mpe"} and rows["value"].notna().all()
     assert len(list((tmp_path / "cache" / "features").glob("coco-*.npy"))) == 1  # the project's features, once

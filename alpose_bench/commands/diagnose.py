@@ -85,7 +85,7 @@ def refinement_line(report: DiagnoseReport) -> str | None:
     "--epochs-first", type=int, default=None, help="Training epochs (those of a run's first cycle)."
 )
 @click.option("--test-size", type=int, default=None, help="Synthetic datasets: images in the test split.")
-def diagnose(samplers, dataset, preset, resolution, model, backbone_weights, dropout, pool_size, device, data_root, sampler_params, dataset_options,
+def diagnose(samplers, dataset, preset, resolution, model, backbone_weights, dropout, dropout_kind, pool_size, device, data_root, sampler_params, dataset_options,
              config_file, seed, top_k_fraction, json_path, init, epochs_first, test_size) -> None:  # fmt: skip
     """Check that samplers do what they claim, on a model trained once on the initial labelled set.
 
@@ -100,7 +100,7 @@ def diagnose(samplers, dataset, preset, resolution, model, backbone_weights, dro
         preset, config_file, sampler_params, dataset_options,
         samplers=samplers, datasets=dataset, init=init, epochs_first=epochs_first, resolution=resolution,
         pool_size=pool_size, test_size=test_size, device=device, data_root=data_root, seeds=1, dropout=dropout,
-        model=model, backbone_weights=backbone_weights,
+        dropout_kind=dropout_kind, model=model, backbone_weights=backbone_weights,
     )  # fmt: skip
     console = output_console()
     with console.status("diagnosing") as status:

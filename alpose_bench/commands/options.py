@@ -17,6 +17,7 @@ import click
 from alpose_bench.errors import UserError
 from alpose_bench.pose.metrics import METRICS
 from alpose_bench.spec.config import (
+    DROPOUT_KINDS,
     MODEL_FAMILIES,
     ExperimentSpec,
     build_spec,
@@ -29,7 +30,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def spec_options(*, several_datasets: bool) -> Callable[[F], F]:
-    """Add --samplers, --dataset, --preset, --resolution, --model, --backbone-weights, --dropout, --pool-size, --device, --data-root, --sampler-param,
+    """Add --samplers, --dataset, --preset, --resolution, --model, --backbone-weights, --dropout, --dropout-kind, --pool-size, --device, --data-root, --sampler-param,
     --dataset-option and --config. `several_datasets`: --dataset takes a comma-separated list (parameter
     `datasets`) rather than one name (parameter `dataset`)."""
     if several_datasets:
@@ -69,7 +70,14 @@ def spec_options(*, several_datasets: bool) -> Callable[[F], F]:
             "--dropout",
             type=float,
             default=None,
-            help="Hourglass dropout before each heatmap head (default 0; mc-dropout and mcd-cke need > 0).",
+            help="Dropout before the heatmap head (default 0; mc-dropout and mcd-cke need > 0).",
+        ),
+        click.option(
+            "--dropout-kind",
+            type=click.Choice(DROPOUT_KINDS),
+            default=None,
+            help="What dropout drops: single units (element; default) or whole feature maps (channel; the "
+            "pretrained preset's).",
         ),
         click.option(
             "--pool-size", type=int, default=None, help="Synthetic datasets: images in the training pool."

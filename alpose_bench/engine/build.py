@@ -23,7 +23,7 @@ from alpose_bench.engine.train import TrainSettings
 from alpose_bench.pose.augment import FLIPS_ONLY, AugmentSettings
 from alpose_bench.pose.data import DatasetConfig, PoseDataset, default_cache_dir
 from alpose_bench.pose.models import ModelSpec, build_model, model_info
-from alpose_bench.pose.models.feature_cache import FeatureCache, images_digest
+from alpose_bench.pose.models.feature_cache import KEY_SCHEME, FeatureCache, images_digest
 from alpose_bench.pose.models.feature_cache import build as build_feature_cache
 from alpose_bench.samplers.base import Sampler, sampler_code
 from alpose_bench.samplers.factory import create_sampler
@@ -166,6 +166,7 @@ def model_spec(spec: ExperimentSpec) -> ModelSpec:
     return ModelSpec(
         stacks=spec.stacks, channels=spec.channels, depth=spec.depth, stem_stride=spec.stem_stride,
         regressor_width=spec.regressor_width, regressor_fc=spec.regressor_fc, dropout=spec.dropout,
+        dropout_kind=spec.dropout_kind,
         family=spec.model, backbone_weights=spec.backbone_weights, trainable_blocks=spec.trainable_blocks,
         feature_cache=spec.feature_cache,
     )  # fmt: skip
@@ -207,7 +208,10 @@ def feature_cache(
     digest = dataset.info.get("images_digest")
     if digest is None:
         digest = dataset.info["images_digest"] = images_digest([s.images for s in splits])
-    key = f"{digest}-{model.spec.weights.sha256[:16]}-{dataset.resolution}-{compute.precision}-{compute.channels_last}"
+    key = (
+        f"{digest}-{model.spec.weights.sha256[:16]}-{dataset.resolution}-{compute.precision}-{compute.channels_last}"
+        f"-{KEY_SCHEME}"
+    )
     name = f"{dataset.name}-{hashlib.blake2b(key.encode(), digest_size=8).hexdigest()}.npy"
     path = (default_cache_dir() / "features" if folder is None else folder) / name
     shapes = model.tap_shapes()

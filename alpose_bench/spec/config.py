@@ -39,6 +39,9 @@ DEFAULT_EVAL_BATCH_SIZE = 64
 #: (`alpose_bench.pose.models.BACKBONES`)
 ModelFamily = Literal["hourglass", "mobilenet-v2", "efficientnet-lite0"]
 MODEL_FAMILIES: tuple[str, ...] = get_args(ModelFamily)
+#: what dropout drops (`alpose_bench.pose.models.dropout.LAYERS`): single units or whole feature maps
+DropoutKind = Literal["element", "channel"]
+DROPOUT_KINDS: tuple[str, ...] = get_args(DropoutKind)
 
 #: names that stand for a group of samplers in `samplers`; those a dataset's task or model cannot run are left out
 SAMPLER_GROUPS = ("default", "all")
@@ -107,6 +110,9 @@ class ExperimentSpec:
     regressor_fc: int = param(256, low=0, low_open=True)  # 3D regressor: width of its fully connected layers
     # hourglass: dropout before each heatmap head (0 = none, the reference; MC dropout samplers need it > 0)
     dropout: float = param(0.0, low=0, high=1, high_open=True)
+    # what dropout drops: single units ("element", the reference's nn.Dropout) or whole feature maps ("channel",
+    # spatial dropout; the pretrained preset's: as accurate there and 16 % cheaper to train, docs/protocol-search.md)
+    dropout_kind: DropoutKind = "element"
     sigma: float = param(1.0, low=0, low_open=True)  # target Gaussian width in heatmap pixels
     amplitude: float = param(30.0, low=0, low_open=True)  # target peak height (reference hm_peak)
     # execution
@@ -195,6 +201,7 @@ LEGACY: dict[str, Any] = {
     "precision": "fp32",
     "fast_kernels": False,
     "dropout": 0.0,
+    "dropout_kind": "element",
     "model": "hourglass",
     "backbone_weights": "imagenet",
     "trainable_blocks": 0,
@@ -253,9 +260,9 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
     # ImageNet MobileNetV2 whose features are cached once per dataset; 2D datasets
     Preset(
         "pretrained", "The practitioners' regime on a CPU: a head on the frozen ImageNet MobileNetV2, 192 px, 300 + 3 x "
-        "300 (lspet 500 + 2 x 500), one-cycle 30/8 epochs, dropout 0.2, 3 seeds; 2D datasets.",
+        "300 (lspet 500 + 2 x 500), one-cycle 30/8 epochs, channel dropout 0.2, 3 seeds; 2D datasets.",
         dict(model="mobilenet-v2", resolution=192, channels=64, lr=1e-2, head_lr=1e-3, lr_schedule="one-cycle",
-             sigma=2.0, dropout=0.2, pool_size=2000, test_size=400, init=300, budget=300, cycles=3, epochs_first=30,
+             sigma=2.0, dropout=0.2, dropout_kind="channel", pool_size=2000, test_size=400, init=300, budget=300, cycles=3, epochs_first=30,
              epochs=8),
         dataset_options=_DEPLOYMENT_SPLIT,
     ),

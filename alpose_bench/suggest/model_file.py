@@ -19,8 +19,8 @@ from alpose_bench.suggest.project import Project, ProjectError
 FORMAT = "alpose-bench suggest model"
 VERSION = 1
 #: the spec fields that define the architecture and input of a saved model
-ARCHITECTURE = ("model", "resolution", "channels", "stacks", "depth", "stem_stride", "dropout", "backbone_weights",
-                "trainable_blocks", "sigma", "amplitude", "lr", "head_lr", "batch_size")  # fmt: skip
+ARCHITECTURE = ("model", "resolution", "channels", "stacks", "depth", "stem_stride", "dropout", "dropout_kind",
+                "backbone_weights", "trainable_blocks", "sigma", "amplitude", "lr", "head_lr", "batch_size")  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -63,6 +63,7 @@ class ModelSpec:
     #: hourglass: dropout on each stack's features before its heatmap head (0 = none, the reference); MC dropout
     #: samplers keep it on at inference (pretrained models: before the head's last 1x1 convolution)
     dropout: float = 0.0
+    dropout_kind: str = "element"  # units or whole feature maps (`dropout.DROPOUT_KINDS`)
     #: 2D heatmap models: "hourglass" (from scratch) or a pretrained backbone's name (`BACKBONES`: a head
     #: `channels` wide on it); the backbone starts from "imagenet" weights or "random" ones, and its last
     #: `trainable_blocks` blocks train with the head (0: frozen)
@@ -88,7 +89,7 @@ def build_model(
     if task == "heatmap2d" and spec.family in BACKBONES:
         model = PretrainedPose(
             skeleton, input_size, in_channels=in_channels, backbone=spec.family, channels=spec.channels,
-            dropout=spec.dropout, trainable_blocks=spec.trainable_blocks,
+            dropout=spec.dropout, trainable_blocks=spec.trainable_blocks, dropout_kind=spec.dropout_kind,
         )  # fmt: skip
         if spec.backbone_weights == "imagenet":
             model.load_backbone(load_weights(BACKBONES[spec.family].weights))
@@ -103,6 +104,7 @@ def build_model(
             depth=spec.depth,
             stem_stride=spec.stem_stride,
             dropout=spec.dropout,
+            dropout_kind=spec.dropout_kind,
         )
     if task == "regression3d":
         return KeypointRegressor(

@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from alpose_bench.pose.models.dropout import dropout_layer
 from alpose_bench.pose.models.outputs import ModelInfo, PoseOutput, check_input_shape
 from alpose_bench.pose.skeleton import Skeleton
 
@@ -110,6 +111,7 @@ class StackedHourglass(nn.Module):
         depth: int = 4,
         stem_stride: int = 4,
         dropout: float = 0.0,
+        dropout_kind: str = "element",
     ) -> None:
         super().__init__()
         if not 0.0 <= dropout < 1.0:
@@ -153,7 +155,7 @@ class StackedHourglass(nn.Module):
         )
         self.outs = nn.ModuleList(nn.Conv2d(channels, joints, 1) for _ in range(stacks))
         # dropout on the features each heatmap head reads (none by default; MC dropout keeps it on at inference)
-        self.drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.drop = dropout_layer(dropout, dropout_kind)
         self.merge_features = nn.ModuleList(nn.Conv2d(channels, channels, 1) for _ in range(stacks - 1))
         self.merge_preds = nn.ModuleList(nn.Conv2d(joints, channels, 1) for _ in range(stacks - 1))
 

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from alpose_bench.pose.models import efficientnet_lite, mobilenet
+from alpose_bench.pose.models.dropout import dropout_layer
 from alpose_bench.pose.models.feature_cache import FeatureCache
 from alpose_bench.pose.models.outputs import ModelInfo, PoseOutput, check_input_shape
 from alpose_bench.pose.models.weights import EFFICIENTNET_LITE0, MOBILENET_V2, WeightsFile
@@ -78,7 +79,7 @@ class PretrainedPose(nn.Module):
     forward(x (B, C, S, S) float in [0, 1]; S a multiple of 32) -> PoseOutput with
       heatmaps   one (B, J, S/4, S/4) tensor: the backbone's stride-4, 8, 16 and 32 outputs, each projected to
                  `channels` (1x1), merged top-down by bilinear upsampling and adding (FPN; bilinear, not nearest, so the maps hold no plateaus of
-                 equal values whose argmax would flip with the last bits of the arithmetic), then a 3x3 conv, dropout and a
+                 equal values whose argmax would flip with the last bits of the arithmetic), then a 3x3 conv, dropout (`dropout_kind`) and a
                  1x1 conv to J maps;
       features   the merged maps [S/4, S/8, S/16, S/32] at `channels` each, detached (auxiliary heads);
       embedding  global average pool of the backbone's last (1280-channel) output, detached.
@@ -96,6 +97,7 @@ class PretrainedPose(nn.Module):
         channels: int = 64,
         dropout: float = 0.0,
         trainable_blocks: int = 0,
+        dropout_kind: str = "element",
     ) -> None:
         super().__init__()
         if backbone not in BACKBONES:
@@ -119,7 +121,7 @@ class PretrainedPose(nn.Module):
         self.lateral = nn.ModuleList(nn.Conv2d(c, channels, 1) for c in spec.tap_channels)
         self.smooth = nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1), nn.BatchNorm2d(channels),
                                     nn.ReLU(inplace=True))  # fmt: skip
-        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.dropout = dropout_layer(dropout, dropout_kind)
         self.out = nn.Conv2d(channels, skeleton.num_joints, 1)
         self.feature_cache: FeatureCache | None = None
         self._freeze()

@@ -251,6 +251,18 @@ def test_the_presets_keep_the_fingerprints_their_experiments_were_stored_with():
     assert build_spec("smoke").fingerprint() != "817d3a6f4a8abdee"
 
 
+def test_dropout_kind_is_an_experiment_setting_and_element_keeps_older_fingerprints():
+    """Dropping whole feature maps changes every number, so it is another experiment; experiments stored before the
+    setting existed dropped units, and keep their fingerprints (pinned above)."""
+    element = build_spec("cpu")
+    assert element.dropout_kind == "element"
+    assert element.replace(dropout_kind="channel").fingerprint() != element.fingerprint()
+    assert build_spec("cpu", None, {"dropout_kind": "channel"}).dropout_kind == "channel"
+    assert build_spec("pretrained").dropout_kind == "channel"
+    with pytest.raises(ConfigError, match="dropout_kind must be one of 'element', 'channel', got 'spatial'"):
+        build_spec("cpu", None, {"dropout_kind": "spatial"})
+
+
 def test_the_inference_batch_size_is_part_of_the_fingerprint_when_not_the_default():
     """Every scoring sampler's scores change in the last digits with it, so a rerun with another value is another
     experiment; the default stays out of the hash, so folders written before keep theirs."""

@@ -402,7 +402,8 @@ def test_cli_show_selection_writes_a_grid_per_sampler(small_store, tmp_path):
 
 
 def test_a_long_title_is_wrapped_inside_the_figure(rs):
-    """A long experiment name: the title stays within the figure instead of being cut off at its edges."""
+    """A long experiment name: the title stays within the figure instead of being cut off at its edges, and wraps
+    to the whole figure's width (the legend widens it; a title wrapped before that broke lines at two thirds)."""
     import dataclasses
 
     long = dataclasses.replace(rs.filtered(metric="mpjpe"), experiment={**rs.experiment, "name": "lspet-" * 20})
@@ -410,3 +411,4 @@ def test_a_long_title_is_wrapped_inside_the_figure(rs):
     fig.canvas.draw()
     box = fig._suptitle.get_window_extent()
     assert box.x0 >= 0 and box.x1 <= fig.get_figwidth() * fig.dpi, box
+    assert box.width > 0.75 * fig.get_figwidth() * fig.dpi, box

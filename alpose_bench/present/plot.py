@@ -191,8 +191,8 @@ def plot_curves(rs: ResultSet) -> Figure:
         ax.set_title(_panel_title(rs, dataset, split))
         ax.set_xlabel(_budget_label(rs))
         ax.set_ylabel(style.metric_label(_metric_of(d, dataset)))
+    _sampler_legend(fig, rs.samplers)  # first: it widens the figure the title then wraps to
     _suptitle(fig, f"{rs.name}: {_band_note(pd.concat([p[2] for p in panels]))}")
-    _sampler_legend(fig, rs.samplers)
     return fig
 
 
@@ -214,12 +214,12 @@ def plot_gain(rs: ResultSet) -> Figure:
         ax.set_ylabel(f"{info.label} − random ({info.difference_unit})\n{better} 0: better than random")
         ax.set_xlabel(_budget_label(rs))
         ax.set_title(_panel_title(rs, dataset, split))
+    _sampler_legend(  # first: it widens the figure the title then wraps to
+        fig, rs.samplers if roles.baseline_name() in rs.samplers else [roles.baseline_name(), *rs.samplers]
+    )
     _suptitle(
         fig,
         f"{rs.name}: difference to random (sampler − random), paired by seed\n{_band_note(pd.concat([p[2] for p in panels]))}",
-    )
-    _sampler_legend(
-        fig, rs.samplers if roles.baseline_name() in rs.samplers else [roles.baseline_name(), *rs.samplers]
     )
     return fig
 

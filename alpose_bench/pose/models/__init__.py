@@ -63,7 +63,7 @@ class ModelSpec:
     #: hourglass: dropout on each stack's features before its heatmap head (0 = none, the reference); MC dropout
     #: samplers keep it on at inference (pretrained models: before the head's last 1x1 convolution)
     dropout: float = 0.0
-    dropout_kind: str = "element"  # units or whole feature maps (`dropout.DROPOUT_KINDS`)
+    dropout_kind: str = "element"  # single units or whole feature maps (`dropout.LAYERS`)
     #: 2D heatmap models: "hourglass" (from scratch) or a pretrained backbone's name (`BACKBONES`: a head
     #: `channels` wide on it); the backbone starts from "imagenet" weights or "random" ones, and its last
     #: `trainable_blocks` blocks train with the head (0: frozen)

@@ -114,8 +114,6 @@ class StackedHourglass(nn.Module):
         dropout_kind: str = "element",
     ) -> None:
         super().__init__()
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"hourglass dropout must be in [0, 1), got {dropout}")
         if stem_stride not in (2, 4):
             raise ValueError(f"stem_stride must be 4 (the reference) or 2, got {stem_stride}")
         if stacks < 1:
@@ -155,7 +153,7 @@ class StackedHourglass(nn.Module):
         )
         self.outs = nn.ModuleList(nn.Conv2d(channels, joints, 1) for _ in range(stacks))
         # dropout on the features each heatmap head reads (none by default; MC dropout keeps it on at inference)
-        self.drop = dropout_layer(dropout, dropout_kind)
+        self.drop = dropout_layer(dropout, dropout_kind)  # checks the rate and the kind
         self.merge_features = nn.ModuleList(nn.Conv2d(channels, channels, 1) for _ in range(stacks - 1))
         self.merge_preds = nn.ModuleList(nn.Conv2d(joints, channels, 1) for _ in range(stacks - 1))
 
